@@ -1,0 +1,40 @@
+# One set of commands for developers and CI. Every target installs what it needs first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install check test demo bench clean format
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+format: $(STAMP)
+	$(BIN)/ruff format orchestrator tests bench migrations
+	$(BIN)/ruff check --fix orchestrator tests bench migrations
+
+check: $(STAMP)
+	$(BIN)/ruff check orchestrator tests bench migrations
+	$(BIN)/ruff format --check orchestrator tests bench migrations
+	$(BIN)/mypy
+
+test: check
+	$(BIN)/pytest --cov --cov-report=term -q
+
+demo: $(STAMP)
+	$(BIN)/orchestrator models
+	$(BIN)/orchestrator validate manifests/matrix-all-models.yaml
+	$(BIN)/orchestrator plan manifests/matrix-all-models.yaml --db outputs/demo.db --prices manifests/prices.example.yaml
+	$(BIN)/orchestrator enqueue manifests/matrix-all-models.yaml --db outputs/demo.db --prices manifests/prices.example.yaml
+	$(BIN)/orchestrator status --db outputs/demo.db
+
+bench: $(STAMP)
+	$(BIN)/python bench/plan_enqueue.py --jobs 100000 --write BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage outputs

@@ -1,0 +1,20 @@
+"""The model catalog: schemas as data, universal input names, prices, a generic validator.
+
+Each model ships as one JSON file in ``schemas/`` (the shape of ``GET /v1/models/{id}``);
+adding a model means adding a file. :func:`builtin_catalog` loads them once.
+"""
+
+from __future__ import annotations
+
+from orchestrator.catalog.pricing import PriceTable as PriceTable
+from orchestrator.catalog.registry import Catalog as Catalog
+from orchestrator.catalog.registry import builtin_catalog as builtin_catalog
+from orchestrator.catalog.spec import UNIVERSAL_NAMES as UNIVERSAL_NAMES
+from orchestrator.catalog.spec import Alias as Alias
+from orchestrator.catalog.spec import CatalogError as CatalogError
+from orchestrator.catalog.spec import FieldSpec as FieldSpec
+from orchestrator.catalog.spec import ModelSpec as ModelSpec
+from orchestrator.catalog.spec import Price as Price
+from orchestrator.catalog.spec import model_slug as model_slug
+from orchestrator.catalog.validate import FieldIssue as FieldIssue
+from orchestrator.catalog.validate import validate_payload as validate_payload

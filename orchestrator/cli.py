@@ -1,0 +1,299 @@
+"""The command line: parse, call the library, print. Nothing else lives here.
+
+Every option can also come from an environment variable, named in ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from orchestrator import __version__
+from orchestrator.catalog import Catalog, CatalogError, PriceTable, builtin_catalog
+from orchestrator.catalog.pricing import load_price_file
+from orchestrator.manifest import Expansion, load_manifest
+from orchestrator.media import ImageInfo
+from orchestrator.planning import enqueue, output_root, summarize
+from orchestrator.problems import InputError
+from orchestrator.store import JobState, Store
+from orchestrator.store.database import sqlite_file, to_url
+from orchestrator.views import (
+    print_jobs,
+    print_models,
+    print_plan,
+    print_problems,
+    print_status,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+DEFAULT_DB = "orchestrator.db"
+
+
+class _EnvDefault(argparse.Action):
+    """An option whose default comes from an environment variable, shown in ``--help``."""
+
+    def __init__(self, env: str, required: bool = False, default: Any = None, **kwargs: Any):
+        self.env = env
+        if env in os.environ:
+            default = os.environ[env]
+            if kwargs.get("nargs") == 0:
+                default = os.environ[env].lower() not in ("", "0", "false", "no")
+        help_text = kwargs.pop("help", "") or ""
+        kwargs["help"] = f"{help_text} [env: {env}]"
+        super().__init__(default=default, required=required and default is None, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, True if self.nargs == 0 else values)
+
+
+def _flag(parser: argparse.ArgumentParser, name: str, env: str, help_text: str) -> None:
+    parser.add_argument(name, action=_EnvDefault, env=env, nargs=0, default=False, help=help_text)
+
+
+def _common(parser: argparse.ArgumentParser, *, manifest: bool) -> None:
+    parser.add_argument(
+        "--db",
+        action=_EnvDefault,
+        env="ORCHESTRATOR_DB",
+        default=DEFAULT_DB,
+        help="store: an SQLite path or an SQLAlchemy URL (default: %(default)s)",
+    )
+    _flag(parser, "--json", "ORCHESTRATOR_JSON", "print JSON instead of text")
+    if manifest:
+        parser.add_argument("manifest", help="the batch manifest (YAML)")
+        parser.add_argument(
+            "--catalog",
+            action=_EnvDefault,
+            env="ORCHESTRATOR_CATALOG",
+            help="a folder of extra model schema files (*.json) added to the built-in catalog",
+        )
+        parser.add_argument(
+            "--prices",
+            action=_EnvDefault,
+            env="ORCHESTRATOR_PRICES",
+            help="a price table (YAML: model id -> USD per second) for cost estimates",
+        )
+        parser.add_argument(
+            "--out",
+            action=_EnvDefault,
+            env="ORCHESTRATOR_OUT",
+            help="output folder (default: the manifest's output.dir)",
+        )
+        _flag(
+            parser,
+            "--probe-urls",
+            "ORCHESTRATOR_PROBE_URLS",
+            "download https image URLs once to check them against the model's rules",
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orchestrator",
+        description="Batch image-to-video jobs on RunComfy: manifests in, verified videos out.",
+    )
+    parser.add_argument("--version", action="version", version=f"orchestrator {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    validate = commands.add_parser(
+        "validate", help="check a manifest and its images (no network, nothing stored)"
+    )
+    _common(validate, manifest=True)
+    plan = commands.add_parser(
+        "plan", help="show the jobs a manifest creates, the diff with the store and the cost"
+    )
+    _common(plan, manifest=True)
+    _flag(plan, "--list", "ORCHESTRATOR_LIST", "list every job (default: the first 20)")
+    enqueue_cmd = commands.add_parser(
+        "enqueue", help="validate a manifest and add its new jobs to the store (submits nothing)"
+    )
+    _common(enqueue_cmd, manifest=True)
+
+    models = commands.add_parser("models", help="list the model catalog")
+    _flag(models, "--json", "ORCHESTRATOR_JSON", "print JSON instead of text")
+    models.add_argument(
+        "--catalog",
+        action=_EnvDefault,
+        env="ORCHESTRATOR_CATALOG",
+        help="a folder of extra model schema files (*.json)",
+    )
+
+    status = commands.add_parser("status", help="counts by state and spend, per batch")
+    _common(status, manifest=False)
+    status.add_argument("--batch", action=_EnvDefault, env="ORCHESTRATOR_BATCH", help="one batch")
+
+    jobs = commands.add_parser("jobs", help="list jobs from the store")
+    _common(jobs, manifest=False)
+    jobs.add_argument("--batch", action=_EnvDefault, env="ORCHESTRATOR_BATCH", help="one batch")
+    jobs.add_argument(
+        "--state", choices=[s.value for s in JobState], help="only jobs in this state"
+    )
+    jobs.add_argument("--model", help="only jobs of this model id")
+    jobs.add_argument("--limit", type=int, default=None, help="at most this many jobs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run one command; returns the exit status."""
+    stream = out or sys.stdout
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace, TextIO], int] = COMMANDS[args.command]
+    try:
+        return handler(args, stream)
+    except InputError as exc:
+        print_problems(exc.problems, [], stream, as_json=bool(getattr(args, "json", False)))
+        return EXIT_USAGE
+    except CatalogError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _catalog(args: argparse.Namespace) -> Catalog:
+    catalog = builtin_catalog()
+    if getattr(args, "catalog", None):
+        catalog = catalog.with_directory(Path(args.catalog))
+    return catalog
+
+
+def _expand(args: argparse.Namespace) -> Expansion:
+    catalog = _catalog(args)
+    prices = PriceTable.from_catalog(catalog)
+    if args.prices:
+        prices = prices.merged(load_price_file(Path(args.prices)))
+    probe: Callable[[str], ImageInfo] | None = None
+    if args.probe_urls:
+        from orchestrator.media.remote import probe_url
+
+        probe = probe_url
+    return load_manifest(args.manifest, catalog=catalog, prices=prices, probe_url=probe)
+
+
+def _store_exists(db: str) -> bool:
+    path = sqlite_file(to_url(db))
+    return path is None or path.exists()
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
+    expansion = _expand(args)
+    by_model = expansion.by_model()
+    if args.json:
+        json.dump(
+            {
+                "ok": True,
+                "batch": expansion.settings.batch,
+                "jobs": len(expansion.jobs),
+                "models": {m: len(j) for m, j in by_model.items()},
+                "warnings": [w.as_dict() for w in expansion.warnings],
+                "problems": [],
+            },
+            out,
+            indent=2,
+        )
+        out.write("\n")
+        return EXIT_OK
+    print_problems([], expansion.warnings, out, as_json=False)
+    models = ", ".join(f"{len(j)} x {m}" for m, j in by_model.items())
+    out.write(
+        f"ok: {args.manifest}: batch {expansion.settings.batch!r}, "
+        f"{len(expansion.jobs)} job(s): {models}\n"
+    )
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
+    expansion = _expand(args)
+    states: dict[str, str] = {}
+    if _store_exists(args.db):
+        with Store.open(args.db) as store:
+            states = {k: v.value for k, v in store.states_by_key(expansion.settings.batch).items()}
+    summary = summarize(expansion, states)
+    root = output_root(expansion, args.out)
+    print_plan(expansion, summary, states, root, out, as_json=args.json, list_all=args.list)
+    return EXIT_OK
+
+
+def cmd_enqueue(args: argparse.Namespace, out: TextIO) -> int:
+    expansion = _expand(args)
+    root = output_root(expansion, args.out)
+    with Store.open(args.db) as store:
+        result = enqueue(store, expansion, root)
+    if args.json:
+        json.dump(
+            {
+                "batch": expansion.settings.batch,
+                "added": result.added,
+                "existing": result.existing,
+                "renamed": [list(pair) for pair in result.renamed],
+            },
+            out,
+        )
+        out.write("\n")
+        return EXIT_OK
+    out.write(
+        f"batch {expansion.settings.batch!r}: {result.added} job(s) added, "
+        f"{result.existing} already stored\n"
+    )
+    for old, new in result.renamed:
+        out.write(f"  note: {old!r} is taken by an earlier version of the job; stored as {new!r}\n")
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace, out: TextIO) -> int:
+    print_models(_catalog(args), out, as_json=args.json)
+    return EXIT_OK
+
+
+def _open_existing(args: argparse.Namespace, out: TextIO) -> Store | None:
+    if not _store_exists(args.db):
+        message = f"no store at {args.db}: run 'orchestrator enqueue' or 'run' first"
+        if args.json:
+            out.write(json.dumps({"error": message}) + "\n")
+        else:
+            print(message, file=sys.stderr)
+        return None
+    return Store.open(args.db)
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    store = _open_existing(args, out)
+    if store is None:
+        return EXIT_FAILED
+    with store:
+        print_status(store, args.batch, out, as_json=args.json)
+    return EXIT_OK
+
+
+def cmd_jobs(args: argparse.Namespace, out: TextIO) -> int:
+    store = _open_existing(args, out)
+    if store is None:
+        return EXIT_FAILED
+    with store:
+        views = store.list_jobs(
+            batch=args.batch, state=args.state, model=args.model, limit=args.limit
+        )
+    print_jobs(views, out, as_json=args.json)
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
+    "validate": cmd_validate,
+    "plan": cmd_plan,
+    "enqueue": cmd_enqueue,
+    "models": cmd_models,
+    "status": cmd_status,
+    "jobs": cmd_jobs,
+}

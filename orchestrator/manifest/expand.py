@@ -1,0 +1,584 @@
+"""Manifest -> concrete jobs: defaults, matrix, image globs, repeats, ids, keys, paths.
+
+:func:`load_manifest` reads a manifest file and returns an :class:`Expansion` or raises
+:class:`~orchestrator.problems.InputError` with every problem found. Nothing here talks to
+the API or the store; it only reads the manifest, the files it names and the images.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from orchestrator.catalog import Catalog, ModelSpec, PriceTable, builtin_catalog, model_slug
+from orchestrator.manifest.inputs import (
+    UNKNOWN_MODEL_IMAGE,
+    FieldError,
+    ImageResolver,
+    NativeJob,
+    image_values,
+    is_glob,
+    to_native,
+)
+from orchestrator.manifest.keys import job_key
+from orchestrator.manifest.model import BatchSettings, ImageRef, JobSpec, with_images
+from orchestrator.manifest.settings import Reader, check_image_fit, read_settings
+from orchestrator.manifest.sources import RawJob, inline_jobs, jobs_from_files
+from orchestrator.manifest.yamlsafe import LocatedDict, LocatedList, load_yaml
+from orchestrator.media import ImageInfo
+from orchestrator.outputs.paths import SAFE_NAME, OutputPathError, render_output_path
+from orchestrator.problems import InputError, Problem
+
+JOB_META_KEYS = ("id", "model", "image_fit", "repeat")
+IMAGE_NAMES = ("image", "last_image")
+
+
+@dataclass
+class Expansion:
+    """A manifest, expanded: batch settings, jobs in manifest order, and warnings."""
+
+    settings: BatchSettings
+    jobs: list[JobSpec]
+    warnings: list[Problem] = field(default_factory=list)
+
+    def by_model(self) -> dict[str, list[JobSpec]]:
+        out: dict[str, list[JobSpec]] = {}
+        for job in self.jobs:
+            out.setdefault(job.model_id, []).append(job)
+        return out
+
+
+@dataclass
+class _Draft:
+    """A job before its id and output path are known (they depend on all other jobs)."""
+
+    raw: RawJob
+    explicit_id: str | None
+    stem: str | None
+    variant: str
+    model: ModelSpec | None
+    model_id: str
+    native: NativeJob
+    replicate: int
+    image_fit: str | None
+    key: str
+    label: str
+    seed: Any
+
+
+def load_manifest(
+    path: str | Path,
+    *,
+    catalog: Catalog | None = None,
+    prices: PriceTable | None = None,
+    probe_url: Callable[[str], ImageInfo] | None = None,
+) -> Expansion:
+    """Read, check and expand a manifest file; raise :class:`InputError` on any problem."""
+    manifest = Path(path)
+    shown = str(path)
+    try:
+        text = manifest.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InputError([Problem("manifest file not found", file=shown)]) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError([Problem(f"cannot read the manifest: {exc}", file=shown)]) from exc
+    data = load_yaml(text, shown)
+    if not isinstance(data, LocatedDict):
+        raise InputError(
+            [Problem("a manifest is a YAML mapping (batch:, model:, jobs: ...)", file=shown)]
+        )
+    catalog = catalog or builtin_catalog()
+    expander = _Expander(
+        data=data,
+        file=shown,
+        base_dir=manifest.resolve().parent,
+        catalog=catalog,
+        prices=prices or PriceTable.from_catalog(catalog),
+        resolver=ImageResolver(base_dir=manifest.resolve().parent, probe_url=probe_url),
+    )
+    return expander.run()
+
+
+@dataclass
+class _Expander:
+    data: LocatedDict
+    file: str
+    base_dir: Path
+    catalog: Catalog
+    prices: PriceTable
+    resolver: ImageResolver
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    _warned_models: set[str] = field(default_factory=set)
+    _defaults: Mapping[str, Any] = field(default_factory=dict)
+    _matrix_lines: dict[str, int | None] = field(default_factory=dict)
+
+    def run(self) -> Expansion:
+        reader = Reader(self.file, self.problems)
+        settings = read_settings(self.data, self.file, reader)
+        defaults = self._defaults = self._mapping("defaults")
+        matrix = self._matrix()
+        top_fit = check_image_fit(
+            self.data.get("image_fit"), self.data.line_of("image_fit"), reader, "image_fit"
+        )
+        top_repeat = self._repeat(self.data.get("repeat", 1), self.data.line_of("repeat"), None)
+        raw_jobs = inline_jobs(
+            self.data.get("jobs"), self.file, self.data.line_of("jobs"), self.problems
+        )
+        raw_jobs += jobs_from_files(
+            self.data.get("jobs_from"),
+            self.base_dir,
+            self.file,
+            self.data.line_of("jobs_from"),
+            self.problems,
+        )
+        if not raw_jobs and not self.problems:
+            self.problems.append(
+                Problem("the manifest has no jobs: add 'jobs:' or 'jobs_from:'", file=self.file)
+            )
+        drafts: list[_Draft] = []
+        for raw in raw_jobs:
+            drafts.extend(self._expand(raw, defaults, matrix, top_fit, top_repeat))
+        jobs = self._finish(drafts, settings) if not self.problems else []
+        if self.problems:
+            # A mistake in defaults or the matrix shows up once per job it reaches; say it once.
+            raise InputError(list(dict.fromkeys(self.problems)))
+        return Expansion(settings=settings, jobs=jobs, warnings=self.warnings)
+
+    # -- manifest-level pieces -------------------------------------------------------------
+
+    def _mapping(self, key: str) -> Mapping[str, Any]:
+        value = self.data.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self._problem(f"'{key}' must be a mapping", self.data.line_of(key), field=key)
+            return {}
+        for meta in ("id",):
+            if meta in value:
+                self._problem(
+                    f"'{meta}' cannot be a default; ids are per job",
+                    _line(value, meta),
+                    field=f"{key}.{meta}",
+                )
+        return value
+
+    def _matrix(self) -> list[tuple[str, list[Any]]]:
+        value = self.data.get("matrix")
+        if value is None:
+            return []
+        if not isinstance(value, dict):
+            self._problem(
+                "'matrix' must map field names to lists of values",
+                self.data.line_of("matrix"),
+                field="matrix",
+            )
+            return []
+        axes = []
+        for axis, values in value.items():
+            line = _line(value, axis)
+            if axis in ("id", "repeat"):
+                self._problem(f"'{axis}' cannot be a matrix axis", line, field=f"matrix.{axis}")
+            elif not isinstance(values, list) or not values:
+                self._problem("a matrix axis needs a non-empty list", line, field=f"matrix.{axis}")
+            elif len({_hashable(v) for v in values}) != len(values):
+                self._problem("a matrix axis lists a value twice", line, field=f"matrix.{axis}")
+            else:
+                axes.append((str(axis), list(values)))
+                self._matrix_lines[str(axis)] = line
+        return axes
+
+    def _origin(self, raw: RawJob, name: str) -> tuple[str, int | None]:
+        """The file and line where a job's field was written: job, matrix or defaults."""
+        if name in raw.fields:
+            return raw.file, raw.line_of(name)
+        if name in self._matrix_lines:
+            return self.file, self._matrix_lines[name]
+        if name in self._defaults:
+            return self.file, _line(self._defaults, name)
+        if name == "model" and "model" in self.data:
+            return self.file, self.data.line_of("model")
+        return raw.file, raw.line
+
+    def _repeat(self, value: Any, line: int | None, job: str | None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            self._problem(
+                f"'repeat' must be a whole number >= 1, got {value!r}",
+                line,
+                job=job,
+                field="repeat",
+            )
+            return 1
+        return value
+
+    # -- one raw job -------------------------------------------------------------------------
+
+    def _expand(
+        self,
+        raw: RawJob,
+        defaults: Mapping[str, Any],
+        matrix: list[tuple[str, list[Any]]],
+        top_fit: str | None,
+        top_repeat: int,
+    ) -> list[_Draft]:
+        explicit_id = raw.fields.get("id")
+        label = str(explicit_id) if explicit_id is not None else raw.label
+        if explicit_id is not None and (
+            not isinstance(explicit_id, str | int) or not SAFE_NAME.match(str(explicit_id))
+        ):
+            self._problem(
+                f"id {explicit_id!r} is not allowed: use letters, digits, '.', '_' and '-', "
+                "starting with a letter or digit (ids become file names)",
+                raw.line_of("id"),
+                job=label,
+                field="id",
+                file=raw.file,
+            )
+            return []
+        for axis, _values in matrix:
+            if axis in raw.fields:
+                self._problem(
+                    f"'{axis}' is also a matrix axis; set it in one place only",
+                    raw.line_of(axis),
+                    job=label,
+                    field=axis,
+                    file=raw.file,
+                )
+                return []
+        merged = {**defaults, **raw.fields}
+        merged.pop("id", None)
+        reader = Reader(raw.file, self.problems)
+        fit = check_image_fit(
+            merged.pop("image_fit", top_fit), raw.line_of("image_fit"), reader, "image_fit"
+        )
+        repeat = self._repeat(merged.pop("repeat", top_repeat), raw.line_of("repeat"), label)
+        drafts: list[_Draft] = []
+        combos = itertools.product(*(values for _axis, values in matrix)) if matrix else [()]
+        for combo in combos:
+            fields = dict(merged)
+            variant = ""
+            for (axis, _values), value in zip(matrix, combo, strict=True):
+                fields[axis] = value
+                variant += f"_{axis}-{_axis_label(axis, value, _values)}"
+            drafts.extend(self._expand_combo(raw, label, explicit_id, fields, variant, fit, repeat))
+        return drafts
+
+    def _expand_combo(
+        self,
+        raw: RawJob,
+        label: str,
+        explicit_id: Any,
+        fields: dict[str, Any],
+        variant: str,
+        fit: str | None,
+        repeat: int,
+    ) -> list[_Draft]:
+        model_id = fields.pop("model", None) or self.data.get("model")
+        if not isinstance(model_id, str) or not model_id:
+            self._problem(
+                "no model: set 'model:' at the top of the manifest, in defaults or on the job",
+                raw.line,
+                job=label,
+                field="model",
+                file=raw.file,
+            )
+            return []
+        model = self.catalog.get(model_id)
+        if model is None:
+            self._warn_unknown_model(model_id, raw)
+        globbed = [name for name, value in fields.items() if is_glob(value)]
+        if len(globbed) > 1:
+            self._problem(
+                "only one field per job may be a glob pattern",
+                raw.line,
+                job=label,
+                field=globbed[1],
+                file=raw.file,
+            )
+            return []
+        expansions: list[tuple[str | None, dict[str, Any]]] = [(None, fields)]
+        if globbed:
+            name = globbed[0]
+            matches = sorted(glob.glob(str(self.base_dir / fields[name]), recursive=True))
+            matches = [m for m in matches if Path(m).is_file()]
+            if not matches:
+                file, line = self._origin(raw, name)
+                self._problem(
+                    f"the pattern {fields[name]!r} matches no file "
+                    f"(relative to {self.base_dir.name}/)",
+                    line,
+                    job=label,
+                    field=name,
+                    file=file,
+                )
+                return []
+            expansions = [(Path(m).stem, {**fields, name: m}) for m in matches]
+        drafts = []
+        for stem, concrete in expansions:
+            native = self._native(raw, label, model, concrete, fit)
+            if native is None:
+                continue
+            seed = native.payload.get(model.native_name("seed") or "seed") if model else None
+            base_stem = stem or _image_stem(concrete)
+            for replicate in range(repeat):
+                key = job_key(
+                    model_id,
+                    with_images(native.payload, native.images, ImageRef.keyed),
+                    replicate=replicate,
+                    image_fit=fit,
+                )
+                drafts.append(
+                    _Draft(
+                        raw=raw,
+                        explicit_id=None if explicit_id is None else str(explicit_id),
+                        stem=base_stem if explicit_id is None or stem else None,
+                        variant=variant + (f"_r{replicate + 1}" if repeat > 1 else ""),
+                        model=model,
+                        model_id=model_id,
+                        native=native,
+                        replicate=replicate,
+                        image_fit=fit,
+                        key=key,
+                        label=label,
+                        seed=seed,
+                    )
+                )
+        return drafts
+
+    def _native(
+        self,
+        raw: RawJob,
+        label: str,
+        model: ModelSpec | None,
+        fields: Mapping[str, Any],
+        fit: str | None,
+    ) -> NativeJob | None:
+        model_label = model.model_id if model else None
+        if model is None:
+            native = NativeJob(payload=dict(fields), written={k: k for k in fields})
+            errors: list[FieldError] = []
+            image_fields = [k for k in fields if UNKNOWN_MODEL_IMAGE.search(k)]
+        else:
+            native, errors = to_native(model, fields, text_values=raw.from_text)
+            image_fields = [k for k in model.image_fields if k in native.payload]
+        for name in image_fields:
+            spec = model.fields[name] if model else None
+            written = native.written.get(name, name)
+            values = image_values(native.payload[name])
+            if len(values) != 1:
+                continue  # the schema check already reported the item count
+            ref = self.resolver.resolve(written, values[0], spec, fit)
+            if isinstance(ref, FieldError):
+                errors.append(ref)
+            else:
+                native.images[name] = ref
+        for error in errors:
+            file, line = self._origin(raw, error.field.split("[")[0])
+            self._problem(
+                error.message,
+                line,
+                job=label,
+                field=error.field,
+                model=model_label,
+                hint=error.hint,
+                file=file,
+            )
+        return None if errors else native
+
+    def _warn_unknown_model(self, model_id: str, raw: RawJob) -> None:
+        if model_id in self._warned_models:
+            return
+        self._warned_models.add(model_id)
+        near = self.catalog.suggest(model_id)
+        file, line = self._origin(raw, "model")
+        self.warnings.append(
+            Problem(
+                f"model {model_id!r} has no schema in the catalog: its inputs are sent as "
+                "written, without validation",
+                file=file,
+                line=line,
+                field="model",
+                hint=f"did you mean {near!r}?" if near else "add a schema file with --catalog",
+            )
+        )
+
+    # -- whole-batch pieces -------------------------------------------------------------------
+
+    def _finish(self, drafts: list[_Draft], settings: BatchSettings) -> list[JobSpec]:
+        first_by_key: dict[str, _Draft] = {}
+        for draft in drafts:
+            seen = first_by_key.get(draft.key)
+            if seen is not None:
+                self._problem(
+                    f"is identical to job {seen.label!r} ({seen.raw.file}:{seen.raw.line}): "
+                    "same model and inputs",
+                    draft.raw.line,
+                    job=draft.label,
+                    model=draft.model_id,
+                    hint="change an input, or use 'repeat: N' for several takes of one job",
+                    file=draft.raw.file,
+                )
+            else:
+                first_by_key[draft.key] = draft
+        ids = self._assign_ids(drafts)
+        jobs = []
+        by_path: dict[str, str] = {}
+        for draft, (base_id, full_id) in zip(drafts, ids, strict=True):
+            slug = draft.model.slug if draft.model else model_slug(draft.model_id)
+            values = {
+                "batch": settings.batch,
+                "model_slug": slug,
+                "model": draft.model_id.replace("/", "_"),
+                "id": base_id,
+                "variant": draft.variant,
+                "job": full_id,
+                "replicate": draft.replicate + 1,
+                "seed": draft.seed,
+                "key": draft.key[:12],
+            }
+            try:
+                output_path = render_output_path(settings.output.pattern, values)
+            except OutputPathError as exc:
+                self._problem(
+                    str(exc),
+                    draft.raw.line,
+                    job=full_id,
+                    field="output.pattern",
+                    file=draft.raw.file,
+                )
+                continue
+            other = by_path.get(output_path)
+            if other is not None:
+                self._problem(
+                    f"writes to {output_path}, like job {other!r}",
+                    draft.raw.line,
+                    job=full_id,
+                    field="output.pattern",
+                    hint="add {variant} or {job} to output.pattern",
+                    file=draft.raw.file,
+                )
+                continue
+            by_path[output_path] = full_id
+            jobs.append(
+                JobSpec(
+                    id=full_id,
+                    base_id=base_id,
+                    variant=draft.variant,
+                    model_id=draft.model_id,
+                    model_slug=slug,
+                    payload=draft.native.payload,
+                    images=draft.native.images,
+                    replicate=draft.replicate,
+                    image_fit=draft.image_fit,
+                    key=draft.key,
+                    output_path=output_path,
+                    source_file=draft.raw.file,
+                    source_line=draft.raw.line,
+                    estimated_cost_usd=self.prices.estimate(draft.model, draft.native.payload),
+                    known_model=draft.model is not None,
+                )
+            )
+        return jobs
+
+    def _assign_ids(self, drafts: list[_Draft]) -> list[tuple[str, str]]:
+        """Base ids and full ids (base + variant), unique within the batch.
+
+        An explicit id is kept as written; two explicit ids that collide are an error. A job
+        without one is named after its image file; when several share that name, the first
+        eight hex digits of the job key are added, which stays stable when jobs are reordered.
+        """
+        explicit_lines: dict[str, RawJob] = {}
+        bases: list[str] = []
+        for draft in drafts:
+            if draft.explicit_id is not None:
+                base = draft.explicit_id + (f"-{draft.stem}" if draft.stem else "")
+                first = explicit_lines.setdefault(draft.explicit_id, draft.raw)
+                if first is not draft.raw:
+                    self._problem(
+                        f"duplicate job id {draft.explicit_id!r} "
+                        f"(first used at {first.file}:{first.line})",
+                        draft.raw.line_of("id"),
+                        job=draft.explicit_id,
+                        field="id",
+                        file=draft.raw.file,
+                    )
+            else:
+                base = _safe(draft.stem) or "job"
+            bases.append(base)
+        counts: dict[str, int] = {}
+        for draft, base in zip(drafts, bases, strict=True):
+            counts[base + draft.variant] = counts.get(base + draft.variant, 0) + 1
+        out = []
+        for draft, base in zip(drafts, bases, strict=True):
+            if draft.explicit_id is None and counts[base + draft.variant] > 1:
+                base = f"{base}-{draft.key[:8]}"
+            out.append((base, base + draft.variant))
+        return out
+
+    def _problem(
+        self,
+        message: str,
+        line: int | None,
+        *,
+        job: str | None = None,
+        field: str | None = None,
+        model: str | None = None,
+        hint: str | None = None,
+        file: str | None = None,
+    ) -> None:
+        self.problems.append(
+            Problem(
+                message,
+                file=file or self.file,
+                line=line,
+                job=job,
+                field=field,
+                model=model,
+                hint=hint,
+            )
+        )
+
+
+def _line(mapping: Any, key: Any) -> int | None:
+    return mapping.line_of(key) if isinstance(mapping, LocatedDict | LocatedList) else None
+
+
+def _hashable(value: Any) -> Any:
+    return repr(value) if isinstance(value, dict | list) else (type(value).__name__, value)
+
+
+def _axis_label(axis: str, value: Any, values: list[Any]) -> str:
+    """A short, file-safe label for one matrix value (``seed-3``, ``model-seedance-1-0-pro``)."""
+    if axis == "model" and isinstance(value, str):
+        return model_slug(value) if "/" in value else _safe(value) or "model"
+    if axis in IMAGE_NAMES and isinstance(value, str):
+        stem = _safe(PurePosixPath(value).stem)
+        if stem:
+            return stem
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = _safe(str(value)) if isinstance(value, str | int | float) else ""
+    if text and len(text) <= 24 and text == str(value).replace(":", "x"):
+        return text
+    return str(values.index(value) + 1)
+
+
+def _safe(text: str | None) -> str:
+    """Letters, digits, '.', '_' and '-' only, no leading punctuation."""
+    if not text:
+        return ""
+    text = text.replace(":", "x")
+    cleaned = "".join(c if (c.isalnum() and c.isascii()) or c in "._-" else "-" for c in text)
+    cleaned = cleaned.strip("-._")
+    return cleaned[:60]
+
+
+def _image_stem(fields: Mapping[str, Any]) -> str | None:
+    for name, value in fields.items():
+        if (name in IMAGE_NAMES or UNKNOWN_MODEL_IMAGE.search(name)) and isinstance(value, str):
+            return PurePosixPath(value.split("?")[0]).stem or None
+    return None

@@ -1,0 +1,249 @@
+"""One job's fields -> the model's native payload, with its images resolved and checked.
+
+Universal names (``prompt``, ``image``, ``duration`` ...) are mapped through the model's
+catalog entry; native names pass through. Every value is checked against the schema and
+every local image is probed and checked against the field's rules, so a job that reaches
+the store is one the API should accept.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from orchestrator.catalog import UNIVERSAL_NAMES, FieldSpec, ModelSpec, validate_payload
+from orchestrator.catalog.validate import check_field
+from orchestrator.manifest.model import ImageRef
+from orchestrator.media import (
+    CannotFit,
+    FitMode,
+    ImageError,
+    ImageInfo,
+    ProbeCache,
+    check_image,
+    plan_fit,
+)
+from orchestrator.problems import did_you_mean
+
+INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
+NUMBER_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+BOOLEAN_TEXT = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+GLOB_CHARS = re.compile(r"[*?\[]")
+#: Field names treated as images for models without a schema.
+UNKNOWN_MODEL_IMAGE = re.compile(r"(^|_)(image|last_image)$|image_urls?$|Image$")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """A problem with one field of one job (the caller adds file, line and job)."""
+
+    field: str
+    message: str
+    hint: str | None = None
+
+
+@dataclass
+class NativeJob:
+    """A job's payload in the model's own field names, images still as references."""
+
+    payload: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, ImageRef] = field(default_factory=dict)
+    #: native field -> the name the user wrote (for error messages)
+    written: dict[str, str] = field(default_factory=dict)
+
+
+def from_text(spec: FieldSpec | None, value: Any) -> Any:
+    """Convert a CSV cell to the field's type when it clearly is one; else keep the text."""
+    if spec is None or not isinstance(value, str):
+        return value
+    text = value.strip()
+    if spec.type == "integer" and INTEGER_TEXT.match(text):
+        return int(text)
+    if spec.type == "number" and NUMBER_TEXT.match(text):
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    if spec.type == "boolean" and text.lower() in BOOLEAN_TEXT:
+        return BOOLEAN_TEXT[text.lower()]
+    return value
+
+
+def to_native(
+    model: ModelSpec, fields: Mapping[str, Any], *, text_values: bool
+) -> tuple[NativeJob, list[FieldError]]:
+    """Map universal names to native fields and check values against the schema."""
+    job = NativeJob()
+    errors: list[FieldError] = []
+    for name, value in fields.items():
+        alias = model.aliases.get(name)
+        if name in model.fields and (alias is None or alias.field != name):
+            alias = None  # a native name that is another field's universal alias
+        target = alias.field if alias else (name if name in model.fields else None)
+        if target is None:
+            if name in UNIVERSAL_NAMES:
+                message = f"this model has no {name!r} input; it takes: {model.inputs_text()}"
+                errors.append(FieldError(name, message))
+            else:
+                errors.append(
+                    FieldError(
+                        name,
+                        f"is not an input of this model; it takes: {model.inputs_text()}",
+                        did_you_mean(name, model.input_names()),
+                    )
+                )
+            continue
+        if target in job.payload:
+            errors.append(
+                FieldError(
+                    name,
+                    f"sets the same input as {job.written[target]!r} (native field {target!r}); "
+                    "keep one of them",
+                )
+            )
+            continue
+        spec = model.fields[target]
+        if text_values and not spec.is_image:
+            value = from_text(spec, value)
+        if alias is not None:
+            ok, native_value = alias.translate(value)
+            if not ok and alias.values is not None:
+                native_enum = model.fields[target].enum or ()
+                allowed = [*alias.values, *(str(v) for v in native_enum if v not in alias.values)]
+                errors.append(
+                    FieldError(
+                        name,
+                        f"{value!r} is not available for this model; allowed: "
+                        + ", ".join(dict.fromkeys(allowed)),
+                    )
+                )
+                continue
+            value = native_value
+            if alias.wrap_list and not isinstance(value, list):
+                value = [value]
+        job.payload[target] = value
+        job.written[target] = name
+    for issue in validate_payload(model, job.payload, images_ok=True):
+        shown = job.written.get(issue.field, issue.field)
+        if issue.message == "required by this model":
+            universal = model.universal_name(issue.field)
+            shown = universal or issue.field
+            also = (
+                f" (native name {issue.field!r})" if universal and universal != issue.field else ""
+            )
+            errors.append(FieldError(shown, f"is required by this model{also}"))
+            continue
+        if shown == issue.field or issue.field not in model.fields:
+            errors.append(FieldError(shown, issue.message, issue.hint))
+        else:
+            errors.append(FieldError(shown, issue.message + f" (as {issue.field!r})", issue.hint))
+    return job, errors
+
+
+def image_values(value: Any) -> list[Any]:
+    """The image references a field holds (a list field holds several)."""
+    return list(value) if isinstance(value, list) else [value]
+
+
+@dataclass
+class ImageResolver:
+    """Turns image values into checked :class:`ImageRef` objects, one probe per file."""
+
+    base_dir: Path
+    cache: ProbeCache = field(default_factory=ProbeCache)
+    probe_url: Callable[[str], ImageInfo] | None = None
+    _refs: dict[tuple[str, str], ImageRef | FieldError] = field(default_factory=dict)
+
+    def resolve(
+        self, written: str, value: Any, spec: FieldSpec | None, fit: str | None
+    ) -> ImageRef | FieldError:
+        """A checked reference, or the problem that keeps it from being sent."""
+        if not isinstance(value, str) or not value.strip():
+            return FieldError(written, f"needs an image file path or https URL, got {value!r}")
+        rules_key = f"{spec.name if spec else ''}|{fit}"
+        cached = self._refs.get((value, rules_key))
+        if cached is None:
+            cached = self._resolve(written, value, spec, fit)
+            self._refs[(value, rules_key)] = cached
+        if isinstance(cached, FieldError) and cached.field != written:
+            return FieldError(written, cached.message, cached.hint)
+        return cached
+
+    def _resolve(
+        self, written: str, value: str, spec: FieldSpec | None, fit: str | None
+    ) -> ImageRef | FieldError:
+        lowered = value.lower()
+        if lowered.startswith("data:"):
+            return FieldError(
+                written,
+                "inline data: URIs are not accepted in a manifest",
+                "save the image to a file and give its path; it is encoded at submit time",
+            )
+        if lowered.startswith("http://"):
+            return FieldError(written, "image URLs must use https (RunComfy fetches them)")
+        if lowered.startswith("https://"):
+            if self.probe_url is None:
+                return ImageRef(url=value)
+            try:
+                info = self.probe_url(value)
+            except ImageError as exc:
+                return FieldError(written, f"image URL {value}: {exc.reason}")
+            problem = self._check(written, info, spec, fit)
+            return problem or ImageRef(
+                url=value,
+                sha256=info.sha256,
+                width=info.width,
+                height=info.height,
+                size_bytes=info.size_bytes,
+                format=info.format,
+            )
+        if "://" in value:
+            return FieldError(written, f"unsupported image URL scheme in {value!r}; use https")
+        path = (self.base_dir / value).resolve()
+        try:
+            info = self.cache.probe(path)
+        except ImageError as exc:
+            return FieldError(written, f"image {value}: {exc.reason}")
+        problem = self._check(written, info, spec, fit)
+        return problem or ImageRef(
+            path=str(path),
+            sha256=info.sha256,
+            width=info.width,
+            height=info.height,
+            size_bytes=info.size_bytes,
+            format=info.format,
+        )
+
+    def _check(
+        self, written: str, info: ImageInfo, spec: FieldSpec | None, fit: str | None
+    ) -> FieldError | None:
+        if spec is None or not spec.rules:
+            return None
+        size = f"{info.width}x{info.height}, {info.size_bytes / 1_000_000:.2f} MB"
+        if fit is not None:
+            try:
+                mode = cast(FitMode, fit)  # checked against IMAGE_FIT_MODES by the manifest
+                plan_fit(info.width, info.height, spec.limits, mode, rules=spec.rules)
+            except CannotFit as exc:
+                return FieldError(written, f"image {Path(info.path).name} ({size}): {exc.reason}")
+            return None
+        broken = check_image(info, spec.rules)
+        if not broken:
+            return None
+        reasons = "; ".join(dict.fromkeys(rule.message for rule in broken))
+        rules = ", ".join(rule.text for rule in broken)
+        return FieldError(
+            written,
+            f"image {Path(info.path).name} ({size}) breaks the model's rules: {reasons}",
+            f"rules {rules}; set image_fit: resize, pad or crop to adapt it",
+        )
+
+
+def is_glob(value: Any) -> bool:
+    """Whether an image value is a local glob pattern (``frames/*.png``)."""
+    return isinstance(value, str) and "://" not in value and bool(GLOB_CHARS.search(value))
+
+
+def check_values(spec: FieldSpec, value: Any) -> list[FieldError]:
+    """Schema problems of one value (used for matrix values before expansion)."""
+    return [FieldError(i.field, i.message, i.hint) for i in check_field(spec, value)]

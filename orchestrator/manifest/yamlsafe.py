@@ -1,0 +1,134 @@
+"""Safe YAML loading that remembers where every key came from.
+
+PyYAML's safe loader builds plain dicts and lists; error messages need line numbers, so
+mappings load as :class:`LocatedDict` (a dict with ``line`` and ``key_lines``) and
+sequences as :class:`LocatedList` (a list with ``line`` and ``item_lines``). Tags that
+construct Python objects are refused (the safe loader knows none of them), and a key
+written twice in one mapping is an error instead of a silent override.
+
+>>> data = load_yaml("batch: demo\\njobs:\\n  - prompt: hi\\n", "m.yaml")
+>>> data.key_lines["jobs"], data["jobs"].item_lines[0]
+(2, 3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+
+from orchestrator.problems import InputError, Problem
+
+
+class LocatedDict(dict[Any, Any]):
+    """A mapping loaded from YAML, with the 1-based line of itself and of each key."""
+
+    line: int | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.key_lines: dict[Any, int] = {}
+
+    def line_of(self, key: Any) -> int | None:
+        """The line of ``key`` if it was written, else the mapping's own line."""
+        return self.key_lines.get(key, self.line)
+
+
+class LocatedList(list[Any]):
+    """A sequence loaded from YAML, with the 1-based line of itself and of each item."""
+
+    line: int | None = None
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.item_lines: list[int] = []
+
+    def line_of(self, index: int) -> int | None:
+        return self.item_lines[index] if 0 <= index < len(self.item_lines) else self.line
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose mappings and sequences remember their lines."""
+
+    def __init__(self, stream: str, filename: str) -> None:
+        super().__init__(stream)
+        self.filename = filename
+        self.problems: list[Problem] = []
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Iterator[LocatedDict]:
+    data = LocatedDict()
+    data.line = node.start_mark.line + 1
+    yield data
+    loader.flatten_mapping(node)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            hash(key)
+        except TypeError:
+            loader.problems.append(
+                Problem("a mapping key must be plain text", file=loader.filename, line=line)
+            )
+            continue
+        if key in data:
+            first = data.key_lines.get(key)
+            loader.problems.append(
+                Problem(
+                    f"key {key!r} is written twice in one mapping (first on line {first})",
+                    file=loader.filename,
+                    line=line,
+                    hint="YAML would silently keep only the last one",
+                )
+            )
+        data[key] = loader.construct_object(value_node, deep=True)
+        data.key_lines[key] = line
+
+
+def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> Iterator[LocatedList]:
+    data = LocatedList()
+    data.line = node.start_mark.line + 1
+    yield data
+    for item in node.value:
+        data.append(loader.construct_object(item, deep=True))
+        data.item_lines.append(item.start_mark.line + 1)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
+
+
+def load_yaml(text: str, filename: str) -> Any:
+    """Parse YAML text safely; raise :class:`InputError` naming the file and line."""
+    loader = _Loader(text, filename)
+    try:
+        data = loader.get_single_data()
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        tag_hint = None
+        if exc.problem and "could not determine a constructor" in exc.problem:
+            tag_hint = "tags that construct objects are refused; write plain values"
+        raise InputError(
+            [
+                Problem(
+                    f"not allowed in a manifest: {exc.problem}",
+                    file=filename,
+                    line=line,
+                    hint=tag_hint,
+                )
+            ]
+        ) from exc
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = exc.problem or exc.context or "invalid YAML"
+        raise InputError([Problem(f"malformed YAML: {what}", file=filename, line=line)]) from exc
+    except yaml.YAMLError as exc:
+        raise InputError([Problem(f"malformed YAML: {exc}", file=filename)]) from exc
+    finally:
+        loader.dispose()
+    if loader.problems:
+        raise InputError(loader.problems)
+    return data

@@ -1,0 +1,219 @@
+"""Engine set-up: SQLite durability settings, transaction control and migrations.
+
+SQLite (the default) is configured for "no paid job forgotten" rather than speed:
+
+- ``journal_mode=WAL`` so readers never block the writer;
+- ``synchronous=FULL`` so a commit survives a power cut (with NORMAL the last commit, e.g.
+  a freshly persisted ``request_id``, can roll back and trigger a paid resubmission);
+- ``busy_timeout=5000`` and ``foreign_keys=ON``.
+
+Transactions: the ``sqlite3`` driver would open its own *deferred* transactions, and a
+deferred transaction that later writes can fail with SQLITE_BUSY without waiting (SQLite
+skips the busy handler on a lock upgrade). Following the SQLAlchemy recipe ("Serializable
+isolation / Savepoints / Transactional DDL") the driver's transaction handling is switched
+off and a ``begin`` event emits our own ``BEGIN``: ``BEGIN IMMEDIATE`` unless the
+connection was marked read-only with :func:`read_transaction`. Any transaction that may
+write therefore takes the write lock up front and waits on ``busy_timeout`` instead of
+failing halfway; read-only transactions stay deferred so they never queue behind a writer.
+
+Other SQLAlchemy URLs (``postgresql+psycopg://...``) pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
+from sqlalchemy.pool import StaticPool
+
+MIN_SQLITE_VERSION: Final = (3, 35, 0)
+"""``UPDATE ... RETURNING`` and ``INSERT ... RETURNING`` need 3.35."""
+
+BEGIN_OPTION: Final = "orchestrator_begin"
+"""Execution option naming the SQLite ``BEGIN`` mode of a connection's next transaction."""
+
+BeginMode = Literal["DEFERRED", "IMMEDIATE"]
+
+SQLITE_PRAGMAS: Final = (
+    # busy_timeout first, so switching to WAL waits for other connections instead of failing.
+    ("busy_timeout", "5000"),
+    ("journal_mode", "WAL"),
+    ("synchronous", "FULL"),
+    ("foreign_keys", "ON"),
+)
+
+_CANONICAL_JSON: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+dump_json: Final[Callable[[Any], str]] = _CANONICAL_JSON.encode
+"""Canonical JSON: stable key order and no spaces, so equal values are equal text."""
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be used as configured (version, journal mode, location)."""
+
+
+def to_url(url_or_path: str) -> URL:
+    """A SQLAlchemy URL from a URL or a plain file path (``:memory:`` allowed).
+
+    >>> to_url("state/jobs.db").render_as_string()
+    'sqlite:///state/jobs.db'
+    >>> to_url("postgresql+psycopg://u@h/db").get_backend_name()
+    'postgresql'
+    """
+    if "://" in url_or_path:
+        return make_url(url_or_path)
+    if url_or_path == ":memory:":
+        return URL.create("sqlite", database=":memory:")
+    return URL.create("sqlite", database=str(Path(url_or_path).expanduser()))
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The database file of an SQLite URL; None for other backends and memory databases."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    if url.query.get("mode") == "memory":
+        return None
+    return Path(url.database)
+
+
+def check_sqlite_version(version: tuple[int, int, int] | None = None) -> None:
+    """Refuse SQLite older than :data:`MIN_SQLITE_VERSION` with an actionable message."""
+    found = version if version is not None else sqlite3.sqlite_version_info
+    if tuple(found) < MIN_SQLITE_VERSION:
+        wanted = ".".join(map(str, MIN_SQLITE_VERSION))
+        raise DatabaseError(
+            f"SQLite {'.'.join(map(str, found))} is too old: orchestrator needs {wanted} or "
+            "later (for RETURNING); use a newer Python build or a PostgreSQL --db URL"
+        )
+
+
+def make_engine(url_or_path: str) -> Engine:
+    """An engine for a path or URL; SQLite engines get the durability settings above."""
+    url = to_url(url_or_path)
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, json_serializer=dump_json, pool_pre_ping=True)
+    check_sqlite_version()
+    path = sqlite_file(url)
+    if path is None:
+        # One shared connection, so every thread sees the same in-memory database.
+        engine = create_engine(
+            url,
+            json_serializer=dump_json,
+            poolclass=StaticPool,
+            connect_args={"check_same_thread": False},
+        )
+    else:
+        engine = create_engine(url, json_serializer=dump_json)
+    event.listen(engine, "connect", _sqlite_connect_listener(expect_wal=path is not None))
+    event.listen(engine, "begin", _begin_sqlite_transaction)
+    return engine
+
+
+def _sqlite_connect_listener(*, expect_wal: bool) -> Callable[[Any, Any], None]:
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        # Stop sqlite3 from opening its own deferred transactions; _begin_sqlite_transaction
+        # emits BEGIN instead. Pragmas run here, outside any transaction, as they must.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for name, value in SQLITE_PRAGMAS:
+                row = cursor.execute(f"PRAGMA {name} = {value}").fetchone()
+                if name == "journal_mode" and expect_wal and str(row[0]).lower() != "wal":
+                    raise DatabaseError(
+                        f"could not enable WAL (journal_mode is {row[0]!r}); the database "
+                        "must be on a local filesystem"
+                    )
+        finally:
+            cursor.close()
+
+    return configure
+
+
+def _begin_sqlite_transaction(connection: Connection) -> None:
+    mode = connection.get_execution_options().get(BEGIN_OPTION, "IMMEDIATE")
+    if mode not in ("DEFERRED", "IMMEDIATE"):
+        raise ValueError(f"{BEGIN_OPTION} must be DEFERRED or IMMEDIATE, not {mode!r}")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def _transaction(engine: Engine, mode: BeginMode) -> Iterator[Connection]:
+    with engine.connect() as connection:
+        connection.execution_options(**{BEGIN_OPTION: mode})
+        with connection.begin():
+            yield connection
+
+
+def write_transaction(engine: Engine) -> AbstractContextManager[Connection]:
+    """One short transaction that may write (``BEGIN IMMEDIATE`` on SQLite); commits on exit."""
+    return _transaction(engine, "IMMEDIATE")
+
+
+def read_transaction(engine: Engine) -> AbstractContextManager[Connection]:
+    """One short read-only transaction (deferred ``BEGIN`` on SQLite: never waits for writers)."""
+    return _transaction(engine, "DEFERRED")
+
+
+# --- migrations -------------------------------------------------------------------------
+
+
+def migrations_dir() -> Path:
+    """The Alembic scripts: ``orchestrator/_migrations`` in a wheel, else ``<repo>/migrations``."""
+    package_dir = Path(__file__).resolve().parent.parent
+    for candidate in (package_dir / "_migrations", package_dir.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise DatabaseError(f"no Alembic migrations found next to {package_dir}")
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config built in code (no alembic.ini), optionally bound to ``connection``."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("path_separator", "os")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply migrations up to ``revision`` in one transaction (concurrent starters serialise)."""
+    _migrate(engine, lambda config: command.upgrade(config, revision))
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Revert migrations down to ``revision`` (``"base"`` drops every table)."""
+    _migrate(engine, lambda config: command.downgrade(config, revision))
+
+
+def _migrate(engine: Engine, run: Callable[[Config], None]) -> None:
+    with engine.connect() as connection:
+        is_sqlite = connection.dialect.name == "sqlite"
+        if is_sqlite:
+            # SQLite's documented procedure for table rebuilds (batch migrations): foreign
+            # keys off outside the transaction, check them before commit, back on after.
+            _set_foreign_keys(connection, enabled=False)
+        try:
+            with connection.begin():
+                run(alembic_config(connection))
+                if is_sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise DatabaseError(f"migration left broken foreign keys: {broken[:5]}")
+        finally:
+            if is_sqlite:
+                _set_foreign_keys(connection, enabled=True)
+
+
+def _set_foreign_keys(connection: Connection, *, enabled: bool) -> None:
+    # Through the driver: a SQLAlchemy execute would autobegin, and this pragma is a no-op
+    # inside a transaction.
+    driver_connection = connection.connection.driver_connection
+    assert driver_connection is not None
+    driver_connection.execute(f"PRAGMA foreign_keys = {'ON' if enabled else 'OFF'}")

@@ -1,0 +1,83 @@
+"""The vocabulary of the queue: job states, attempt kinds and event kinds.
+
+A job moves ``pending -> submitting -> submitted -> downloading -> succeeded``; the side
+states are ``retry_wait`` (waiting for a durable ``next_attempt_at``), ``needs_reconcile``
+(a submit whose outcome is unknown; never resubmitted automatically) and the terminal
+``failed`` and ``cancelled``.
+
+>>> JobState.SUBMITTED in IN_FLIGHT and JobState.SUBMITTED not in TERMINAL
+True
+>>> JobState.TERMINAL == TERMINAL
+True
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar, Final
+
+
+class JobState(StrEnum):
+    """Where a job is in its lifecycle (stored as its string value)."""
+
+    PENDING = "pending"
+    """Waiting to be submitted (never sent, or safe to send again)."""
+    SUBMITTING = "submitting"
+    """Intent written before the POST; a crash here means the outcome is unknown."""
+    SUBMITTED = "submitted"
+    """request_id committed; remote status is in_queue or in_progress."""
+    DOWNLOADING = "downloading"
+    """Remote job finished; fetching and verifying the video."""
+    RETRY_WAIT = "retry_wait"
+    """Waiting for ``next_attempt_at`` before trying again."""
+    NEEDS_RECONCILE = "needs_reconcile"
+    """A submit may have reached RunComfy; only an explicit user action resubmits."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    # Annotation only, so not members; assigned below once the members exist.
+    TERMINAL: ClassVar[frozenset[JobState]]
+    """Same as the module-level :data:`TERMINAL`."""
+    IN_FLIGHT: ClassVar[frozenset[JobState]]
+    """Same as the module-level :data:`IN_FLIGHT`."""
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the job will never change state on its own again."""
+        return self in TERMINAL
+
+
+TERMINAL: Final[frozenset[JobState]] = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
+)
+"""States a job never leaves without an explicit user action (retry)."""
+
+IN_FLIGHT: Final[frozenset[JobState]] = frozenset(
+    {JobState.SUBMITTING, JobState.SUBMITTED, JobState.DOWNLOADING}
+)
+"""Submitted (or being submitted) and not terminal: what ``max_in_flight`` counts.
+
+``needs_reconcile`` is deliberately excluded: a parked job must not hold a slot forever.
+"""
+
+JobState.TERMINAL = TERMINAL
+JobState.IN_FLIGHT = IN_FLIGHT
+
+
+class AttemptKind(StrEnum):
+    """Why a paid submission was made."""
+
+    SUBMIT = "submit"
+    """The first submission of a job."""
+    REROLL = "reroll"
+    """A new paid attempt after RunComfy reported the generation failed."""
+    RESUBMIT = "resubmit"
+    """An explicit user-approved resubmission of a job in ``needs_reconcile``."""
+
+
+class EventKind(StrEnum):
+    """Well-known event kinds; other kinds are allowed (the column is free text)."""
+
+    ENQUEUED = "enqueued"
+    TRANSITION = "transition"

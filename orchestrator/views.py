@@ -1,0 +1,245 @@
+"""Text and JSON renderings of plans, problems, the catalog, jobs and status.
+
+Printing only: every number shown here was computed by the library.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from orchestrator.catalog import Catalog, ModelSpec
+from orchestrator.manifest import Expansion
+from orchestrator.planning import PlanSummary
+from orchestrator.problems import Problem
+from orchestrator.store import JobView, Store
+
+PREVIEW_JOBS = 20
+
+
+def table(
+    rows: Sequence[Sequence[Any]], header: Sequence[str], right: set[int] | None = None
+) -> str:
+    """A plain aligned text table (no colour, safe for logs and pipes)."""
+    right = right or set()
+    cells = [[str(h) for h in header]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = []
+    for row in cells:
+        parts = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def usd(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:,.2f}"
+
+
+def print_problems(
+    problems: Sequence[Problem], warnings: Sequence[Problem], out: TextIO, *, as_json: bool
+) -> None:
+    """Every problem, one per line, then a count; warnings are marked as such."""
+    if as_json:
+        json.dump(
+            {
+                "ok": not problems,
+                "problems": [p.as_dict() for p in problems],
+                "warnings": [w.as_dict() for w in warnings],
+            },
+            out,
+            indent=2,
+        )
+        out.write("\n")
+        return
+    for warning in warnings:
+        out.write(f"warning: {warning}\n")
+    for problem in problems:
+        out.write(f"error: {problem}\n")
+    if problems:
+        noun = "problem" if len(problems) == 1 else "problems"
+        out.write(f"{len(problems)} {noun} found; nothing was stored or submitted.\n")
+
+
+def print_plan(
+    expansion: Expansion,
+    summary: PlanSummary,
+    states: Mapping[str, str],
+    root: Path,
+    out: TextIO,
+    *,
+    as_json: bool,
+    list_all: bool,
+) -> None:
+    """The plan: per-model counts, the store diff, cost, and the jobs themselves."""
+    if as_json:
+        data = summary.as_dict()
+        data["output_root"] = str(root)
+        data["warnings"] = [w.as_dict() for w in expansion.warnings]
+        data["jobs"] = [
+            {
+                "id": job.id,
+                "key": job.key,
+                "model": job.model_id,
+                "status": _plan_status(states.get(job.key)),
+                "output_path": job.output_path,
+                "estimated_cost_usd": job.estimated_cost_usd,
+            }
+            for job in expansion.jobs
+        ]
+        json.dump(data, out, indent=2)
+        out.write("\n")
+        return
+    for warning in expansion.warnings:
+        out.write(f"warning: {warning}\n")
+    out.write(
+        f"batch {summary.batch!r}: {summary.total} job(s): {summary.new} new, "
+        f"{summary.stored} already stored, {summary.done} done\n\n"
+    )
+    rows = [
+        [
+            m.model_id,
+            m.jobs,
+            m.new,
+            m.stored,
+            m.done,
+            usd(m.estimate_new_usd if m.priced else None),
+        ]
+        for m in summary.models
+    ]
+    out.write(table(rows, ["model", "jobs", "new", "stored", "done", "est. new"], {1, 2, 3, 4, 5}))
+    out.write("\n\n")
+    shown = expansion.jobs if list_all else expansion.jobs[:PREVIEW_JOBS]
+    job_rows = [
+        [
+            job.id,
+            job.model_slug,
+            _plan_status(states.get(job.key)),
+            usd(job.estimated_cost_usd),
+            job.output_path,
+        ]
+        for job in shown
+    ]
+    out.write(table(job_rows, ["job", "model", "status", "est.", "output"], {3}))
+    out.write("\n")
+    if len(shown) < len(expansion.jobs):
+        out.write(f"... and {len(expansion.jobs) - len(shown)} more (--list shows all)\n")
+    out.write("\n")
+    if summary.unpriced:
+        out.write(
+            "estimated cost: unknown - no price for "
+            + ", ".join(summary.unpriced)
+            + ".\n  RunComfy's pages publish no prices for these models; pass --prices FILE "
+            "(YAML: model id -> USD per second of video) to estimate.\n"
+        )
+    else:
+        out.write(
+            f"estimated cost of the {summary.new} new job(s): {usd(summary.estimate_new_usd)}\n"
+        )
+    if summary.stored_elsewhere:
+        out.write(
+            f"note: the store holds {summary.stored_elsewhere} job(s) of this batch that the "
+            "manifest no longer creates (they are kept, not deleted)\n"
+        )
+    out.write(f"videos go to {root}\n")
+
+
+def _plan_status(state: str | None) -> str:
+    if state is None:
+        return "new"
+    return "done" if state == "succeeded" else f"stored ({state})"
+
+
+def print_models(catalog: Catalog, out: TextIO, *, as_json: bool) -> None:
+    """The catalog: id, name, inputs, universal names and price."""
+    if as_json:
+        json.dump([_model_dict(m) for m in catalog], out, indent=2)
+        out.write("\n")
+        return
+    for model in catalog:
+        price = f"${model.price.usd:g} per {model.price.unit}" if model.price else "price unknown"
+        out.write(f"{model.model_id}  ({model.display_name}, folder '{model.slug}', {price})\n")
+        for name, spec in model.fields.items():
+            universal = model.universal_name(name)
+            alias = f" [{universal}]" if universal and universal != name else ""
+            need = "required" if spec.required else "optional"
+            allowed = spec.allowed_text() or (
+                f"max {spec.max_length} chars" if spec.max_length else ""
+            )
+            kind = "image" if spec.is_image else (spec.type or "any")
+            extra = f"; {allowed}" if allowed else ""
+            rules = f"; rules {', '.join(r.text for r in spec.rules)}" if spec.rules else ""
+            out.write(f"    {name}{alias}: {kind}, {need}{extra}{rules}\n")
+        out.write("\n")
+
+
+def _model_dict(model: ModelSpec) -> dict[str, Any]:
+    return {
+        "model_id": model.model_id,
+        "display_name": model.display_name,
+        "slug": model.slug,
+        "base_price_usd": model.price.usd if model.price else None,
+        "price_unit": model.price.unit if model.price else None,
+        "required": list(model.required),
+        "image_fields": list(model.image_fields),
+        "universal": {u: a.field for u, a in model.aliases.items()},
+        "input_schema": model.raw.get("input_schema"),
+    }
+
+
+def print_jobs(views: Sequence[JobView], out: TextIO, *, as_json: bool) -> None:
+    if as_json:
+        json.dump([v.as_dict() for v in views], out, indent=2)
+        out.write("\n")
+        return
+    rows = [
+        [
+            v.batch,
+            v.id,
+            v.model,
+            v.state.value,
+            v.attempts,
+            v.request_id or "-",
+            v.output_path,
+            v.error or "",
+        ]
+        for v in views
+    ]
+    out.write(
+        table(rows, ["batch", "job", "model", "state", "tries", "request", "output", "error"], {4})
+    )
+    out.write(f"\n{len(views)} job(s)\n")
+
+
+def print_status(store: Store, batch: str | None, out: TextIO, *, as_json: bool) -> None:
+    counts = store.counts(batch)
+    total = sum(counts.values())
+    spend = store.spend(batch)
+    batches = [b for b in store.batches() if batch is None or b.name == batch]
+    if as_json:
+        json.dump(
+            {
+                "batch": batch,
+                "total": total,
+                "counts": counts,
+                "spend_usd": round(spend, 6),
+                "batches": [
+                    {"name": b.name, "jobs": b.job_count, "output_root": b.output_root}
+                    for b in batches
+                ],
+                "by_model": store.counts_by_model(batch),
+            },
+            out,
+            indent=2,
+        )
+        out.write("\n")
+        return
+    scope = f"batch {batch!r}" if batch else f"{len(batches)} batch(es)"
+    out.write(f"{scope}: {total} job(s), spent {usd(spend)}\n")
+    nonzero = [[state, number] for state, number in counts.items() if number]
+    if nonzero:
+        out.write(table(nonzero, ["state", "jobs"], {1}) + "\n")

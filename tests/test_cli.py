@@ -1,0 +1,195 @@
+"""The command line over real files: example manifests, a real SQLite store, real images."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import build_parser, main
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted(p for p in (REPO / "manifests").glob("*.yaml") if not p.name.startswith("prices"))
+
+
+def run(*args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(list(args), out=out)
+    return code, out.getvalue()
+
+
+@pytest.fixture
+def examples(tmp_path: Path) -> Path:
+    """A private copy of manifests/ (manifests write outputs relative to themselves)."""
+    target = tmp_path / "manifests"
+    shutil.copytree(REPO / "manifests", target)
+    return target
+
+
+@pytest.mark.parametrize("manifest", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_manifest_validates(manifest: Path) -> None:
+    code, out = run("validate", str(manifest))
+    assert code == 0, out
+    assert out.startswith("ok: ")
+
+
+def test_matrix_example_covers_all_five_models(examples: Path) -> None:
+    code, out = run("validate", str(examples / "matrix-all-models.yaml"), "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert set(report["models"]) == {
+        "bytedance/seedance-1-0/pro/image-to-video",
+        "bytedance/seedance-1-0/lite/image-to-video",
+        "bytedance/dreamina-3-0/pro/image-to-video",
+        "bytedance/seedance-v1.5-pro/image-to-video",
+        "runwayml/runway-gen-4/turbo/image-to-video",
+    }
+    assert report["jobs"] == 10
+
+
+def test_validate_lists_every_problem_and_stores_nothing(tmp_path: Path) -> None:
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(
+        "batch: b\n"
+        "modle: x\n"
+        "model: bytedance/seedance-1-0/lite/image-to-video\n"
+        "jobs:\n"
+        "  - id: a\n"
+        "    prompt: hi\n"
+        "    image: missing.png\n"
+        "    resolution: 4k\n",
+        encoding="utf-8",
+    )
+    db = tmp_path / "store.db"
+    code, out = run("validate", str(manifest), "--db", str(db))
+    assert code == 2
+    assert "bad.yaml:2: field 'modle': unknown key 'modle'" in out
+    assert "did you mean 'model'?" in out
+    assert "bad.yaml:7: job 'a'" in out and "file not found" in out
+    assert "bad.yaml:8: job 'a'" in out and "'4k' is not allowed; allowed: 480p, 720p, 1080p" in out
+    assert "3 problems found; nothing was stored or submitted." in out
+    assert not db.exists()
+    # plan and enqueue refuse the same manifest without touching the store either.
+    assert run("plan", str(manifest), "--db", str(db))[0] == 2
+    assert run("enqueue", str(manifest), "--db", str(db))[0] == 2
+    assert not db.exists()
+
+
+def test_validate_json_reports_problems(tmp_path: Path) -> None:
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text("batch: [oops\n", encoding="utf-8")
+    code, out = run("validate", str(manifest), "--json")
+    assert code == 2
+    report = json.loads(out)
+    assert report["ok"] is False
+    assert report["problems"][0]["file"] == str(manifest)
+    assert "malformed YAML" in report["problems"][0]["message"]
+
+
+def test_plan_prices_and_store_diff(examples: Path, tmp_path: Path) -> None:
+    manifest = examples / "matrix-all-models.yaml"
+    db = str(tmp_path / "store.db")
+    code, out = run("plan", str(manifest), "--db", db)
+    assert code == 0
+    assert "10 job(s): 10 new, 0 already stored, 0 done" in out
+    assert "estimated cost: unknown - no price for" in out
+    assert not Path(db).exists(), "plan must not create a store"
+
+    prices = str(examples / "prices.example.yaml")
+    code, out = run("plan", str(manifest), "--db", db, "--prices", prices, "--json")
+    plan = json.loads(out)
+    # 2 jobs x 5 s each: 0.12 + 0.06 + 0.10 + 0.10 + 0.05 USD per second.
+    assert plan["estimate_new_usd"] == pytest.approx(2 * 5 * (0.12 + 0.06 + 0.10 + 0.10 + 0.05))
+    assert plan["unpriced_models"] == []
+    assert {job["status"] for job in plan["jobs"]} == {"new"}
+
+    assert run("enqueue", str(manifest), "--db", db)[0] == 0
+    text = manifest.read_text(encoding="utf-8").replace(
+        "wind moves through a dense pine forest", "snow falls on a dense pine forest"
+    )
+    manifest.write_text(text, encoding="utf-8")
+    code, out = run("plan", str(manifest), "--db", db, "--json")
+    plan = json.loads(out)
+    assert (plan["new"], plan["stored"], plan["done"]) == (5, 5, 0)
+    assert plan["stored_not_in_manifest"] == 5
+
+
+def test_enqueue_is_idempotent_and_status_jobs_read_the_store(
+    examples: Path, tmp_path: Path
+) -> None:
+    manifest = str(examples / "runway-gen-4-turbo.yaml")
+    db = str(tmp_path / "store.db")
+    code, out = run("enqueue", manifest, "--db", db)
+    assert (code, out.strip()) == (0, "batch 'runway-demo': 2 job(s) added, 0 already stored")
+    code, out = run("enqueue", manifest, "--db", db, "--json")
+    assert json.loads(out) == {"batch": "runway-demo", "added": 0, "existing": 2, "renamed": []}
+
+    code, out = run("status", "--db", db, "--json")
+    status = json.loads(out)
+    assert status["total"] == 2 and status["counts"]["pending"] == 2
+    assert status["spend_usd"] == 0
+
+    code, out = run("jobs", "--db", db, "--batch", "runway-demo", "--json")
+    jobs = json.loads(out)
+    assert [job["id"] for job in jobs] == ["city", "lake"]
+    for field in ("id", "key", "model", "state", "request_id", "output_path", "sha256", "cost"):
+        assert field in jobs[0]
+    assert jobs[0]["output_path"] == "runway-demo/runway-gen-4-turbo/city.mp4"
+
+    assert json.loads(run("jobs", "--db", db, "--state", "failed", "--json")[1]) == []
+    code, out = run("status", "--db", db, "--batch", "runway-demo")
+    assert "2 job(s)" in out and "pending" in out
+    code, out = run("jobs", "--db", db)
+    assert "2 job(s)" in out
+
+
+def test_status_without_a_store_says_so(tmp_path: Path) -> None:
+    code, out = run("status", "--db", str(tmp_path / "none.db"), "--json")
+    assert code == 1
+    assert "no store at" in json.loads(out)["error"]
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_models_lists_the_catalog() -> None:
+    code, out = run("models", "--json")
+    models = {m["model_id"]: m for m in json.loads(out)}
+    assert len(models) == 5
+    dreamina = models["bytedance/dreamina-3-0/pro/image-to-video"]
+    assert dreamina["universal"]["image"] == "image_urls"
+    assert dreamina["universal"]["duration"] == "frames"
+    code, out = run("models")
+    assert "promptText [prompt]: string, optional; max 1000 chars" in out
+
+
+def test_options_read_environment_variables(
+    examples: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    db = tmp_path / "env.db"
+    monkeypatch.setenv("ORCHESTRATOR_DB", str(db))
+    monkeypatch.setenv("ORCHESTRATOR_JSON", "1")
+    code, out = run("enqueue", str(examples / "dreamina-3-0-pro.yaml"))
+    assert code == 0 and json.loads(out)["added"] == 2
+    assert db.exists()
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["plan", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for env in ("ORCHESTRATOR_DB", "ORCHESTRATOR_PRICES", "ORCHESTRATOR_OUT", "ORCHESTRATOR_JSON"):
+        assert f"[env: {env}]" in help_text
+
+
+def test_module_entry_point_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.startswith("orchestrator ")
