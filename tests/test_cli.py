@@ -163,6 +163,7 @@ def test_models_lists_the_catalog() -> None:
     assert dreamina["universal"]["image"] == "image_urls"
     assert dreamina["universal"]["duration"] == "frames"
     code, out = run("models")
+    assert code == 0
     assert "promptText [prompt]: string, optional; max 1000 chars" in out
 
 
