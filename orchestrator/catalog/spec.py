@@ -236,25 +236,37 @@ def parse_model(entry: Mapping[str, Any], origin: str = "") -> ModelSpec:
     if not isinstance(model_id, str) or not model_id:
         raise CatalogError(f"{where}catalog entry has no model_id")
     schema = entry.get("input_schema") or {}
-    properties = schema.get("properties")
+    properties = schema.get("properties") if isinstance(schema, Mapping) else None
     if not isinstance(properties, Mapping):
         raise CatalogError(f"{where}{model_id}: input_schema has no properties")
     required = set(schema.get("required") or [])
     formats = entry.get("image_formats") or {}
-    fields = {
-        name: parse_field(
-            name, prop, name in required, tuple(formats[name]) if name in formats else None
-        )
-        for name, prop in properties.items()
-    }
+    universal_map = entry.get("universal") or {}
+    for what, value in (("image_formats", formats), ("universal", universal_map)):
+        if not isinstance(value, Mapping):
+            raise CatalogError(f"{where}{model_id}: {what!r} must be a JSON object")
+    fields = {}
+    for name, prop in properties.items():
+        if not isinstance(prop, Mapping):
+            raise CatalogError(f"{where}{model_id}: property {name!r} must be a JSON object")
+        try:
+            fields[name] = parse_field(
+                name, prop, name in required, tuple(formats[name]) if name in formats else None
+            )
+        except CatalogError as exc:
+            raise CatalogError(f"{where}{model_id}: {exc}") from exc
     aliases: dict[str, Alias] = {}
-    for universal, target in (entry.get("universal") or {}).items():
-        native = target.get("field")
+    for universal, target in universal_map.items():
+        native: Any = target.get("field") if isinstance(target, Mapping) else None
         if native not in fields:
             raise CatalogError(
                 f"{where}{model_id}: universal {universal!r} maps to unknown field {native!r}"
             )
         values = target.get("values")
+        if values is not None and not isinstance(values, Mapping):
+            raise CatalogError(
+                f"{where}{model_id}: universal {universal!r}: 'values' must be a JSON object"
+            )
         aliases[universal] = Alias(
             universal=universal,
             field=native,

@@ -83,7 +83,10 @@ def check_field(spec: FieldSpec, value: Any, *, images_ok: bool = False) -> list
     if spec.is_image and images_ok:
         # Image values are references resolved elsewhere; only the list shape matters here.
         if spec.type == "array":
-            return _check_items_count(spec, value) if isinstance(value, list) else []
+            if not isinstance(value, list):
+                # Sent as it is, a single reference would not be the list the API expects.
+                return [FieldIssue(name, f"{_show_value(value)} is not a list", "write [ ... ]")]
+            return _check_items_count(spec, value)
         return []
     if not matches_type(value, spec.type):
         wanted = TYPE_NAMES.get(spec.type or "", spec.type or "?")

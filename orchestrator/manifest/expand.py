@@ -116,6 +116,7 @@ class _Expander:
     _warned_models: set[str] = field(default_factory=set)
     _defaults: Mapping[str, Any] = field(default_factory=dict)
     _matrix_lines: dict[str, int | None] = field(default_factory=dict)
+    _explicit_ids: dict[str, RawJob] = field(default_factory=dict)
 
     def run(self) -> Expansion:
         reader = Reader(self.file, self.problems)
@@ -143,7 +144,9 @@ class _Expander:
         drafts: list[_Draft] = []
         for raw in raw_jobs:
             drafts.extend(self._expand(raw, defaults, matrix, top_fit, top_repeat))
-        jobs = self._finish(drafts, settings) if not self.problems else []
+        # Duplicate ids and identical jobs are looked for among the good jobs even when other
+        # jobs have problems, so every mistake is reported in one pass.
+        jobs = self._finish(drafts, settings)
         if self.problems:
             # A mistake in defaults or the matrix shows up once per job it reaches; say it once.
             raise InputError(list(dict.fromkeys(self.problems)))
@@ -204,13 +207,24 @@ class _Expander:
             return self.file, self.data.line_of("model")
         return raw.file, raw.line
 
-    def _repeat(self, value: Any, line: int | None, job: str | None) -> int:
+    def _job_of(self, raw: RawJob, name: str, label: str) -> str | None:
+        """The job to name in a problem with field ``name``: none when the value was written
+        in ``defaults:`` or ``matrix:``, where one mistake reaches every job (and is said once).
+        """
+        if name not in raw.fields and (name in self._matrix_lines or name in self._defaults):
+            return None
+        return label
+
+    def _repeat(
+        self, value: Any, line: int | None, job: str | None, file: str | None = None
+    ) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             self._problem(
                 f"'repeat' must be a whole number >= 1, got {value!r}",
                 line,
                 job=job,
                 field="repeat",
+                file=file,
             )
             return 1
         return value
@@ -239,6 +253,18 @@ class _Expander:
                 file=raw.file,
             )
             return []
+        if explicit_id is not None:
+            # Checked here, not among the expanded jobs, so it is found even when one of the
+            # two jobs has other problems.
+            first = self._explicit_ids.setdefault(str(explicit_id), raw)
+            if first is not raw:
+                self._problem(
+                    f"duplicate job id {label!r} (first used at {first.file}:{first.line})",
+                    raw.line_of("id"),
+                    job=label,
+                    field="id",
+                    file=raw.file,
+                )
         for axis, _values in matrix:
             if axis in raw.fields:
                 self._problem(
@@ -251,11 +277,21 @@ class _Expander:
                 return []
         merged = {**defaults, **raw.fields}
         merged.pop("id", None)
-        reader = Reader(raw.file, self.problems)
+        fit_file, fit_line = self._origin(raw, "image_fit")
         fit = check_image_fit(
-            merged.pop("image_fit", top_fit), raw.line_of("image_fit"), reader, "image_fit"
+            merged.pop("image_fit", top_fit),
+            fit_line,
+            Reader(fit_file, self.problems),
+            "image_fit",
+            job=self._job_of(raw, "image_fit", label),
         )
-        repeat = self._repeat(merged.pop("repeat", top_repeat), raw.line_of("repeat"), label)
+        repeat_file, repeat_line = self._origin(raw, "repeat")
+        repeat = self._repeat(
+            merged.pop("repeat", top_repeat),
+            repeat_line,
+            self._job_of(raw, "repeat", label),
+            repeat_file,
+        )
         drafts: list[_Draft] = []
         combos = itertools.product(*(values for _axis, values in matrix)) if matrix else [()]
         for combo in combos:
@@ -290,7 +326,11 @@ class _Expander:
         model = self.catalog.get(model_id)
         if model is None:
             self._warn_unknown_model(model_id, raw)
-        globbed = [name for name, value in fields.items() if is_glob(value)]
+        else:
+            _drop_shadowed_defaults(model, fields, self._defaults_only(raw))
+        globbed = [
+            name for name, value in fields.items() if _is_image_name(model, name) and is_glob(value)
+        ]
         if len(globbed) > 1:
             self._problem(
                 "only one field per job may be a glob pattern",
@@ -377,17 +417,26 @@ class _Expander:
             else:
                 native.images[name] = ref
         for error in errors:
-            file, line = self._origin(raw, error.field.split("[")[0])
+            name = error.field.split("[")[0]
+            file, line = self._origin(raw, name)
             self._problem(
                 error.message,
                 line,
-                job=label,
+                job=self._job_of(raw, name, label),
                 field=error.field,
                 model=model_label,
                 hint=error.hint,
                 file=file,
             )
         return None if errors else native
+
+    def _defaults_only(self, raw: RawJob) -> set[str]:
+        """Names whose value comes from ``defaults:`` alone (not the job, not the matrix)."""
+        return {
+            str(name)
+            for name in self._defaults
+            if name not in raw.fields and name not in self._matrix_lines
+        }
 
     def _warn_unknown_model(self, model_id: str, raw: RawJob) -> None:
         if model_id in self._warned_models:
@@ -452,7 +501,7 @@ class _Expander:
                 )
                 continue
             other = by_path.get(output_path)
-            if other is not None:
+            if other is not None and other != full_id:  # equal ids: reported as duplicate ids
                 self._problem(
                     f"writes to {output_path}, like job {other!r}",
                     draft.raw.line,
@@ -491,21 +540,11 @@ class _Expander:
         without one is named after its image file; when several share that name, the first
         eight hex digits of the job key are added, which stays stable when jobs are reordered.
         """
-        explicit_lines: dict[str, RawJob] = {}
         bases: list[str] = []
         for draft in drafts:
             if draft.explicit_id is not None:
+                # Two jobs with one explicit id were reported by _expand.
                 base = draft.explicit_id + (f"-{draft.stem}" if draft.stem else "")
-                first = explicit_lines.setdefault(draft.explicit_id, draft.raw)
-                if first is not draft.raw:
-                    self._problem(
-                        f"duplicate job id {draft.explicit_id!r} "
-                        f"(first used at {first.file}:{first.line})",
-                        draft.raw.line_of("id"),
-                        job=draft.explicit_id,
-                        field="id",
-                        file=draft.raw.file,
-                    )
             else:
                 base = _safe(draft.stem) or "job"
             bases.append(base)
@@ -541,6 +580,27 @@ class _Expander:
                 hint=hint,
             )
         )
+
+
+def _is_image_name(model: ModelSpec | None, name: str) -> bool:
+    """Whether ``name`` sets an image input (only those may hold a glob pattern)."""
+    if model is None:
+        return name in IMAGE_NAMES or bool(UNKNOWN_MODEL_IMAGE.search(name))
+    native = model.native_name(name)
+    return native is not None and model.fields[native].is_image
+
+
+def _drop_shadowed_defaults(model: ModelSpec, fields: dict[str, Any], defaults: set[str]) -> None:
+    """Drop default values for an input the job sets under its other name.
+
+    ``defaults: {duration: 5}`` and a job's ``frames: 241`` (Dreamina's native name for the
+    duration) set the same input; the job's own value wins, as with any default.
+    """
+    own = {model.native_name(name) for name in fields if name not in defaults}
+    own.discard(None)
+    for name in defaults:
+        if name in fields and model.native_name(name) in own:
+            del fields[name]
 
 
 def _line(mapping: Any, key: Any) -> int | None:

@@ -22,6 +22,7 @@ from orchestrator.media import (
     FitMode,
     ImageError,
     ImageInfo,
+    ImageRule,
     ProbeCache,
     check_image,
     plan_fit,
@@ -152,7 +153,9 @@ class ImageResolver:
     base_dir: Path
     cache: ProbeCache = field(default_factory=ProbeCache)
     probe_url: Callable[[str], ImageInfo] | None = None
-    _refs: dict[tuple[str, str], ImageRef | FieldError] = field(default_factory=dict)
+    _refs: dict[tuple[str, tuple[ImageRule, ...], str | None], ImageRef | FieldError] = field(
+        default_factory=dict
+    )
 
     def resolve(
         self, written: str, value: Any, spec: FieldSpec | None, fit: str | None
@@ -160,11 +163,12 @@ class ImageResolver:
         """A checked reference, or the problem that keeps it from being sent."""
         if not isinstance(value, str) or not value.strip():
             return FieldError(written, f"needs an image file path or https URL, got {value!r}")
-        rules_key = f"{spec.name if spec else ''}|{fit}"
-        cached = self._refs.get((value, rules_key))
+        # Keyed by the rules themselves: two models' fields may share a name, not their rules.
+        cache_key = (value, spec.rules if spec else (), fit)
+        cached = self._refs.get(cache_key)
         if cached is None:
             cached = self._resolve(written, value, spec, fit)
-            self._refs[(value, rules_key)] = cached
+            self._refs[cache_key] = cached
         if isinstance(cached, FieldError) and cached.field != written:
             return FieldError(written, cached.message, cached.hint)
         return cached

@@ -22,7 +22,12 @@ from orchestrator.manifest.model import (
     RetryPolicy,
 )
 from orchestrator.manifest.yamlsafe import LocatedDict
-from orchestrator.outputs.paths import OutputPathError, pattern_fields
+from orchestrator.outputs.paths import (
+    PATTERN_FIELDS,
+    OutputPathError,
+    pattern_fields,
+    render_output_path,
+)
 from orchestrator.problems import Problem, did_you_mean
 
 TOP_LEVEL_KEYS = (
@@ -50,9 +55,17 @@ class Reader:
     problems: list[Problem]
 
     def problem(
-        self, message: str, line: int | None, *, field: str | None = None, hint: str | None = None
+        self,
+        message: str,
+        line: int | None,
+        *,
+        field: str | None = None,
+        hint: str | None = None,
+        job: str | None = None,
     ) -> None:
-        self.problems.append(Problem(message, file=self.file, line=line, field=field, hint=hint))
+        self.problems.append(
+            Problem(message, file=self.file, line=line, job=job, field=field, hint=hint)
+        )
 
     def unknown_keys(
         self, mapping: Mapping[Any, Any], allowed: tuple[str, ...], where: str, prefix: str = ""
@@ -147,6 +160,9 @@ def _read_output(data: LocatedDict, reader: Reader) -> OutputSpec:
     else:
         try:
             used = pattern_fields(pattern)
+            # Its fixed parts ('..', an absolute start ...) would break every job's path: say
+            # so once, at the pattern's line.
+            render_output_path(pattern, {name: name for name in PATTERN_FIELDS})
         except OutputPathError as exc:
             reader.problem(str(exc), _line(section, "pattern"), field="output.pattern")
             pattern = DEFAULT_PATTERN
@@ -157,6 +173,7 @@ def _read_output(data: LocatedDict, reader: Reader) -> OutputSpec:
                     _line(section, "pattern"),
                     field="output.pattern",
                 )
+                pattern = DEFAULT_PATTERN
     return OutputSpec(dir=out_dir, pattern=pattern)
 
 
@@ -207,7 +224,9 @@ def _read_retry(data: LocatedDict, reader: Reader) -> RetryPolicy:
     )
 
 
-def check_image_fit(value: Any, line: int | None, reader: Reader, field: str) -> str | None:
+def check_image_fit(
+    value: Any, line: int | None, reader: Reader, field: str, job: str | None = None
+) -> str | None:
     """``image_fit`` must be one of the modes (or absent / ``none``)."""
     if value is None or value == "none":
         return None
@@ -216,6 +235,7 @@ def check_image_fit(value: Any, line: int | None, reader: Reader, field: str) ->
             f"{value!r} is not an image_fit mode; allowed: none, {', '.join(IMAGE_FIT_MODES)}",
             line,
             field=field,
+            job=job,
         )
         return None
     return str(value)

@@ -7,6 +7,7 @@ so a problem in row 812 of a CSV file is reported as ``prompts.csv:813``.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -113,7 +114,9 @@ def jobs_from_files(
 
 
 def _csv_rows(text: str, file: str, problems: list[Problem]) -> Iterator[RawJob]:
-    rows = csv.reader(text.splitlines())
+    # newline="" keeps line breaks inside quoted cells (multi-line prompts) and lets
+    # ``line_num`` count physical lines, so rows after such a cell keep their true line.
+    rows = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(rows)
     except StopIteration:
@@ -130,10 +133,12 @@ def _csv_rows(text: str, file: str, problems: list[Problem]) -> Iterator[RawJob]
             )
         )
         return
-    for number, row in enumerate(rows, start=2):
+    end = rows.line_num
+    for index, row in enumerate(rows, start=1):
+        number, end = end + 1, rows.line_num
         if not any(cell.strip() for cell in row):
             continue
-        label = f"row {number - 1}"
+        label = f"row {index}"
         if len(row) != len(header):
             missing = header[len(row) :] if len(row) < len(header) else []
             what = (
@@ -155,7 +160,9 @@ def _csv_rows(text: str, file: str, problems: list[Problem]) -> Iterator[RawJob]
 
 
 def _jsonl_rows(text: str, file: str, problems: list[Problem]) -> Iterator[RawJob]:
-    for number, raw_line in enumerate(text.splitlines(), start=1):
+    # Split on line feeds only: str.splitlines() would also split inside a JSON string
+    # holding U+2028 or other Unicode line separators, which JSON allows unescaped.
+    for number, raw_line in enumerate(text.split("\n"), start=1):
         if not raw_line.strip():
             continue
         label = f"line {number}"

@@ -4,7 +4,8 @@ PyYAML's safe loader builds plain dicts and lists; error messages need line numb
 mappings load as :class:`LocatedDict` (a dict with ``line`` and ``key_lines``) and
 sequences as :class:`LocatedList` (a list with ``line`` and ``item_lines``). Tags that
 construct Python objects are refused (the safe loader knows none of them), and a key
-written twice in one mapping is an error instead of a silent override.
+written twice in one mapping is an error instead of a silent override (a key merged in with
+``<<: *anchor`` may still be overridden: that is what merge keys are for).
 
 >>> data = load_yaml("batch: demo\\njobs:\\n  - prompt: hi\\n", "m.yaml")
 >>> data.key_lines["jobs"], data["jobs"].item_lines[0]
@@ -61,8 +62,13 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Iterator[Loca
     data = LocatedDict()
     data.line = node.start_mark.line + 1
     yield data
+    written = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
     loader.flatten_mapping(node)
-    for key_node, value_node in node.value:
+    # flatten_mapping puts the pairs merged in with ``<<: *anchor`` first; a key written in
+    # the mapping itself overrides a merged one silently (that is what merge keys are for).
+    merged = len(node.value) - written
+    own: set[Any] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         try:
@@ -72,16 +78,18 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Iterator[Loca
                 Problem("a mapping key must be plain text", file=loader.filename, line=line)
             )
             continue
-        if key in data:
-            first = data.key_lines.get(key)
-            loader.problems.append(
-                Problem(
-                    f"key {key!r} is written twice in one mapping (first on line {first})",
-                    file=loader.filename,
-                    line=line,
-                    hint="YAML would silently keep only the last one",
+        if index >= merged:
+            if key in own:
+                first = data.key_lines.get(key)
+                loader.problems.append(
+                    Problem(
+                        f"key {key!r} is written twice in one mapping (first on line {first})",
+                        file=loader.filename,
+                        line=line,
+                        hint="YAML would silently keep only the last one",
+                    )
                 )
-            )
+            own.add(key)
         data[key] = loader.construct_object(value_node, deep=True)
         data.key_lines[key] = line
 
@@ -124,6 +132,11 @@ def load_yaml(text: str, filename: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         what = exc.problem or exc.context or "invalid YAML"
+        context = exc.context_mark
+        if exc.problem and exc.context and context is not None and context is not mark:
+            # e.g. an unclosed quote or bracket: the problem is found at the end of the file,
+            # the user has to look where the quoted text or the list began.
+            what += f" ({exc.context} on line {context.line + 1})"
         raise InputError([Problem(f"malformed YAML: {what}", file=filename, line=line)]) from exc
     except yaml.YAMLError as exc:
         raise InputError([Problem(f"malformed YAML: {exc}", file=filename)]) from exc
