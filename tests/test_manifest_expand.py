@@ -245,7 +245,7 @@ def test_a_two_axis_matrix_is_a_cartesian_product(load: Load) -> None:
     assert len(jobs) == 8
     assert len({j.id for j in jobs}) == len({j.key for j in jobs}) == 8
     assert jobs[0].id == "a_model-seedance-1-0-lite_duration-5"
-    assert jobs[-1].id == "city_model-seedance-v1.5-pro_duration-10"
+    assert jobs[-1].id == "city_model-seedance-v1-5-pro_duration-10"
 
 
 def test_matrix_values_that_are_not_file_names_are_numbered(load: Load) -> None:

@@ -20,6 +20,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -124,11 +125,11 @@ class ModelSpec:
     source: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
-    @property
+    @cached_property
     def required(self) -> tuple[str, ...]:
         return tuple(name for name, spec in self.fields.items() if spec.required)
 
-    @property
+    @cached_property
     def image_fields(self) -> tuple[str, ...]:
         return tuple(name for name, spec in self.fields.items() if spec.is_image)
 

@@ -140,21 +140,39 @@ def _check_items_count(spec: FieldSpec, value: list[Any]) -> list[FieldIssue]:
     return issues
 
 
+#: Memo of :func:`check_field` verdicts for scalar values, shared across the jobs of one
+#: manifest: a 100,000-job matrix repeats the same few values over and over.
+FieldMemo = dict[tuple[str, str, type, Any], list[FieldIssue]]
+
+
 def validate_payload(
-    model: ModelSpec, payload: Mapping[str, Any], *, images_ok: bool = False
+    model: ModelSpec,
+    payload: Mapping[str, Any],
+    *,
+    images_ok: bool = False,
+    memo: FieldMemo | None = None,
 ) -> list[FieldIssue]:
     """Every problem of a native payload for ``model``, in schema order.
 
     ``images_ok`` skips the shape check of image fields whose values are references the
-    caller resolves (local files are checked against the rules with Pillow).
+    caller resolves (local files are checked against the rules with Pillow). ``memo``
+    caches the verdict on each scalar value (it must not mix ``images_ok`` settings).
     """
     issues: list[FieldIssue] = []
     for name, spec in model.fields.items():
-        if name not in payload or payload[name] is None:
+        value = payload.get(name)
+        if value is None:
             if spec.required:
                 issues.append(FieldIssue(name, "required by this model"))
             continue
-        issues.extend(check_field(spec, payload[name], images_ok=images_ok))
+        if memo is not None and isinstance(value, str | int | float):
+            memo_key = (model.model_id, name, type(value), value)
+            found = memo.get(memo_key)
+            if found is None:
+                found = memo[memo_key] = check_field(spec, value, images_ok=images_ok)
+            issues.extend(found)
+        else:
+            issues.extend(check_field(spec, value, images_ok=images_ok))
     for name in payload:
         if name not in model.fields:
             issues.append(

@@ -11,10 +11,11 @@ import glob
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from orchestrator.catalog import Catalog, ModelSpec, PriceTable, builtin_catalog, model_slug
+from orchestrator.catalog import Catalog, ModelSpec, PriceTable, builtin_catalog
+from orchestrator.catalog.validate import FieldMemo
 from orchestrator.manifest.inputs import (
     UNKNOWN_MODEL_IMAGE,
     FieldError,
@@ -26,15 +27,15 @@ from orchestrator.manifest.inputs import (
 )
 from orchestrator.manifest.keys import job_key
 from orchestrator.manifest.model import BatchSettings, ImageRef, JobSpec, with_images
+from orchestrator.manifest.naming import IMAGE_NAMES, Draft, axis_label, build_jobs, image_stem
 from orchestrator.manifest.settings import Reader, check_image_fit, read_settings
 from orchestrator.manifest.sources import RawJob, inline_jobs, jobs_from_files
 from orchestrator.manifest.yamlsafe import LocatedDict, LocatedList, load_yaml
 from orchestrator.media import ImageInfo
-from orchestrator.outputs.paths import SAFE_NAME, OutputPathError, render_output_path
+from orchestrator.outputs.paths import SAFE_NAME
 from orchestrator.problems import InputError, Problem
 
 JOB_META_KEYS = ("id", "model", "image_fit", "repeat")
-IMAGE_NAMES = ("image", "last_image")
 
 
 @dataclass
@@ -50,24 +51,6 @@ class Expansion:
         for job in self.jobs:
             out.setdefault(job.model_id, []).append(job)
         return out
-
-
-@dataclass
-class _Draft:
-    """A job before its id and output path are known (they depend on all other jobs)."""
-
-    raw: RawJob
-    explicit_id: str | None
-    stem: str | None
-    variant: str
-    model: ModelSpec | None
-    model_id: str
-    native: NativeJob
-    replicate: int
-    image_fit: str | None
-    key: str
-    label: str
-    seed: Any
 
 
 def load_manifest(
@@ -117,6 +100,8 @@ class _Expander:
     _defaults: Mapping[str, Any] = field(default_factory=dict)
     _matrix_lines: dict[str, int | None] = field(default_factory=dict)
     _explicit_ids: dict[str, RawJob] = field(default_factory=dict)
+    _labels: dict[str, list[str]] = field(default_factory=dict)
+    _memo: FieldMemo = field(default_factory=dict)
 
     def run(self) -> Expansion:
         reader = Reader(self.file, self.problems)
@@ -141,12 +126,12 @@ class _Expander:
             self.problems.append(
                 Problem("the manifest has no jobs: add 'jobs:' or 'jobs_from:'", file=self.file)
             )
-        drafts: list[_Draft] = []
+        drafts: list[Draft] = []
         for raw in raw_jobs:
             drafts.extend(self._expand(raw, defaults, matrix, top_fit, top_repeat))
         # Duplicate ids and identical jobs are looked for among the good jobs even when other
         # jobs have problems, so every mistake is reported in one pass.
-        jobs = self._finish(drafts, settings)
+        jobs = build_jobs(drafts, settings, self.prices, self._problem)
         if self.problems:
             # A mistake in defaults or the matrix shows up once per job it reaches; say it once.
             raise InputError(list(dict.fromkeys(self.problems)))
@@ -193,7 +178,12 @@ class _Expander:
             else:
                 axes.append((str(axis), list(values)))
                 self._matrix_lines[str(axis)] = line
+                self._labels[str(axis)] = [self._axis_label(str(axis), v, values) for v in values]
         return axes
+
+    def _axis_label(self, axis: str, value: Any, values: list[Any]) -> str:
+        model = self.catalog.get(value) if axis == "model" and isinstance(value, str) else None
+        return axis_label(axis, value, values, slug=model.slug if model else None)
 
     def _origin(self, raw: RawJob, name: str) -> tuple[str, int | None]:
         """The file and line where a job's field was written: job, matrix or defaults."""
@@ -238,7 +228,7 @@ class _Expander:
         matrix: list[tuple[str, list[Any]]],
         top_fit: str | None,
         top_repeat: int,
-    ) -> list[_Draft]:
+    ) -> list[Draft]:
         explicit_id = raw.fields.get("id")
         label = str(explicit_id) if explicit_id is not None else raw.label
         if explicit_id is not None and (
@@ -292,15 +282,20 @@ class _Expander:
             self._job_of(raw, "repeat", label),
             repeat_file,
         )
-        drafts: list[_Draft] = []
-        combos = itertools.product(*(values for _axis, values in matrix)) if matrix else [()]
-        for combo in combos:
+        drafts: list[Draft] = []
+        defaults_only = self._defaults_only(raw)
+        positions = itertools.product(*(range(len(values)) for _axis, values in matrix))
+        for combo in positions:
             fields = dict(merged)
             variant = ""
-            for (axis, _values), value in zip(matrix, combo, strict=True):
-                fields[axis] = value
-                variant += f"_{axis}-{_axis_label(axis, value, _values)}"
-            drafts.extend(self._expand_combo(raw, label, explicit_id, fields, variant, fit, repeat))
+            for (axis, values), index in zip(matrix, combo, strict=True):
+                fields[axis] = values[index]
+                variant += f"_{axis}-{self._labels[axis][index]}"
+            drafts.extend(
+                self._expand_combo(
+                    raw, label, explicit_id, fields, variant, fit, repeat, defaults_only
+                )
+            )
         return drafts
 
     def _expand_combo(
@@ -312,7 +307,8 @@ class _Expander:
         variant: str,
         fit: str | None,
         repeat: int,
-    ) -> list[_Draft]:
+        defaults_only: set[str],
+    ) -> list[Draft]:
         model_id = fields.pop("model", None) or self.data.get("model")
         if not isinstance(model_id, str) or not model_id:
             self._problem(
@@ -327,9 +323,9 @@ class _Expander:
         if model is None:
             self._warn_unknown_model(model_id, raw)
         else:
-            _drop_shadowed_defaults(model, fields, self._defaults_only(raw))
+            _drop_shadowed_defaults(model, fields, defaults_only)
         globbed = [
-            name for name, value in fields.items() if _is_image_name(model, name) and is_glob(value)
+            name for name, value in fields.items() if is_glob(value) and _is_image_name(model, name)
         ]
         if len(globbed) > 1:
             self._problem(
@@ -363,7 +359,7 @@ class _Expander:
             if native is None:
                 continue
             seed = native.payload.get(model.native_name("seed") or "seed") if model else None
-            base_stem = stem or _image_stem(concrete)
+            base_stem = stem or image_stem(concrete)
             for replicate in range(repeat):
                 key = job_key(
                     model_id,
@@ -372,7 +368,7 @@ class _Expander:
                     image_fit=fit,
                 )
                 drafts.append(
-                    _Draft(
+                    Draft(
                         raw=raw,
                         explicit_id=None if explicit_id is None else str(explicit_id),
                         stem=base_stem if explicit_id is None or stem else None,
@@ -403,7 +399,7 @@ class _Expander:
             errors: list[FieldError] = []
             image_fields = [k for k in fields if UNKNOWN_MODEL_IMAGE.search(k)]
         else:
-            native, errors = to_native(model, fields, text_values=raw.from_text)
+            native, errors = to_native(model, fields, text_values=raw.from_text, memo=self._memo)
             image_fields = [k for k in model.image_fields if k in native.payload]
         for name in image_fields:
             spec = model.fields[name] if model else None
@@ -457,107 +453,6 @@ class _Expander:
 
     # -- whole-batch pieces -------------------------------------------------------------------
 
-    def _finish(self, drafts: list[_Draft], settings: BatchSettings) -> list[JobSpec]:
-        first_by_key: dict[str, _Draft] = {}
-        for draft in drafts:
-            seen = first_by_key.get(draft.key)
-            if seen is not None:
-                self._problem(
-                    f"is identical to job {seen.label!r} ({seen.raw.file}:{seen.raw.line}): "
-                    "same model and inputs",
-                    draft.raw.line,
-                    job=draft.label,
-                    model=draft.model_id,
-                    hint="change an input, or use 'repeat: N' for several takes of one job",
-                    file=draft.raw.file,
-                )
-            else:
-                first_by_key[draft.key] = draft
-        ids = self._assign_ids(drafts)
-        jobs = []
-        by_path: dict[str, str] = {}
-        for draft, (base_id, full_id) in zip(drafts, ids, strict=True):
-            slug = draft.model.slug if draft.model else model_slug(draft.model_id)
-            values = {
-                "batch": settings.batch,
-                "model_slug": slug,
-                "model": draft.model_id.replace("/", "_"),
-                "id": base_id,
-                "variant": draft.variant,
-                "job": full_id,
-                "replicate": draft.replicate + 1,
-                "seed": draft.seed,
-                "key": draft.key[:12],
-            }
-            try:
-                output_path = render_output_path(settings.output.pattern, values)
-            except OutputPathError as exc:
-                self._problem(
-                    str(exc),
-                    draft.raw.line,
-                    job=full_id,
-                    field="output.pattern",
-                    file=draft.raw.file,
-                )
-                continue
-            other = by_path.get(output_path)
-            if other is not None and other != full_id:  # equal ids: reported as duplicate ids
-                self._problem(
-                    f"writes to {output_path}, like job {other!r}",
-                    draft.raw.line,
-                    job=full_id,
-                    field="output.pattern",
-                    hint="add {variant} or {job} to output.pattern",
-                    file=draft.raw.file,
-                )
-                continue
-            by_path[output_path] = full_id
-            jobs.append(
-                JobSpec(
-                    id=full_id,
-                    base_id=base_id,
-                    variant=draft.variant,
-                    model_id=draft.model_id,
-                    model_slug=slug,
-                    payload=draft.native.payload,
-                    images=draft.native.images,
-                    replicate=draft.replicate,
-                    image_fit=draft.image_fit,
-                    key=draft.key,
-                    output_path=output_path,
-                    source_file=draft.raw.file,
-                    source_line=draft.raw.line,
-                    estimated_cost_usd=self.prices.estimate(draft.model, draft.native.payload),
-                    known_model=draft.model is not None,
-                )
-            )
-        return jobs
-
-    def _assign_ids(self, drafts: list[_Draft]) -> list[tuple[str, str]]:
-        """Base ids and full ids (base + variant), unique within the batch.
-
-        An explicit id is kept as written; two explicit ids that collide are an error. A job
-        without one is named after its image file; when several share that name, the first
-        eight hex digits of the job key are added, which stays stable when jobs are reordered.
-        """
-        bases: list[str] = []
-        for draft in drafts:
-            if draft.explicit_id is not None:
-                # Two jobs with one explicit id were reported by _expand.
-                base = draft.explicit_id + (f"-{draft.stem}" if draft.stem else "")
-            else:
-                base = _safe(draft.stem) or "job"
-            bases.append(base)
-        counts: dict[str, int] = {}
-        for draft, base in zip(drafts, bases, strict=True):
-            counts[base + draft.variant] = counts.get(base + draft.variant, 0) + 1
-        out = []
-        for draft, base in zip(drafts, bases, strict=True):
-            if draft.explicit_id is None and counts[base + draft.variant] > 1:
-                base = f"{base}-{draft.key[:8]}"
-            out.append((base, base + draft.variant))
-        return out
-
     def _problem(
         self,
         message: str,
@@ -609,36 +504,3 @@ def _line(mapping: Any, key: Any) -> int | None:
 
 def _hashable(value: Any) -> Any:
     return repr(value) if isinstance(value, dict | list) else (type(value).__name__, value)
-
-
-def _axis_label(axis: str, value: Any, values: list[Any]) -> str:
-    """A short, file-safe label for one matrix value (``seed-3``, ``model-seedance-1-0-pro``)."""
-    if axis == "model" and isinstance(value, str):
-        return model_slug(value) if "/" in value else _safe(value) or "model"
-    if axis in IMAGE_NAMES and isinstance(value, str):
-        stem = _safe(PurePosixPath(value).stem)
-        if stem:
-            return stem
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    text = _safe(str(value)) if isinstance(value, str | int | float) else ""
-    if text and len(text) <= 24 and text == str(value).replace(":", "x"):
-        return text
-    return str(values.index(value) + 1)
-
-
-def _safe(text: str | None) -> str:
-    """Letters, digits, '.', '_' and '-' only, no leading punctuation."""
-    if not text:
-        return ""
-    text = text.replace(":", "x")
-    cleaned = "".join(c if (c.isalnum() and c.isascii()) or c in "._-" else "-" for c in text)
-    cleaned = cleaned.strip("-._")
-    return cleaned[:60]
-
-
-def _image_stem(fields: Mapping[str, Any]) -> str | None:
-    for name, value in fields.items():
-        if (name in IMAGE_NAMES or UNKNOWN_MODEL_IMAGE.search(name)) and isinstance(value, str):
-            return PurePosixPath(value.split("?")[0]).stem or None
-    return None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from orchestrator.catalog import UNIVERSAL_NAMES, FieldSpec, ModelSpec, validate_payload
-from orchestrator.catalog.validate import check_field
+from orchestrator.catalog.validate import FieldMemo, check_field
 from orchestrator.manifest.model import ImageRef
 from orchestrator.media import (
     CannotFit,
@@ -71,7 +71,11 @@ def from_text(spec: FieldSpec | None, value: Any) -> Any:
 
 
 def to_native(
-    model: ModelSpec, fields: Mapping[str, Any], *, text_values: bool
+    model: ModelSpec,
+    fields: Mapping[str, Any],
+    *,
+    text_values: bool,
+    memo: FieldMemo | None = None,
 ) -> tuple[NativeJob, list[FieldError]]:
     """Map universal names to native fields and check values against the schema."""
     job = NativeJob()
@@ -124,7 +128,7 @@ def to_native(
                 value = [value]
         job.payload[target] = value
         job.written[target] = name
-    for issue in validate_payload(model, job.payload, images_ok=True):
+    for issue in validate_payload(model, job.payload, images_ok=True, memo=memo):
         shown = job.written.get(issue.field, issue.field)
         if issue.message == "required by this model":
             universal = model.universal_name(issue.field)
