@@ -160,3 +160,14 @@ def test_merged_overrides_without_changing_the_original() -> None:
     assert merged.price(RUNWAY) == Price(0.05)
     assert base.price(PRO) == Price(0.1)
     assert base.price(RUNWAY) is None
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-1"], ids=["nan", "inf", "negative"])
+def test_load_price_file_refuses_non_finite_prices(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "prices.yaml"
+    path.write_text(f"acme/model: {value}\n", encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        load_price_file(path)
+    [problem] = caught.value.problems
+    assert problem.field == "acme/model"
+    assert "number of USD >= 0" in problem.message

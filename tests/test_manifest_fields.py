@@ -536,3 +536,18 @@ def test_an_url_that_cannot_be_fetched(problems_of: ProblemsOf) -> None:
 def only_problem_with(problems_of: ProblemsOf, job: str, **kwargs: object) -> Problem:
     [problem] = problems_of(one_job(LITE, job), **kwargs)
     return problem
+
+
+def test_a_boolean_id_is_refused(problems_of: ProblemsOf) -> None:
+    """``id: yes`` is YAML for True; it must not become a job named 'True'."""
+    text = one_job(LITE, "prompt: x\nimage: beach.jpg").replace("id: a", "id: yes")
+    [problem] = problems_of(text)
+    assert (problem.line, problem.field) == (4, "id")
+    assert "is not allowed" in problem.message
+
+
+def test_a_dreamina_duration_lists_seconds_then_frames(problems_of: ProblemsOf) -> None:
+    problem = only_problem(problems_of, DREAMINA, "prompt: x\nimage: beach.jpg\nduration: 7")
+    assert problem.field == "duration"
+    assert problem.message == "7 is not available for this model; allowed: 5, 10"
+    assert problem.hint == "or the native 'frames' values: 121, 241"

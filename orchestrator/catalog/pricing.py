@@ -17,6 +17,7 @@ a price table a user passes with ``--prices``::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ def load_price_file(path: Path) -> dict[str, Price]:
         if isinstance(value, dict):
             usd = value.get("usd")
             unit = str(value.get("per", "second"))
-        if isinstance(usd, bool) or not isinstance(usd, int | float) or usd < 0:
+        if isinstance(usd, bool) or not isinstance(usd, int | float) or not 0 <= usd < math.inf:
             problems.append(
                 Problem(
                     f"price must be a number of USD >= 0, got {usd!r}",

@@ -232,7 +232,9 @@ class _Expander:
         explicit_id = raw.fields.get("id")
         label = str(explicit_id) if explicit_id is not None else raw.label
         if explicit_id is not None and (
-            not isinstance(explicit_id, str | int) or not SAFE_NAME.match(str(explicit_id))
+            isinstance(explicit_id, bool)  # `id: yes` is YAML for True, not a name
+            or not isinstance(explicit_id, str | int)
+            or not SAFE_NAME.match(str(explicit_id))
         ):
             self._problem(
                 f"id {explicit_id!r} is not allowed: use letters, digits, '.', '_' and '-', "

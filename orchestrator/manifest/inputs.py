@@ -113,13 +113,14 @@ def to_native(
         if alias is not None:
             ok, native_value = alias.translate(value)
             if not ok and alias.values is not None:
-                native_enum = model.fields[target].enum or ()
-                allowed = [*alias.values, *(str(v) for v in native_enum if v not in alias.values)]
+                native_enum = model.fields[target].enum or tuple(alias.values.values())
                 errors.append(
                     FieldError(
                         name,
                         f"{value!r} is not available for this model; allowed: "
-                        + ", ".join(dict.fromkeys(allowed)),
+                        + ", ".join(alias.values),
+                        f"or the native {target!r} values: "
+                        + ", ".join(str(v) for v in native_enum),
                     )
                 )
                 continue
