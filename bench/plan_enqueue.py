@@ -97,7 +97,7 @@ def report(jobs: int, measures: list[Measure], db_mb: float, image_mb: float) ->
 `make bench` (`bench/plan_enqueue.py --jobs {jobs}`): {jobs // SEEDS:,} prompts x {SEEDS} seeds
 for Runway Gen-4 Turbo over one {image_mb:.1f} MB PNG. Each command runs as its own process
 through the real CLI against a fresh SQLite file; peak RSS is the process's maximum
-resident set (getrusage, children). Target: under 10 s and under 300 MB each.
+resident set (from wait4). Target: under 10 s and under 300 MB each.
 
 Machine: {machine()}.
 

@@ -18,7 +18,7 @@ from orchestrator.catalog import Catalog, CatalogError, PriceTable, builtin_cata
 from orchestrator.catalog.pricing import load_price_file
 from orchestrator.manifest import Expansion, load_manifest
 from orchestrator.media import ImageInfo
-from orchestrator.planning import enqueue, output_root, summarize
+from orchestrator.planning import enqueue, output_root, stored_output_root, summarize
 from orchestrator.problems import InputError
 from orchestrator.store import JobState, Store
 from orchestrator.store.database import sqlite_file, to_url
@@ -230,7 +230,14 @@ def cmd_enqueue(args: argparse.Namespace, out: TextIO) -> int:
     expansion = _expand(args)
     root = output_root(expansion, args.out)
     with Store.open(args.db) as store:
+        kept_root = stored_output_root(store, expansion.settings.batch)
         result = enqueue(store, expansion, root)
+    if kept_root is not None and kept_root != str(root):
+        print(
+            f"note: batch {expansion.settings.batch!r} keeps the output folder it was first "
+            f"enqueued with: {kept_root} (not {root})",
+            file=sys.stderr,
+        )
     if args.json:
         json.dump(
             {

@@ -148,8 +148,20 @@ def output_root(expansion: Expansion, override: str | None) -> Path:
     return (base / expansion.settings.output.dir).resolve()
 
 
+def stored_output_root(store: Store, batch: str) -> str | None:
+    """The output folder a batch was first enqueued with (it never moves; see the store)."""
+    for view in store.batches():
+        if view.name == batch:
+            return view.output_root
+    return None
+
+
 def enqueue(store: Store, expansion: Expansion, out_root: Path) -> EnqueueResult:
-    """Record the batch and add its jobs; jobs already stored (same key) are left as they are."""
+    """Record the batch and add its jobs; jobs already stored (same key) are left as they are.
+
+    A batch keeps the output folder it was first enqueued with: stored output paths are
+    relative to it, so moving it would orphan videos already downloaded.
+    """
     settings = expansion.settings
     store.ensure_batch(
         settings.batch,

@@ -130,8 +130,13 @@ def print_plan(
         out.write(f"... and {len(expansion.jobs) - len(shown)} more (--list shows all)\n")
     out.write("\n")
     if summary.unpriced:
+        priced = [m for m in summary.models if m.priced]
+        known = ""
+        if priced:
+            subtotal = sum(m.estimate_new_usd for m in priced)
+            known = f" ({usd(subtotal)} for the new jobs of the priced models)"
         out.write(
-            "estimated cost: unknown - no price for "
+            f"estimated cost: unknown{known} - no price for "
             + ", ".join(summary.unpriced)
             + ".\n  RunComfy's pages publish no prices for these models; pass --prices FILE "
             "(YAML: model id -> USD per second of video) to estimate.\n"

@@ -194,3 +194,46 @@ def test_module_entry_point_runs() -> None:
         check=True,
     )
     assert result.stdout.startswith("orchestrator ")
+
+
+def test_partial_prices_show_the_known_subtotal(examples: Path, tmp_path: Path) -> None:
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("runwayml/runway-gen-4/turbo/image-to-video: 0.05\n", encoding="utf-8")
+    code, out = run(
+        "plan",
+        str(examples / "matrix-all-models.yaml"),
+        "--db",
+        str(tmp_path / "s.db"),
+        "--prices",
+        str(prices),
+    )
+    assert code == 0
+    # Two Runway jobs of 5 s at $0.05/s; the four other models are unpriced.
+    assert "estimated cost: unknown ($0.50 for the new jobs of the priced models)" in out
+
+
+def test_a_batch_keeps_its_first_output_folder(
+    examples: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = str(examples / "dreamina-3-0-pro.yaml")
+    db = str(tmp_path / "s.db")
+    assert run("enqueue", manifest, "--db", db, "--out", str(tmp_path / "first"))[0] == 0
+    assert run("enqueue", manifest, "--db", db, "--out", str(tmp_path / "second"))[0] == 0
+    note = " ".join(capsys.readouterr().err.split())
+    assert f"keeps the output folder it was first enqueued with: {tmp_path / 'first'}" in note
+    status = json.loads(run("status", "--db", db, "--json")[1])
+    assert status["batches"][0]["output_root"] == str(tmp_path / "first")
+
+
+def test_an_unknown_model_is_a_warning_with_a_suggestion(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes((REPO / "manifests/images/lake.png").read_bytes())
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "batch: b\nmodel: bytedance/seedance-1.0/pro/image-to-video\n"
+        "jobs:\n  - {prompt: hi, image: a.png}\n",
+        encoding="utf-8",
+    )
+    code, out = run("validate", str(manifest))
+    assert code == 0
+    assert "warning: " in out and "has no schema in the catalog" in out
+    assert "did you mean 'bytedance/seedance-1-0/pro/image-to-video'?" in out

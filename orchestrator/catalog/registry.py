@@ -36,13 +36,17 @@ class Catalog:
         """The model, or a ``KeyError`` that suggests the closest known id."""
         model = self._models.get(model_id)
         if model is None:
-            near = closest(model_id, self._models)
+            near = self.suggest(model_id)
             hint = f"; did you mean {near!r}?" if near else ""
             raise KeyError(f"unknown model {model_id!r}{hint}")
         return model
 
     def suggest(self, model_id: str) -> str | None:
-        return closest(model_id, self._models)
+        """The known id most like ``model_id``, compared without the shared task suffix
+        (``/image-to-video`` alone would make every id look alike)."""
+        by_core = {_core(known): known for known in self._models}
+        match = closest(_core(model_id), by_core)
+        return by_core[match] if match else None
 
     def __iter__(self) -> Iterator[ModelSpec]:
         return iter(sorted(self._models.values(), key=lambda m: m.model_id))
@@ -61,6 +65,10 @@ class Catalog:
         for path in sorted(directory.glob("*.json")):
             merged.add(load_model_file(path))
         return merged
+
+
+def _core(model_id: str) -> str:
+    return model_id.removesuffix("/image-to-video")
 
 
 @cache

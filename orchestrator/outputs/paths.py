@@ -84,9 +84,7 @@ def check_relative(path: str) -> str:
     if "\\" in path or "\x00" in path:
         raise OutputPathError(f"path {path!r} contains a backslash or NUL character")
     if path.startswith("/") or _DRIVE.match(path):
-        raise OutputPathError(
-            f"path {path!r} is absolute; paths are relative to the output folder"
-        )
+        raise OutputPathError(f"path {path!r} is absolute; paths are relative to the output folder")
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if not parts:
         raise OutputPathError(f"path {path!r} is empty")
