@@ -7,14 +7,13 @@ import io
 from pathlib import Path
 
 import pytest
+from model_ids import DREAMINA
 from PIL import Image
 
 from orchestrator.api import build_request_payload
 from orchestrator.catalog import builtin_catalog
 from orchestrator.manifest import load_manifest
 from orchestrator.media import ImageChanged
-
-DREAMINA = "bytedance/dreamina-3-0/pro/image-to-video"
 
 
 def decode(uri: str) -> Image.Image:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from model_ids import DREAMINA, LITE, PRO, RUNWAY, V15
 
 from orchestrator.catalog import (
     Catalog,
@@ -23,11 +24,6 @@ from orchestrator.catalog.spec import load_model_file, parse_model
 from orchestrator.catalog.validate import in_enum, matches_type
 from orchestrator.media.rules import BYTES_PER_MB, ImageLimits
 
-PRO = "bytedance/seedance-1-0/pro/image-to-video"
-LITE = "bytedance/seedance-1-0/lite/image-to-video"
-DREAMINA = "bytedance/dreamina-3-0/pro/image-to-video"
-V15 = "bytedance/seedance-v1.5-pro/image-to-video"
-RUNWAY = "runwayml/runway-gen-4/turbo/image-to-video"
 MODEL_IDS = (PRO, LITE, DREAMINA, V15, RUNWAY)
 SCHEMAS = Path(__file__).resolve().parent.parent / "orchestrator" / "catalog" / "schemas"
 

@@ -6,15 +6,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from model_ids import DREAMINA, PRO, RUNWAY
 
 from orchestrator.catalog import Catalog, PriceTable, builtin_catalog
 from orchestrator.catalog.pricing import load_price_file
 from orchestrator.catalog.spec import Price, parse_model
 from orchestrator.problems import InputError
-
-PRO = "bytedance/seedance-1-0/pro/image-to-video"
-DREAMINA = "bytedance/dreamina-3-0/pro/image-to-video"
-RUNWAY = "runwayml/runway-gen-4/turbo/image-to-video"
 
 
 def write(tmp_path: Path, text: str, name: str = "prices.yaml") -> Path:

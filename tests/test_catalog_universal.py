@@ -5,15 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from model_ids import DREAMINA, LITE, PRO, RUNWAY, V15
 
 from orchestrator.catalog import UNIVERSAL_NAMES, Alias, FieldSpec, builtin_catalog, model_slug
 from orchestrator.manifest.inputs import FieldError, from_text, to_native
-
-PRO = "bytedance/seedance-1-0/pro/image-to-video"
-LITE = "bytedance/seedance-1-0/lite/image-to-video"
-DREAMINA = "bytedance/dreamina-3-0/pro/image-to-video"
-V15 = "bytedance/seedance-v1.5-pro/image-to-video"
-RUNWAY = "runwayml/runway-gen-4/turbo/image-to-video"
 
 #: design.md section 2: universal name -> native field per model (None: the model lacks it).
 TABLE: dict[str, dict[str, str | None]] = {

@@ -7,15 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from model_ids import DREAMINA, LITE, PRO, RUNWAY
 
 from orchestrator.manifest import Expansion, ImageRef
 from orchestrator.media import ImageInfo, ImageUnreadable
 from orchestrator.problems import Problem
 
-PRO = "bytedance/seedance-1-0/pro/image-to-video"
-LITE = "bytedance/seedance-1-0/lite/image-to-video"
-DREAMINA = "bytedance/dreamina-3-0/pro/image-to-video"
-RUNWAY = "runwayml/runway-gen-4/turbo/image-to-video"
 Load = Callable[..., Expansion]
 ProblemsOf = Callable[..., list[Problem]]
 MakeImage = Callable[..., Path]

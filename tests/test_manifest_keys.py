@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from model_ids import DREAMINA, LITE
 
 from orchestrator.manifest import (
     IMAGE_MARKER,
@@ -21,8 +22,6 @@ from orchestrator.manifest import (
     load_manifest,
 )
 
-LITE = "bytedance/seedance-1-0/lite/image-to-video"
-DREAMINA = "bytedance/dreamina-3-0/pro/image-to-video"
 Load = Callable[..., Expansion]
 MakeImage = Callable[..., Path]
 

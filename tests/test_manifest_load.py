@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from model_ids import LITE
 
 from orchestrator.manifest import (
     BatchSettings,
@@ -18,7 +19,6 @@ from orchestrator.manifest import (
 from orchestrator.manifest.yamlsafe import LocatedDict, LocatedList, load_yaml
 from orchestrator.problems import InputError, Problem
 
-LITE = "bytedance/seedance-1-0/lite/image-to-video"
 JOBS = """\
 jobs:
   - id: beach
