@@ -143,6 +143,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     jobs.add_argument("--model", help="only jobs of this model id")
     jobs.add_argument("--limit", type=int, default=None, help="at most this many jobs")
+
+    simulate = commands.add_parser(
+        "simulate", help="serve a local RunComfy Model API on loopback (for demos and tests)"
+    )
+    simulate.add_argument(
+        "--host",
+        action=_EnvDefault,
+        env="ORCHESTRATOR_SIM_HOST",
+        default="127.0.0.1",
+        help="loopback address the API answers on (default: %(default)s)",
+    )
+    simulate.add_argument(
+        "--file-host",
+        action=_EnvDefault,
+        env="ORCHESTRATOR_SIM_FILE_HOST",
+        default="localhost",
+        help="host name videos are served from; must reach the same address (default: %(default)s)",
+    )
+    simulate.add_argument(
+        "--port",
+        action=_EnvDefault,
+        env="ORCHESTRATOR_SIM_PORT",
+        default="8188",
+        help="port (0 picks a free one; default: %(default)s)",
+    )
+    simulate.add_argument(
+        "--profile",
+        action=_EnvDefault,
+        env="ORCHESTRATOR_SIM_PROFILE",
+        default="calm",
+        help="calm, flaky, hostile or a profile YAML file (default: %(default)s)",
+    )
+    simulate.add_argument(
+        "--seed",
+        action=_EnvDefault,
+        env="ORCHESTRATOR_SIM_SEED",
+        help="seed for durations and faults (default: the profile's)",
+    )
+    simulate.add_argument(
+        "--time-scale",
+        action=_EnvDefault,
+        env="ORCHESTRATOR_SIM_TIME_SCALE",
+        help="real seconds per simulated second, e.g. 0.01 (default: the profile's)",
+    )
+    simulate.add_argument(
+        "--slots",
+        action=_EnvDefault,
+        env="ORCHESTRATOR_SIM_SLOTS",
+        help="concurrent jobs per account (default: the profile's)",
+    )
+    simulate.add_argument(
+        "--token",
+        action=_EnvDefault,
+        env="ORCHESTRATOR_SIM_TOKEN",
+        help="the only bearer token accepted (default: any non-empty token)",
+    )
     return parser
 
 
@@ -296,6 +352,48 @@ def cmd_jobs(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
+    from orchestrator.simulator import ProfileError, SimulatorServer, load_profile
+
+    try:
+        profile = load_profile(args.profile).with_overrides(
+            seed=_number(args.seed, int, "--seed"),
+            time_scale=_number(args.time_scale, float, "--time-scale"),
+            slots=_number(args.slots, int, "--slots"),
+        )
+    except (ProfileError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    server = SimulatorServer(
+        profile,
+        port=int(args.port),
+        token=args.token,
+        host=args.host,
+        file_host=args.file_host,
+        log_level="info",
+    )
+    out.write(
+        f"RunComfy simulator: profile {profile.name!r}, {profile.slots} slots, "
+        f"time scale {profile.time_scale:g}, seed {profile.seed}\n"
+        f"  API:    {server.api_base}   (export RUNCOMFY_API_BASE={server.api_base})\n"
+        f"  files:  {server.files_base}\n"
+        f"  token:  {'the one given with --token' if args.token else 'any non-empty token'}\n"
+        f"  ledger: {server.api_base}/_sim/ledger\n"
+    )
+    out.flush()
+    server.serve_forever()
+    return EXIT_OK
+
+
+def _number(value: str | None, kind: type[int] | type[float], option: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{option} needs a number, got {value!r}") from None
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "validate": cmd_validate,
     "plan": cmd_plan,
@@ -303,4 +401,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "models": cmd_models,
     "status": cmd_status,
     "jobs": cmd_jobs,
+    "simulate": cmd_simulate,
 }

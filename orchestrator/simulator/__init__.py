@@ -1,0 +1,24 @@
+"""A faithful local RunComfy Model API: the demo's, the tests' and the benchmarks' server.
+
+It speaks the wire format of ``docs/runcomfy-api.md`` on loopback sockets, runs a real queue
+with a fixed number of slots, renders real H.264 videos, misbehaves on purpose as a profile
+says (``calm``, ``flaky``, ``hostile`` or a YAML file), and keeps a ledger of everything
+clients did. Start one with :class:`SimulatorServer` (a thread) or ``orchestrator simulate``.
+"""
+
+from __future__ import annotations
+
+from orchestrator.simulator.app import build_app as build_app
+from orchestrator.simulator.clock import ManualClock as ManualClock
+from orchestrator.simulator.clock import ScaledClock as ScaledClock
+from orchestrator.simulator.ledger import Ledger as Ledger
+from orchestrator.simulator.profile import BUILTIN_PROFILES as BUILTIN_PROFILES
+from orchestrator.simulator.profile import Duration as Duration
+from orchestrator.simulator.profile import Faults as Faults
+from orchestrator.simulator.profile import Profile as Profile
+from orchestrator.simulator.profile import ProfileError as ProfileError
+from orchestrator.simulator.profile import load_profile as load_profile
+from orchestrator.simulator.profile import parse_profile as parse_profile
+from orchestrator.simulator.server import SimulatorServer as SimulatorServer
+from orchestrator.simulator.state import ApiError as ApiError
+from orchestrator.simulator.state import Simulator as Simulator

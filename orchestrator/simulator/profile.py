@@ -1,0 +1,214 @@
+"""Simulator profiles: how many slots, how long each model runs, what it costs, what breaks.
+
+A profile is YAML. Every key is optional; the built-in ``calm``, ``flaky`` and ``hostile``
+profiles live beside this module::
+
+    slots: 8                      # concurrent jobs per account; the rest wait in a FIFO queue
+    time_scale: 0.01              # real seconds per simulated second (60 s of work -> 0.6 s)
+    seed: 7                       # makes fault decisions and durations reproducible
+    balance_usd: null             # a number makes submits fail with 402 once it runs out
+    durations:                    # simulated seconds per model (or "default")
+      default: {distribution: uniform, low: 40, high: 80}
+      runwayml/runway-gen-4/turbo/image-to-video: {distribution: fixed, seconds: 30}
+    prices: {default: 0.1}        # USD per second of video
+    url_ttl: 3600                 # simulated seconds a download URL stays valid
+    faults:                       # probability of each fault, per request
+      rate_limit: 0.02            # 429 with Retry-After ...
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BUILTIN_PROFILES = ("calm", "flaky", "hostile")
+DISTRIBUTIONS = ("fixed", "uniform", "lognormal")
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """How long a model runs, in simulated seconds."""
+
+    distribution: str = "fixed"
+    seconds: float = 60.0
+    low: float = 30.0
+    high: float = 90.0
+    sigma: float = 0.3
+
+    def sample(self, rng: random.Random) -> float:
+        """One run time (never below 0.1 simulated seconds)."""
+        if self.distribution == "fixed":
+            value = self.seconds
+        elif self.distribution == "uniform":
+            value = rng.uniform(self.low, self.high)
+        else:
+            value = rng.lognormvariate(math.log(self.seconds), self.sigma)
+        return max(0.1, value)
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Probability of each fault per request (0 = never). Every route can fail with 5xx."""
+
+    rate_limit: float = 0.0  # 429 with a Retry-After header
+    rate_limit_bare: float = 0.0  # 429 without Retry-After
+    server_error: float = 0.0  # 500/502/503 on any API route, before doing anything
+    submit_accepted_then_error: float = 0.0  # the job is created, the reply is a 500
+    slow_reply: float = 0.0  # the reply waits ``slow_seconds`` (real) before it is sent
+    connection_drop: float = 0.0  # headers sent, then the connection is closed
+    job_failed: float = 0.0  # the job fails: /status and /result say ``failed``
+    job_failed_result_only: float = 0.0  # /status says ``completed``, /result ``failed``
+    no_output: float = 0.0  # completed, but the result holds no output URL
+    expired_url: float = 0.0  # a download URL answers 403 as if it had expired
+    truncated_download: float = 0.0  # honest Content-Length, body cut short
+    slow_seconds: float = 3.0
+    retry_after_seconds: int = 1
+
+    def any_http_fault(self) -> bool:
+        return any(
+            getattr(self, name) > 0
+            for name in (
+                "rate_limit",
+                "rate_limit_bare",
+                "server_error",
+                "slow_reply",
+                "connection_drop",
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that shapes one simulated account."""
+
+    name: str = "calm"
+    slots: int = 8
+    time_scale: float = 1.0
+    seed: int = 0
+    balance_usd: float | None = None
+    durations: Mapping[str, Duration] = field(default_factory=lambda: {"default": Duration()})
+    prices: Mapping[str, float] = field(default_factory=lambda: {"default": 0.1})
+    url_ttl: float = 3600.0
+    record_ttl: float | None = None
+    submit_status: int = 200
+    queue_position_base: int = 1
+    video_fps: int = 8
+    video_max_side: int = 320
+    video_seconds: float | None = None
+    faults: Faults = field(default_factory=Faults)
+
+    def duration_for(self, model_id: str) -> Duration:
+        return self.durations.get(model_id) or self.durations.get("default") or Duration()
+
+    def price_for(self, model_id: str) -> float:
+        return float(self.prices.get(model_id, self.prices.get("default", 0.0)))
+
+    def with_overrides(self, **changes: Any) -> Profile:
+        """A copy with some settings replaced (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def load_profile(name_or_path: str | Path | None) -> Profile:
+    """A built-in profile by name (``calm``, ``flaky``, ``hostile``) or a YAML file."""
+    if name_or_path is None:
+        name_or_path = "calm"
+    text: str
+    label = str(name_or_path)
+    if label in BUILTIN_PROFILES:
+        text = (resources.files("orchestrator.simulator") / "profiles" / f"{label}.yaml").read_text(
+            "utf-8"
+        )
+    else:
+        path = Path(name_or_path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ProfileError(
+                f"{path}: cannot read the profile ({exc.strerror}); built-in profiles: "
+                + ", ".join(BUILTIN_PROFILES)
+            ) from exc
+        label = path.stem
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{name_or_path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{name_or_path}: a profile is a YAML mapping")
+    return parse_profile(raw, name=str(raw.pop("name", label)), origin=str(name_or_path))
+
+
+def parse_profile(raw: Mapping[str, Any], *, name: str = "custom", origin: str = "") -> Profile:
+    """Build a profile from a mapping; unknown keys and bad values raise ProfileError."""
+    where = f"{origin}: " if origin else ""
+    known = {f.name for f in fields(Profile)} - {"name"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ProfileError(
+            f"{where}unknown profile key(s) {', '.join(sorted(unknown))}; known: "
+            + ", ".join(sorted(known))
+        )
+    values: dict[str, Any] = {"name": name}
+    for key, value in raw.items():
+        if key == "durations":
+            values[key] = {str(m): _duration(d, f"{where}durations.{m}") for m, d in value.items()}
+        elif key == "prices":
+            values[key] = {str(m): _number(p, f"{where}prices.{m}") for m, p in value.items()}
+        elif key == "faults":
+            values[key] = _faults(value or {}, where)
+        else:
+            values[key] = value
+    profile = Profile(**values)
+    if not isinstance(profile.slots, int) or profile.slots < 1:
+        raise ProfileError(f"{where}slots must be a whole number >= 1")
+    if _number(profile.time_scale, f"{where}time_scale") <= 0:
+        raise ProfileError(f"{where}time_scale must be > 0")
+    return profile
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ProfileError(f"{where} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _duration(raw: Any, where: str) -> Duration:
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return Duration(seconds=float(raw))
+    if not isinstance(raw, Mapping):
+        raise ProfileError(f"{where} must be seconds or a mapping with a distribution")
+    distribution = raw.get("distribution", "fixed")
+    if distribution not in DISTRIBUTIONS:
+        raise ProfileError(f"{where}: distribution must be one of {', '.join(DISTRIBUTIONS)}")
+    numbers = {k: _number(v, f"{where}.{k}") for k, v in raw.items() if k != "distribution"}
+    try:
+        return Duration(distribution=distribution, **numbers)
+    except TypeError as exc:
+        raise ProfileError(f"{where}: {exc}") from exc
+
+
+def _faults(raw: Mapping[str, Any], where: str) -> Faults:
+    known = {f.name for f in fields(Faults)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ProfileError(
+            f"{where}unknown fault(s) {', '.join(sorted(unknown))}; known: "
+            + ", ".join(sorted(known))
+        )
+    values: dict[str, Any] = {k: _number(v, f"{where}faults.{k}") for k, v in raw.items()}
+    for key, value in values.items():
+        if key not in ("slow_seconds", "retry_after_seconds") and value > 1:
+            raise ProfileError(f"{where}faults.{key} is a probability (0 to 1), got {value}")
+    if "retry_after_seconds" in values:
+        values["retry_after_seconds"] = int(values["retry_after_seconds"])
+    return Faults(**values)
