@@ -27,10 +27,9 @@ test: check
 	$(BIN)/pytest --cov --cov-report=term -q
 
 demo: $(STAMP)
-	$(BIN)/orchestrator models
 	$(BIN)/orchestrator validate manifests/matrix-all-models.yaml
 	$(BIN)/orchestrator plan manifests/matrix-all-models.yaml --db outputs/demo.db --prices manifests/prices.example.yaml
-	$(BIN)/orchestrator enqueue manifests/matrix-all-models.yaml --db outputs/demo.db --prices manifests/prices.example.yaml
+	$(BIN)/orchestrator run manifests/matrix-all-models.yaml --simulate --db outputs/demo.db --prices manifests/prices.example.yaml
 	$(BIN)/orchestrator status --db outputs/demo.db
 
 bench: $(STAMP)

@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestrator import __version__
-from orchestrator.catalog import Catalog, CatalogError, PriceTable, builtin_catalog
+from orchestrator import __version__, cli_run
+from orchestrator.catalog import CatalogError, PriceTable, load_catalog
 from orchestrator.catalog.pricing import load_price_file
+from orchestrator.logs import configure_logging
 from orchestrator.manifest import Expansion, load_manifest
 from orchestrator.media import ImageInfo
 from orchestrator.planning import enqueue, output_root, stored_output_root, summarize
@@ -144,6 +145,36 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--model", help="only jobs of this model id")
     jobs.add_argument("--limit", type=int, default=None, help="at most this many jobs")
 
+    run = commands.add_parser(
+        "run", help="enqueue a manifest and work until every job of the batch is finished"
+    )
+    _common(run, manifest=True)
+    cli_run.add_engine_options(run, _EnvDefault, _flag)
+    work = commands.add_parser("work", help="drain whatever is queued (every batch, or --batch)")
+    _common(work, manifest=False)
+    work.add_argument("--batch", action=_EnvDefault, env="ORCHESTRATOR_BATCH", help="one batch")
+    work.add_argument(
+        "--catalog",
+        action=_EnvDefault,
+        env="ORCHESTRATOR_CATALOG",
+        help="a folder of extra model schema files (*.json)",
+    )
+    cli_run.add_engine_options(work, _EnvDefault, _flag)
+    reconcile = commands.add_parser(
+        "reconcile", help="list submits whose outcome is unknown; --resubmit queues them again"
+    )
+    _common(reconcile, manifest=False)
+    reconcile.add_argument(
+        "--batch", action=_EnvDefault, env="ORCHESTRATOR_BATCH", help="one batch"
+    )
+    reconcile.add_argument("--ids", help="only these job ids (comma-separated)")
+    _flag(
+        reconcile,
+        "--resubmit",
+        "ORCHESTRATOR_RESUBMIT",
+        "queue them again as new paid attempts (check RunComfy first)",
+    )
+
     simulate = commands.add_parser(
         "simulate", help="serve a local RunComfy Model API on loopback (for demos and tests)"
     )
@@ -207,6 +238,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     stream = out or sys.stdout
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging()
     handler: Callable[[argparse.Namespace, TextIO], int] = COMMANDS[args.command]
     try:
         return handler(args, stream)
@@ -218,15 +250,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return EXIT_USAGE
 
 
-def _catalog(args: argparse.Namespace) -> Catalog:
-    catalog = builtin_catalog()
-    if getattr(args, "catalog", None):
-        catalog = catalog.with_directory(Path(args.catalog))
-    return catalog
-
-
 def _expand(args: argparse.Namespace) -> Expansion:
-    catalog = _catalog(args)
+    catalog = load_catalog(getattr(args, "catalog", None))
     prices = PriceTable.from_catalog(catalog)
     if args.prices:
         prices = prices.merged(load_price_file(Path(args.prices)))
@@ -316,7 +341,7 @@ def cmd_enqueue(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_models(args: argparse.Namespace, out: TextIO) -> int:
-    print_models(_catalog(args), out, as_json=args.json)
+    print_models(load_catalog(getattr(args, "catalog", None)), out, as_json=args.json)
     return EXIT_OK
 
 
@@ -402,4 +427,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "status": cmd_status,
     "jobs": cmd_jobs,
     "simulate": cmd_simulate,
+    "run": lambda args, out: cli_run.run_batch(args, out, lambda: _expand(args)),
+    "work": cli_run.work,
+    "reconcile": cli_run.reconcile,
 }

@@ -248,3 +248,32 @@ def print_status(store: Store, batch: str | None, out: TextIO, *, as_json: bool)
     nonzero = [[state, number] for state, number in counts.items() if number]
     if nonzero:
         out.write(table(nonzero, ["state", "jobs"], {1}) + "\n")
+
+
+def print_run_summary(store: Store, batch: str | None, report: Any, out: TextIO) -> None:
+    """The morning summary: what happened, what it cost, where the videos are, what next."""
+    counts = store.counts(batch)
+    total = sum(counts.values())
+    scope = f"batch {batch!r}" if batch else "all batches"
+    stop = {"interrupted": " (interrupted)", "auth": " (stopped: authentication failed)"}
+    out.write(f"\n{scope}: {total} job(s){stop.get(report.stopped_by, '')}\n")
+    nonzero = [[state, number] for state, number in counts.items() if number]
+    if nonzero:
+        out.write(table(nonzero, ["state", "jobs"], {1}) + "\n")
+    out.write(f"spent: {usd(store.spend(batch))}\n")
+    failed = store.list_jobs(batch=batch, state="failed", limit=10)
+    for job in failed:
+        out.write(f"  failed: {job.id}: {job.error}\n")
+    for batch_view in store.batches():
+        if batch is None or batch_view.name == batch:
+            out.write(f"videos: {batch_view.output_root}\n")
+    for note in report.notes:
+        out.write(f"note: {note}\n")
+    if report.auth_error:
+        out.write(f"error: {report.auth_error}\n")
+    if counts.get("needs_reconcile"):
+        out.write("next: orchestrator reconcile   (submits whose outcome is unknown)\n")
+    if counts.get("failed") and batch:
+        out.write(f"next: orchestrator retry --batch {batch} --failed\n")
+    if report.stopped_by == "interrupted":
+        out.write("next: run the same command again to resume (nothing is submitted twice)\n")

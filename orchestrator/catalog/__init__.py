@@ -9,6 +9,7 @@ from __future__ import annotations
 from orchestrator.catalog.pricing import PriceTable as PriceTable
 from orchestrator.catalog.registry import Catalog as Catalog
 from orchestrator.catalog.registry import builtin_catalog as builtin_catalog
+from orchestrator.catalog.registry import load_catalog as load_catalog
 from orchestrator.catalog.spec import UNIVERSAL_NAMES as UNIVERSAL_NAMES
 from orchestrator.catalog.spec import Alias as Alias
 from orchestrator.catalog.spec import CatalogError as CatalogError

@@ -80,3 +80,9 @@ def builtin_catalog() -> Catalog:
         if item.name.endswith(".json"):
             models.append(parse_model(json.loads(item.read_text("utf-8")), origin=item.name))
     return Catalog(models)
+
+
+def load_catalog(extra_dir: str | Path | None = None) -> Catalog:
+    """The built-in models plus, when given, every schema file of ``extra_dir``."""
+    catalog = builtin_catalog()
+    return catalog.with_directory(Path(extra_dir)) if extra_dir else catalog

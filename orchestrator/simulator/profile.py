@@ -30,6 +30,18 @@ import yaml
 
 BUILTIN_PROFILES = ("calm", "flaky", "hostile")
 DISTRIBUTIONS = ("fixed", "uniform", "lognormal")
+#: Top-level settings checked as numbers >= 0 (``None`` allowed where the default is None)
+#: and as whole numbers, so a bad value fails here rather than in the middle of a request.
+NUMBER_KEYS = ("time_scale", "url_ttl", "balance_usd", "record_ttl", "video_seconds")
+NULLABLE_KEYS = ("balance_usd", "record_ttl", "video_seconds")
+WHOLE_KEYS = (
+    "slots",
+    "seed",
+    "submit_status",
+    "queue_position_base",
+    "video_fps",
+    "video_max_side",
+)
 
 
 class ProfileError(ValueError):
@@ -160,12 +172,20 @@ def parse_profile(raw: Mapping[str, Any], *, name: str = "custom", origin: str =
         )
     values: dict[str, Any] = {"name": name}
     for key, value in raw.items():
+        if key in ("durations", "prices", "faults") and not isinstance(value, Mapping | None):
+            raise ProfileError(f"{where}{key} must be a mapping, got {value!r}")
         if key == "durations":
-            values[key] = {str(m): _duration(d, f"{where}durations.{m}") for m, d in value.items()}
+            durations = (value or {}).items()
+            values[key] = {str(m): _duration(d, f"{where}durations.{m}") for m, d in durations}
         elif key == "prices":
-            values[key] = {str(m): _number(p, f"{where}prices.{m}") for m, p in value.items()}
+            prices = (value or {}).items()
+            values[key] = {str(m): _number(p, f"{where}prices.{m}") for m, p in prices}
         elif key == "faults":
             values[key] = _faults(value or {}, where)
+        elif key in NUMBER_KEYS and not (value is None and key in NULLABLE_KEYS):
+            values[key] = _number(value, f"{where}{key}")
+        elif key in WHOLE_KEYS and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ProfileError(f"{where}{key} must be a whole number, got {value!r}")
         else:
             values[key] = value
     profile = Profile(**values)
@@ -173,6 +193,10 @@ def parse_profile(raw: Mapping[str, Any], *, name: str = "custom", origin: str =
         raise ProfileError(f"{where}slots must be a whole number >= 1")
     if _number(profile.time_scale, f"{where}time_scale") <= 0:
         raise ProfileError(f"{where}time_scale must be > 0")
+    if not 200 <= profile.submit_status <= 299:
+        raise ProfileError(f"{where}submit_status must be a 2xx code")
+    if profile.video_fps < 1 or profile.video_max_side < 2:
+        raise ProfileError(f"{where}video_fps must be >= 1 and video_max_side >= 2")
     return profile
 
 
@@ -191,6 +215,8 @@ def _duration(raw: Any, where: str) -> Duration:
     if distribution not in DISTRIBUTIONS:
         raise ProfileError(f"{where}: distribution must be one of {', '.join(DISTRIBUTIONS)}")
     numbers = {k: _number(v, f"{where}.{k}") for k, v in raw.items() if k != "distribution"}
+    if distribution == "lognormal" and numbers.get("seconds", 1.0) <= 0:
+        raise ProfileError(f"{where}: a lognormal duration needs seconds > 0 (its median)")
     try:
         return Duration(distribution=distribution, **numbers)
     except TypeError as exc:

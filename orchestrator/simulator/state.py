@@ -230,7 +230,7 @@ class Simulator:
         }
         if status in ("completed", "failed", "cancelled"):
             finished = job.cancelled_at if job.cancelled_at is not None else job.finished_at
-            body["finished_at"] = self.timestamp(finished or now)
+            body["finished_at"] = self.timestamp(now if finished is None else finished)
         if status == "completed":
             body["output"] = {} if job.outcome == "no_output" else {"video": self.mint_url(job)}
         elif status == "failed":
@@ -246,10 +246,13 @@ class Simulator:
     def cancel(self, owner: str, request_id: str) -> dict[str, Any]:
         job = self.job_for(owner, request_id)
         now = self.clock.now()
-        if self._queue(owner).cancel(job, now):
-            with self._lock:
-                if self.balance is not None:  # a job cancelled while queued is not charged
-                    self.balance = round(self.balance + job.cost, 6)
+        queue = self._queue(owner)
+        with self._lock:  # one refund however many times (or how concurrently) it is cancelled
+            already = job.cancelled_at is not None
+            cancelled = queue.cancel(job, now)
+            if cancelled and not already and self.balance is not None:
+                self.balance = round(self.balance + job.cost, 6)  # cancelled while queued: free
+        if cancelled:
             return {"request_id": request_id, "outcome": "cancelled", "status": "cancelled"}
         return {
             "request_id": request_id,

@@ -1,0 +1,221 @@
+"""The commands that do paid work: ``run``, ``work`` and ``reconcile`` (parse, call, print)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, TextIO
+
+from orchestrator.api import DEFAULT_API_BASE
+from orchestrator.catalog import load_catalog
+from orchestrator.engine.decisions import PollPolicy
+from orchestrator.engine.pool import EngineReport
+from orchestrator.engine.runner import (
+    EXIT_INTERRUPTED,
+    Connection,
+    MissingToken,
+    drain,
+    simulated_api,
+    token_from_environment,
+)
+from orchestrator.engine.settings import EngineSettings
+from orchestrator.manifest import BatchSettings
+from orchestrator.planning import enqueue, output_root
+from orchestrator.store import JobState, Store
+from orchestrator.store.work import WorkQueue
+from orchestrator.views import print_run_summary, table
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EnvAction = Callable[..., Any]
+
+
+def add_engine_options(
+    parser: argparse.ArgumentParser,
+    env_action: type[argparse.Action],
+    flag: Callable[[argparse.ArgumentParser, str, str, str], None],
+) -> None:
+    """Options shared by ``run`` and ``work``; each also reads an environment variable."""
+    parser.add_argument(
+        "--api-base",
+        action=env_action,
+        env="RUNCOMFY_API_BASE",
+        default=DEFAULT_API_BASE,
+        help="RunComfy Model API base URL (default: %(default)s); the token comes from "
+        "RUNCOMFY_API_TOKEN or RUNCOMFY_TOKEN",
+    )
+    flag(
+        parser,
+        "--simulate",
+        "ORCHESTRATOR_SIMULATE",
+        "run against the built-in simulator on loopback (no token, no cost)",
+    )
+    parser.add_argument(
+        "--sim-profile",
+        action=env_action,
+        env="ORCHESTRATOR_SIM_PROFILE",
+        default="calm",
+        help="simulator profile for --simulate (default: calm)",
+    )
+    parser.add_argument(
+        "--sim-time-scale",
+        action=env_action,
+        env="ORCHESTRATOR_SIM_TIME_SCALE",
+        default="0.02",
+        help="real seconds per simulated second for --simulate (default: 0.02)",
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        action=env_action,
+        env="ORCHESTRATOR_MAX_IN_FLIGHT",
+        help="jobs submitted and not finished, at most (default: the manifest's)",
+    )
+    parser.add_argument(
+        "--max-spend",
+        action=env_action,
+        env="ORCHESTRATOR_MAX_SPEND",
+        help="stop submitting before this many USD are spent or committed",
+    )
+    parser.add_argument(
+        "--trust-host",
+        action=env_action,
+        env="ORCHESTRATOR_TRUST_HOST",
+        help="extra download hosts to trust, comma-separated",
+    )
+    flag(
+        parser,
+        "--cancel-on-exit",
+        "ORCHESTRATOR_CANCEL_ON_EXIT",
+        "when interrupted, cancel remote jobs that are still queued",
+    )
+
+
+def engine_settings(
+    args: argparse.Namespace, batch: str | None, manifest: BatchSettings | None
+) -> EngineSettings:
+    limits = manifest.limits if manifest else None
+    retry = manifest.retry if manifest else None
+    max_in_flight = (
+        int(args.max_in_flight) if args.max_in_flight else (limits.max_in_flight if limits else 8)
+    )
+    max_spend = float(args.max_spend) if args.max_spend else (limits.max_spend if limits else None)
+    fast = args.simulate  # simulated minutes last seconds: poll accordingly
+    return EngineSettings(
+        batch=batch,
+        max_in_flight=max_in_flight,
+        max_in_flight_per_model=limits.max_in_flight_per_model if limits else None,
+        submits_per_second=limits.submits_per_second if limits else None,
+        max_downloads=limits.max_downloads if limits else 4,
+        max_spend=max_spend,
+        base_delay=0.05 if fast else (retry.base_delay if retry else 2.0),
+        max_delay=2.0 if fast else (retry.max_delay if retry else 300.0),
+        poll=PollPolicy(minimum=0.05, maximum=2.0, first_guess=60 * float(args.sim_time_scale))
+        if fast
+        else PollPolicy(),
+        idle_check=0.1 if fast else 0.5,
+        cancel_on_exit=bool(args.cancel_on_exit),
+    )
+
+
+def connection_for(args: argparse.Namespace) -> AbstractContextManager[Connection]:
+    """The simulator (``--simulate``) or the real API with the token from the environment."""
+    if args.simulate:
+        return simulated_api(args.sim_profile, float(args.sim_time_scale), None)
+    hosts = [h.strip() for h in (args.trust_host or "").split(",") if h.strip()]
+    return nullcontext(Connection(args.api_base, token_from_environment(), hosts))
+
+
+def run_batch(args: argparse.Namespace, out: TextIO, expand: Callable[[], Any]) -> int:
+    """``run MANIFEST``: validate, enqueue, drain the batch, print the summary."""
+    expansion = expand()
+    root = output_root(expansion, args.out)
+    batch = expansion.settings.batch
+    try:
+        with connection_for(args) as connection, Store.open(args.db) as store:
+            result = enqueue(store, expansion, root)
+            out.write(
+                f"batch {batch!r}: {result.added} new job(s), {result.existing} already stored\n"
+            )
+            out.flush()
+            settings = engine_settings(args, batch, expansion.settings)
+            report = drain(
+                WorkQueue(store), load_catalog(getattr(args, "catalog", None)), connection, settings
+            )
+            return _finish(store, batch, report, out)
+    except MissingToken as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def work(args: argparse.Namespace, out: TextIO) -> int:
+    """``work``: drain whatever is queued (every batch, or ``--batch``)."""
+    try:
+        with connection_for(args) as connection, Store.open(args.db) as store:
+            settings = engine_settings(args, args.batch, None)
+            report = drain(
+                WorkQueue(store), load_catalog(getattr(args, "catalog", None)), connection, settings
+            )
+            return _finish(store, args.batch, report, out)
+    except MissingToken as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _finish(store: Store, batch: str | None, report: EngineReport, out: TextIO) -> int:
+    print_run_summary(store, batch, report, out)
+    if report.stopped_by == "interrupted":
+        return EXIT_INTERRUPTED
+    if report.auth_error:
+        return EXIT_FAILED
+    counts = store.counts(batch)
+    total = sum(counts.values())
+    return EXIT_OK if total and counts[JobState.SUCCEEDED.value] == total else EXIT_FAILED
+
+
+def reconcile(args: argparse.Namespace, out: TextIO) -> int:
+    """``reconcile``: list jobs whose submit outcome is unknown; ``--resubmit`` re-queues
+    them as new paid attempts (after you checked RunComfy's dashboard)."""
+    with Store.open(args.db) as store:
+        waiting = store.list_jobs(batch=args.batch, state=JobState.NEEDS_RECONCILE.value)
+        names = [n.strip() for n in (args.ids or "").split(",") if n.strip()] or None
+        if names:
+            waiting = [j for j in waiting if j.id in names]
+        moved: list[str] = []
+        if args.resubmit:
+            queue = WorkQueue(store)
+            for batch in sorted({j.batch for j in waiting}):
+                moved += queue.user_action(
+                    batch,
+                    [j.id for j in waiting if j.batch == batch],
+                    [JobState.NEEDS_RECONCILE],
+                    JobState.PENDING,
+                    "resubmit",
+                    {"error": None},
+                )
+    if args.json:
+        json.dump(
+            {"needs_reconcile": [j.as_dict() for j in waiting], "resubmitted": moved},
+            out,
+            indent=2,
+            default=str,
+        )
+        out.write("\n")
+        return EXIT_OK
+    if not waiting:
+        out.write("no job needs reconciling\n")
+        return EXIT_OK
+    rows = [[j.batch, j.id, j.model, j.attempts, j.error or ""] for j in waiting]
+    out.write(table(rows, ["batch", "job", "model", "tries", "why"], {3}) + "\n")
+    if args.resubmit:
+        out.write(
+            f"{len(moved)} job(s) queued again as new paid attempts; "
+            "'orchestrator work' or 'run' submits them\n"
+        )
+    else:
+        out.write(
+            "These submits may have reached RunComfy (and may be billed). Check your "
+            "RunComfy generations, then: orchestrator reconcile --resubmit [--ids a,b]\n"
+        )
+    return EXIT_OK

@@ -1,0 +1,225 @@
+"""Downloading a finished video: allowlisted host, no token, atomic, verified.
+
+The file is streamed to a temporary name in the target folder while its sha256 is computed,
+fsynced, probed with PyAV (a real video: frames, duration, size), and only then renamed into
+place, so a crash or a cut connection never leaves a partial file under the final name.
+The download client carries no ``Authorization`` header: the token stays on the API host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import anyio
+import av
+import httpx
+
+RUNCOMFY_DOMAINS = ("runcomfy.net", "runcomfy.com")
+DEFAULT_MAX_BYTES = 2 * 1024**3  # the official CLI's cap
+CHUNK = 256 * 1024
+
+
+class DownloadError(Exception):
+    """A download that did not produce a verified file.
+
+    ``expired`` (403/404): ask /result for a fresh URL. ``retryable``: try the same URL later.
+    Neither: give up (a host we do not trust, a file over the size cap).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False, expired: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
+        self.expired = expired
+
+
+@dataclass(frozen=True, slots=True)
+class VideoProbe:
+    """What PyAV reads from a downloaded file."""
+
+    codec: str
+    width: int
+    height: int
+    frames: int
+    duration_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "codec": self.codec,
+            "width": self.width,
+            "height": self.height,
+            "frames": self.frames,
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Downloaded:
+    path: Path
+    size_bytes: int
+    sha256: str
+    probe: VideoProbe
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def host_allowed(url: str, trusted: Iterable[str]) -> str | None:
+    """Why ``url`` may not be downloaded, or None when it may.
+
+    Allowed: https on RunComfy's domains or a trusted host; plain http only on loopback
+    trusted hosts (the local simulator). No credentials in URLs.
+
+    >>> host_allowed("https://files.runcomfy.net/a.mp4", []) is None
+    True
+    >>> print(host_allowed("https://evil.example/a.mp4", []))  # doctest: +ELLIPSIS
+    host evil.example is not on the download allowlist ...
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.username or parts.password:
+        return "download URLs with credentials are refused"
+    trusted_hosts = {t.lower() for t in trusted}
+    runcomfy = any(host == d or host.endswith("." + d) for d in RUNCOMFY_DOMAINS)
+    if parts.scheme == "https" and (runcomfy or host in trusted_hosts):
+        return None
+    if parts.scheme == "http" and host in trusted_hosts and is_loopback(host):
+        return None
+    if parts.scheme not in ("https", "http"):
+        return f"scheme {parts.scheme!r} is not allowed for downloads"
+    if parts.scheme == "http" and not is_loopback(host):
+        return f"plain http download from {host} refused (https only)"
+    return (
+        f"host {host} is not on the download allowlist (RunComfy domains, the API host, "
+        "--trust-host)"
+    )
+
+
+def probe_video(path: Path) -> VideoProbe:
+    """Open the file with PyAV and decode its video stream; raise DownloadError if not."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DownloadError("the file has no video stream", retryable=True)
+            stream = container.streams.video[0]
+            frames = 0
+            for _frame in container.decode(stream):
+                frames += 1
+            duration = 0.0
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / 1_000_000
+            codec = stream.codec_context.name
+            width, height = stream.codec_context.width, stream.codec_context.height
+    except av.error.FFmpegError as exc:
+        raise DownloadError(f"not a playable video: {exc}", retryable=True) from exc
+    if frames == 0:
+        raise DownloadError("the video has no frames", retryable=True)
+    return VideoProbe(codec=codec, width=width, height=height, frames=frames, duration_s=duration)
+
+
+class Downloader:
+    """Fetches videos with its own HTTP client (never the API client, never the token)."""
+
+    def __init__(
+        self,
+        *,
+        trusted_hosts: Iterable[str] = (),
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        timeout: httpx.Timeout | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.trusted_hosts = tuple(trusted_hosts)
+        self.max_bytes = max_bytes
+        self._http = httpx.AsyncClient(
+            timeout=timeout or httpx.Timeout(60.0, connect=10.0),
+            follow_redirects=False,
+            transport=transport,
+            trust_env=False,
+            headers={"Accept": "video/*, application/octet-stream"},
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._http.aclose()
+
+    async def fetch(self, url: str, target: Path) -> Downloaded:
+        """Download ``url`` to ``target`` atomically and verify it is a real video."""
+        refused = host_allowed(url, self.trusted_hosts)
+        if refused:
+            raise DownloadError(refused)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+        try:
+            size, digest = await self._stream(url, temp)
+            probe = await anyio.to_thread.run_sync(probe_video, temp)
+            await anyio.to_thread.run_sync(_publish, temp, target)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return Downloaded(path=target, size_bytes=size, sha256=digest, probe=probe)
+
+    async def _stream(self, url: str, temp: Path) -> tuple[int, str]:
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            async with self._http.stream("GET", url) as response:
+                if response.status_code in (403, 404, 410):
+                    raise DownloadError(
+                        f"HTTP {response.status_code}: the URL has expired or is gone",
+                        expired=True,
+                    )
+                if response.status_code != 200:
+                    raise DownloadError(f"HTTP {response.status_code}", retryable=True)
+                announced = response.headers.get("content-length")
+                expected = int(announced) if announced and announced.isdigit() else None
+                if expected is not None and expected > self.max_bytes:
+                    raise DownloadError(f"{expected:,} bytes is over the {self.max_bytes:,} cap")
+                async with await anyio.open_file(temp, "wb") as handle:
+                    async for chunk in response.aiter_raw(CHUNK):
+                        size += len(chunk)
+                        if size > self.max_bytes:
+                            raise DownloadError(f"over the {self.max_bytes:,} byte cap")
+                        digest.update(chunk)
+                        await handle.write(chunk)
+                    await handle.flush()
+                    await anyio.to_thread.run_sync(os.fsync, handle.wrapped.fileno())
+                if expected is not None and size != expected:
+                    raise DownloadError(
+                        f"truncated: {size:,} of {expected:,} bytes", retryable=True
+                    )
+        except httpx.HTTPError as exc:
+            raise DownloadError(f"download failed: {type(exc).__name__}", retryable=True) from exc
+        return size, digest.hexdigest()
+
+
+def _publish(temp: Path, target: Path) -> None:
+    """Rename into place and make the rename durable (fsync the folder)."""
+    os.replace(temp, target)
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,109 @@
+"""Running the engine for a command: the API client, the downloader, signals, the simulator.
+
+:func:`drain` is what ``run`` and ``work`` call once the batch is in the store. The first
+SIGINT/SIGTERM stops new submissions and lets in-progress writes finish; a second one exits
+at once (every write is its own transaction, so the store stays consistent either way).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import anyio
+
+from orchestrator.api import RunComfyClient
+from orchestrator.catalog import Catalog
+from orchestrator.engine.download import DEFAULT_MAX_BYTES, Downloader
+from orchestrator.engine.pool import Engine, EngineReport
+from orchestrator.engine.settings import EngineSettings
+from orchestrator.logs import register_secret
+from orchestrator.store.work import WorkQueue
+
+TOKEN_VARIABLES = ("RUNCOMFY_API_TOKEN", "RUNCOMFY_TOKEN")
+EXIT_INTERRUPTED = 130
+
+
+class MissingToken(RuntimeError):
+    """No API token in the environment (and no simulator to talk to)."""
+
+
+def token_from_environment() -> str:
+    for name in TOKEN_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    raise MissingToken(
+        "no API token: set RUNCOMFY_API_TOKEN (or RUNCOMFY_TOKEN), or use --simulate "
+        "to run against the built-in simulator"
+    )
+
+
+@dataclass
+class Connection:
+    """Where the API is, how to authenticate, and which hosts may serve videos."""
+
+    api_base: str
+    token: str
+    trusted_hosts: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def simulated_api(
+    profile: str, time_scale: float | None, slots: int | None
+) -> Iterator[Connection]:
+    """Start the local simulator on loopback for the duration of a run (``--simulate``)."""
+    from orchestrator.simulator import SimulatorServer, load_profile
+
+    token = "sim-" + secrets.token_hex(8)
+    settings = load_profile(profile).with_overrides(time_scale=time_scale, slots=slots)
+    with SimulatorServer(settings, token=token) as server:
+        yield Connection(
+            api_base=server.api_base,
+            token=token,
+            trusted_hosts=[urlsplit(server.files_base).hostname or "localhost"],
+        )
+
+
+def drain(
+    queue: WorkQueue,
+    catalog: Catalog,
+    connection: Connection,
+    settings: EngineSettings,
+    *,
+    max_download_bytes: int | None = None,
+) -> EngineReport:
+    """Run the pool until the work is done or a signal stops it."""
+
+    register_secret(connection.token)
+
+    async def main() -> EngineReport:
+        stop = anyio.Event()
+        api_host = urlsplit(connection.api_base).hostname or ""
+        trusted = [api_host, *connection.trusted_hosts]
+        cap = DEFAULT_MAX_BYTES if max_download_bytes is None else max_download_bytes
+        async with (
+            RunComfyClient(connection.api_base, token=connection.token) as api,
+            Downloader(trusted_hosts=trusted, max_bytes=cap) as downloader,
+            anyio.create_task_group() as group,
+        ):
+            group.start_soon(_watch_signals, stop, group.cancel_scope)
+            engine = Engine(queue, api, downloader, catalog, settings)
+            report = await engine.run(stop)
+            group.cancel_scope.cancel()
+        return report
+
+    return anyio.run(main)
+
+
+async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _signal in signals:
+            if stop.is_set():
+                os._exit(EXIT_INTERRUPTED)  # second signal: leave now; the store is consistent
+            stop.set()

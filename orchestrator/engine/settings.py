@@ -1,0 +1,34 @@
+"""What the pool is allowed to do: limits, retries, polling, and when it stops."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from orchestrator.engine.decisions import PollPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Limits and policies for one engine run (from the manifest and the command line)."""
+
+    batch: str | None = None
+    """Only this batch's jobs are claimed (``run``); None drains every batch (``work``)."""
+    max_in_flight: int = 8
+    max_in_flight_per_model: int | None = None
+    submits_per_second: float | None = None
+    max_concurrent_submits: int = 4
+    max_downloads: int = 4
+    max_concurrent_polls: int = 32
+    max_spend: float | None = None
+    base_delay: float = 2.0
+    max_delay: float = 300.0
+    max_download_tries: int = 5
+    max_transient_failures: int = 12
+    """Consecutive unsent submits (connect errors, 429) before a job is failed."""
+    poll: PollPolicy = field(default_factory=PollPolicy)
+    idle_check: float = 0.5
+    """Seconds between checks for new or due work when nothing else wakes the pool."""
+    stop_when_done: bool = True
+    """Stop once no job of the batch needs more work (``run``); ``work`` keeps serving."""
+    cancel_on_exit: bool = False
+    include_model_in_logs: bool = True

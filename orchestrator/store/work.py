@@ -1,0 +1,369 @@
+"""The engine's side of the store: claim, transition, recover - each one short transaction.
+
+Every state change goes through :meth:`WorkQueue.transition`, which updates the job only if
+it is still in the state the caller saw (zero rows updated = someone else moved it; the
+change is dropped and reported) and appends the event in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+
+from orchestrator.store.states import IN_FLIGHT, TERMINAL, AttemptKind, JobState
+from orchestrator.store.store import Store
+from orchestrator.store.tables import ATTEMPTS, BATCHES, EVENTS, JOBS
+
+TRANSITION = "transition"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """A job as the engine needs it (a snapshot; the store stays the truth)."""
+
+    row_id: int
+    batch: str
+    name: str
+    key: str
+    model_id: str
+    state: JobState
+    payload: dict[str, Any]
+    output_path: str
+    output_root: str
+    attempts: int
+    max_attempts: int
+    request_id: str | None
+    remote_status: str | None
+    estimated_cost_usd: float | None
+    submitted_at: datetime | None
+    started_at: datetime | None
+    attempt_kind: str | None = None
+
+
+def _item(row: Any, kind: str | None = None) -> WorkItem:
+    return WorkItem(
+        row_id=row.id,
+        batch=row.batch,
+        name=row.name,
+        key=row.key,
+        model_id=row.model_id,
+        state=JobState(row.state),
+        payload=json.loads(row.payload),
+        output_path=row.output_path,
+        output_root=row.output_root,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        request_id=row.request_id,
+        remote_status=row.remote_status,
+        estimated_cost_usd=row.estimated_cost_usd,
+        submitted_at=row.submitted_at,
+        started_at=row.started_at,
+        attempt_kind=kind,
+    )
+
+
+def _select_items() -> Any:
+    return select(JOBS, BATCHES.c.output_root).join(BATCHES, BATCHES.c.name == JOBS.c.batch)
+
+
+class WorkQueue:
+    """Queue operations over a :class:`Store` (synchronous; call them from a thread)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def now(self) -> datetime:
+        return self.store.now()
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def in_flight(self, batch: str | None = None) -> dict[str, int]:
+        """Model id -> jobs submitted (or being submitted) and not finished; for limits."""
+        query = (
+            select(JOBS.c.model_id, func.count())
+            .where(JOBS.c.state.in_([s.value for s in IN_FLIGHT]))
+            .group_by(JOBS.c.model_id)
+        )
+        if batch is not None:
+            query = query.where(JOBS.c.batch == batch)
+        with self.store.read() as connection:
+            return {model: number for model, number in connection.execute(query)}
+
+    def committed_spend(self, batch: str) -> float:
+        """Money spent plus the estimate of jobs still in flight (for the spend cap)."""
+        in_flight = [s.value for s in IN_FLIGHT]
+        spent = func.coalesce(func.sum(JOBS.c.cost_usd), 0.0)
+        pending = func.coalesce(
+            func.sum(JOBS.c.estimated_cost_usd).filter(
+                and_(JOBS.c.state.in_(in_flight), JOBS.c.cost_usd.is_(None))
+            ),
+            0.0,
+        )
+        with self.store.read() as connection:
+            row = connection.execute(select(spent, pending).where(JOBS.c.batch == batch)).one()
+        return float(row[0]) + float(row[1])
+
+    def active(self, batch: str | None = None) -> list[WorkItem]:
+        """Jobs to poll or download: submitted and downloading."""
+        query = _select_items().where(
+            JOBS.c.state.in_([JobState.SUBMITTED.value, JobState.DOWNLOADING.value])
+        )
+        if batch is not None:
+            query = query.where(JOBS.c.batch == batch)
+        with self.store.read() as connection:
+            return [_item(row) for row in connection.execute(query.order_by(JOBS.c.id))]
+
+    def unfinished(self, batch: str | None = None) -> int:
+        """Jobs that still need work (not terminal, not waiting for a user decision)."""
+        parked = [s.value for s in TERMINAL] + [JobState.NEEDS_RECONCILE.value]
+        query = select(func.count()).select_from(JOBS).where(JOBS.c.state.not_in(parked))
+        if batch is not None:
+            query = query.where(JOBS.c.batch == batch)
+        with self.store.read() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def next_retry_at(self, batch: str | None = None) -> datetime | None:
+        query = select(func.min(JOBS.c.next_attempt_at)).where(
+            JOBS.c.state == JobState.RETRY_WAIT.value
+        )
+        if batch is not None:
+            query = query.where(JOBS.c.batch == batch)
+        with self.store.read() as connection:
+            value = connection.execute(query).scalar_one()
+        return value if isinstance(value, datetime) else None
+
+    def has_pending(self, batch: str | None = None) -> bool:
+        query = select(JOBS.c.id).where(JOBS.c.state == JobState.PENDING.value).limit(1)
+        if batch is not None:
+            query = query.where(JOBS.c.batch == batch)
+        with self.store.read() as connection:
+            return connection.execute(query).first() is not None
+
+    def facts(self, row_id: int) -> dict[str, Any]:
+        """Cost and timestamps of one job, JSON-ready (for its sidecar)."""
+        columns = (
+            JOBS.c.cost_usd,
+            JOBS.c.created_at,
+            JOBS.c.submitted_at,
+            JOBS.c.started_at,
+            JOBS.c.finished_at,
+        )
+        with self.store.read() as connection:
+            row = connection.execute(select(*columns).where(JOBS.c.id == row_id)).one()
+        return {
+            key: value.isoformat() if isinstance(value, datetime) else value
+            for key, value in row._mapping.items()
+        }
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def recover(self, batch: str | None = None) -> int:
+        """After a crash: a job caught in ``submitting`` may have been paid for, so it goes
+        to ``needs_reconcile``; it is never resubmitted on its own. Returns how many."""
+        query = select(JOBS.c.id).where(JOBS.c.state == JobState.SUBMITTING.value)
+        if batch is not None:
+            query = query.where(JOBS.c.batch == batch)
+        moved = 0
+        with self.store.write() as connection:
+            for (row_id,) in connection.execute(query).all():
+                moved += self._move(
+                    connection,
+                    row_id,
+                    JobState.SUBMITTING,
+                    JobState.NEEDS_RECONCILE,
+                    "crash_recovered",
+                    {"error": "interrupted while submitting: the job may exist on RunComfy"},
+                    {"reason": "found in submitting after a restart"},
+                )
+                latest = (
+                    select(func.max(ATTEMPTS.c.number))
+                    .where(ATTEMPTS.c.job_id == row_id)
+                    .scalar_subquery()
+                )
+                connection.execute(
+                    update(ATTEMPTS)
+                    .where(ATTEMPTS.c.job_id == row_id, ATTEMPTS.c.number == latest)
+                    .values(outcome="crash_recovered")
+                )
+        return moved
+
+    def release_due(self, batch: str | None = None) -> int:
+        """Move ``retry_wait`` jobs whose ``next_attempt_at`` has passed back to pending."""
+        now = self.now()
+        query = select(JOBS.c.id).where(
+            JOBS.c.state == JobState.RETRY_WAIT.value, JOBS.c.next_attempt_at <= now
+        )
+        if batch is not None:
+            query = query.where(JOBS.c.batch == batch)
+        moved = 0
+        with self.store.write() as connection:
+            for (row_id,) in connection.execute(query).all():
+                moved += self._move(
+                    connection,
+                    row_id,
+                    JobState.RETRY_WAIT,
+                    JobState.PENDING,
+                    "retry_due",
+                    {"next_attempt_at": None},
+                    None,
+                )
+        return moved
+
+    def claim(
+        self,
+        batch: str | None,
+        limit: int,
+        per_model_room: Mapping[str, int] | None = None,
+        default_room: int | None = None,
+    ) -> list[WorkItem]:
+        """Take up to ``limit`` pending jobs: write the intent (``submitting``) and count the
+        attempt, before any network I/O. ``per_model_room`` caps jobs per model."""
+        if limit <= 0:
+            return []
+        query = _select_items().where(JOBS.c.state == JobState.PENDING.value)
+        if batch is not None:
+            query = query.where(JOBS.c.batch == batch)
+        claimed: list[WorkItem] = []
+        taken: dict[str, int] = {}
+        with self.store.write() as connection:
+            for row in connection.execute(query.order_by(JOBS.c.id).limit(limit * 4)).all():
+                if len(claimed) >= limit:
+                    break
+                room = (per_model_room or {}).get(row.model_id, default_room)
+                if room is not None and taken.get(row.model_id, 0) >= room:
+                    continue
+                kind = self._attempt_kind(connection, row.id)
+                number = row.attempts + 1
+                if not self._move(
+                    connection,
+                    row.id,
+                    JobState.PENDING,
+                    JobState.SUBMITTING,
+                    "claimed",
+                    {"attempts": number},
+                    {"attempt": number, "kind": kind},
+                ):
+                    continue
+                connection.execute(
+                    insert(ATTEMPTS).values(
+                        job_id=row.id, number=number, kind=kind, started_at=self.now()
+                    )
+                )
+                taken[row.model_id] = taken.get(row.model_id, 0) + 1
+                claimed.append(
+                    replace(_item(row, kind), state=JobState.SUBMITTING, attempts=number)
+                )
+        return claimed
+
+    def _attempt_kind(self, connection: Connection, row_id: int) -> str:
+        last = connection.execute(
+            select(ATTEMPTS.c.outcome)
+            .where(ATTEMPTS.c.job_id == row_id)
+            .order_by(ATTEMPTS.c.number.desc())
+            .limit(1)
+        ).first()
+        if last is None:
+            return AttemptKind.SUBMIT.value
+        if last.outcome in ("ambiguous", "crash_recovered", "remote_lost"):
+            return AttemptKind.RESUBMIT.value
+        if last.outcome in ("not_sent", "held"):
+            return AttemptKind.SUBMIT.value
+        return AttemptKind.REROLL.value
+
+    def transition(
+        self,
+        item: WorkItem,
+        to_state: JobState,
+        outcome: str,
+        fields: Mapping[str, Any] | None = None,
+        detail: Mapping[str, Any] | None = None,
+        attempt: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Move one job from ``item.state``; False if it was no longer in that state."""
+        with self.store.write() as connection:
+            moved = self._move(
+                connection, item.row_id, item.state, to_state, outcome, fields, detail
+            )
+            if moved and attempt:
+                latest = (
+                    select(func.max(ATTEMPTS.c.number))
+                    .where(ATTEMPTS.c.job_id == item.row_id)
+                    .scalar_subquery()
+                )
+                connection.execute(
+                    update(ATTEMPTS)
+                    .where(ATTEMPTS.c.job_id == item.row_id, ATTEMPTS.c.number == latest)
+                    .values(**attempt)
+                )
+        return bool(moved)
+
+    def note(self, item: WorkItem, fields: Mapping[str, Any]) -> bool:
+        """Update facts of a job without changing its state (remote status, queue place)."""
+        with self.store.write() as connection:
+            result = connection.execute(
+                update(JOBS)
+                .where(JOBS.c.id == item.row_id, JOBS.c.state == item.state.value)
+                .values(updated_at=self.now(), **fields)
+            )
+        return bool(result.rowcount)
+
+    def _move(
+        self,
+        connection: Connection,
+        row_id: int,
+        from_state: JobState,
+        to_state: JobState,
+        outcome: str,
+        fields: Mapping[str, Any] | None,
+        detail: Mapping[str, Any] | None,
+    ) -> int:
+        now = self.now()
+        result = connection.execute(
+            update(JOBS)
+            .where(JOBS.c.id == row_id, JOBS.c.state == from_state.value)
+            .values(state=to_state.value, updated_at=now, **dict(fields or {}))
+        )
+        if not result.rowcount:
+            return 0
+        batch = connection.execute(select(JOBS.c.batch).where(JOBS.c.id == row_id)).scalar_one()
+        connection.execute(
+            insert(EVENTS).values(
+                job_id=row_id,
+                batch=batch,
+                at=now,
+                kind=TRANSITION,
+                from_state=from_state.value,
+                to_state=to_state.value,
+                detail={"outcome": outcome, **dict(detail or {})},
+            )
+        )
+        return 1
+
+    def user_action(
+        self,
+        batch: str,
+        names: Sequence[str] | None,
+        from_states: Sequence[JobState],
+        to_state: JobState,
+        outcome: str,
+        fields: Mapping[str, Any] | None = None,
+    ) -> list[str]:
+        """Move a batch's jobs (all, or those named) between states for a user command."""
+        query = select(JOBS.c.id, JOBS.c.name, JOBS.c.state).where(
+            JOBS.c.batch == batch, JOBS.c.state.in_([s.value for s in from_states])
+        )
+        if names:
+            query = query.where(or_(*(JOBS.c.name == n for n in names)))
+        moved: list[str] = []
+        with self.store.write() as connection:
+            for row_id, name, state in connection.execute(query).all():
+                if self._move(
+                    connection, row_id, JobState(state), to_state, outcome, fields, {"by": "user"}
+                ):
+                    moved.append(name)
+        return moved
