@@ -84,6 +84,18 @@ def add_engine_options(
         env="ORCHESTRATOR_TRUST_HOST",
         help="extra download hosts to trust, comma-separated",
     )
+    parser.add_argument(
+        "--poll-min",
+        action=env_action,
+        env="ORCHESTRATOR_POLL_MIN",
+        help="shortest wait between two status polls of a job, in seconds (default: 2)",
+    )
+    parser.add_argument(
+        "--poll-max",
+        action=env_action,
+        env="ORCHESTRATOR_POLL_MAX",
+        help="longest wait between two status polls of a job, in seconds (default: 60)",
+    )
     flag(
         parser,
         "--cancel-on-exit",
@@ -111,12 +123,23 @@ def engine_settings(
         max_spend=max_spend,
         base_delay=0.05 if fast else (retry.base_delay if retry else 2.0),
         max_delay=2.0 if fast else (retry.max_delay if retry else 300.0),
-        poll=PollPolicy(minimum=0.05, maximum=2.0, first_guess=60 * float(args.sim_time_scale))
-        if fast
-        else PollPolicy(),
+        poll=poll_policy(args),
         idle_check=0.1 if fast else 0.5,
         cancel_on_exit=bool(args.cancel_on_exit),
     )
+
+
+def poll_policy(args: argparse.Namespace) -> PollPolicy:
+    """Poll bounds: the defaults suit real run times (a minute or more); ``--simulate``
+    runs minutes in seconds and polls accordingly; ``--poll-min``/``--poll-max`` override."""
+    if args.simulate:
+        scale = float(args.sim_time_scale)
+        policy = PollPolicy(minimum=0.05, maximum=max(0.5, 120 * scale), first_guess=60 * scale)
+    else:
+        policy = PollPolicy()
+    low = float(args.poll_min) if args.poll_min else policy.minimum
+    high = float(args.poll_max) if args.poll_max else max(policy.maximum, low)
+    return PollPolicy(minimum=low, maximum=high, first_guess=min(policy.first_guess, high))
 
 
 def connection_for(args: argparse.Namespace) -> AbstractContextManager[Connection]:

@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import av
 import httpx
+from model_ids import DREAMINA, LITE, PRO, RUNWAY, V15
 from PIL import Image
 
-from model_ids import DREAMINA, LITE, PRO, RUNWAY, V15
 from orchestrator.simulator import ManualClock, Profile, SimulatorServer, parse_profile
 
 TOKEN = "sim-test-token"
@@ -47,8 +47,11 @@ _ENCODED: dict[tuple[object, ...], bytes] = {}
 TLS = ssl.create_default_context()
 
 
+Color = tuple[int, int, int]
+
+
 def image_bytes(
-    size: tuple[int, int] = (400, 400), fmt: str = "PNG", color: tuple[int, int, int] = (200, 120, 40)
+    size: tuple[int, int] = (400, 400), fmt: str = "PNG", color: Color = (200, 120, 40)
 ) -> bytes:
     """A real image made with Pillow (encoded once per recipe)."""
     key = (size, fmt, color)
@@ -60,7 +63,7 @@ def image_bytes(
 
 
 def data_uri(
-    size: tuple[int, int] = (400, 400), fmt: str = "PNG", color: tuple[int, int, int] = (200, 120, 40)
+    size: tuple[int, int] = (400, 400), fmt: str = "PNG", color: Color = (200, 120, 40)
 ) -> str:
     mime = {"PNG": "image/png", "JPEG": "image/jpeg"}[fmt]
     encoded = base64.b64encode(image_bytes(size, fmt, color)).decode()
@@ -97,10 +100,10 @@ def assert_error(response: httpx.Response, status: int, code: int) -> dict[str, 
 
 def probe_video(data: bytes) -> tuple[str, int, float]:
     """(codec, decoded frames, duration in seconds) of an MP4 held in memory."""
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         stream = container.streams.video[0]
         codec = stream.codec_context.name
-        frames = sum(1 for _ in container.decode(video=0))
+        frames = len(list(container.decode(video=0)))
         assert container.duration is not None
         seconds = container.duration / av.time_base
     return codec, frames, seconds

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from model_ids import DREAMINA, LITE, PRO, RUNWAY
 from simulator_helpers import (
     AUTH,

@@ -6,10 +6,10 @@ import json
 
 import httpx
 import pytest
-
 from model_ids import LITE, PRO
-from orchestrator.simulator.state import payload_hash
 from simulator_helpers import AUTH, TLS, payload, running
+
+from orchestrator.simulator.state import payload_hash
 
 
 def test_submissions_are_counted_per_payload_and_duplicates_show() -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 import av
 import pytest
-
 from model_ids import ALL, DREAMINA, LITE, PRO, RUNWAY, V15
 from simulator_helpers import HTTPS_IMAGE, Sim, data_uri, payload, probe_video, running
 
@@ -62,7 +61,7 @@ def test_the_video_follows_the_image_shape() -> None:
         rid = sim.submit_ok(PRO, payload(PRO, data_uri((640, 400), fmt="JPEG")))
         sim.clock.advance(10)
         data = sim.download(sim.video_url(rid)).content
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         stream = container.streams.video[0]
         assert (stream.codec_context.width, stream.codec_context.height) == (96, 60)
 

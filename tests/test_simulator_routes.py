@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from model_ids import ALL, DREAMINA, LITE, PRO, V15
 from simulator_helpers import host_of, payload, running
 
@@ -22,14 +21,15 @@ def test_submit_answers_request_id_and_absolute_urls_on_the_api_host() -> None:
         assert sim.api.get(body["status_url"]).json()["request_id"] == rid
 
 
-@pytest.mark.parametrize("model_id", ALL)
-def test_model_ids_with_slashes_and_dots_route_to_their_model(model_id: str) -> None:
-    with running() as sim:
-        entry = sim.api.get(f"/v1/models/{model_id}")
-        assert entry.status_code == 200
-        assert entry.json()["model_id"] == model_id
-        rid = sim.submit_ok(model_id)
-        assert sim.server.simulator.jobs[rid].model_id == model_id
+def test_model_ids_with_slashes_and_dots_route_to_their_model() -> None:
+    with running({"slots": 5}) as sim:
+        for model_id in ALL:
+            entry = sim.api.get(f"/v1/models/{model_id}")
+            assert entry.status_code == 200
+            assert entry.json()["model_id"] == model_id
+            rid = sim.submit_ok(model_id)
+            assert sim.server.simulator.jobs[rid].model_id == model_id
+            assert sim.result(rid, include_cost=True)["model_id"] == model_id
 
 
 def test_get_and_post_on_a_model_are_different_operations() -> None:

@@ -134,7 +134,7 @@ class RunComfyClient:
         token: str,
         timeout: httpx.Timeout | None = None,
         submit_timeout: httpx.Timeout | None = None,
-        max_connections: int = 64,
+        max_connections: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -224,7 +224,9 @@ class RunComfyClient:
         error = error_from_reply(response, submit=False)
         if error is not None:
             raise error
-        body = _body(response) or {}
+        body = _body(response)
+        if not isinstance(body, dict):  # an empty or odd reply is no confirmation
+            body = {}
         return CancelReply(
             outcome=str(body.get("outcome") or ""), status=_lower(body.get("status"))
         )

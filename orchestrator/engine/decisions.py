@@ -119,7 +119,8 @@ def retry_delay(
     >>> retry_delay(1, base=2, cap=300, retry_after=30, rng=random.Random(1)) >= 30
     True
     """
-    ceiling = min(cap, base * 2 ** max(0, failures - 1))
+    # The exponent is bounded: 2**1024 overflows a float after a night of failed polls.
+    ceiling = min(cap, base * 2 ** min(max(0, failures - 1), 64))
     delay = rng.uniform(0, ceiling)
     if retry_after is not None:
         delay = max(delay, retry_after)
@@ -147,9 +148,9 @@ def poll_interval(
 ) -> float:
     """How long until a job's next status poll.
 
-    While running, poll around when the model usually finishes (half the expected time
-    left, then often once it is overdue); while queued, slower, scaled by the place in the
-    queue. Jitter spreads polls of jobs submitted together.
+    While running, poll when the model usually finishes, then often once it is overdue;
+    while queued, slower, scaled by the place in the queue. Jitter spreads polls of jobs
+    submitted together.
 
     >>> policy = PollPolicy(minimum=1, maximum=60)
     >>> poll_interval("in_progress", running_for=0, typical_run_time=40,
@@ -160,12 +161,16 @@ def poll_interval(
     if remote_status == "in_queue":
         places = max(1, queue_position or 1)
         wanted = typical * min(places, 4) / 2
+        spread = wanted * policy.jitter
     else:
+        # Aim at the expected finish; once overdue, look often (a twentieth of a run) so
+        # a finished job waits little for its download and its slot is reused at once.
         remaining = typical - running_for
-        wanted = remaining / 2 if remaining > 0 else typical / 10
+        overdue_step = typical / 20
+        wanted = remaining if remaining > overdue_step else overdue_step
+        spread = overdue_step * policy.jitter
     wanted = min(policy.maximum, max(policy.minimum, wanted))
-    spread = wanted * policy.jitter
-    return max(policy.minimum, wanted + rng.uniform(-spread, spread))
+    return min(policy.maximum, max(policy.minimum, wanted + rng.uniform(-spread, spread)))
 
 
 @dataclass(frozen=True, slots=True)

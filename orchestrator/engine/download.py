@@ -23,6 +23,8 @@ import anyio
 import av
 import httpx
 
+from orchestrator.engine import failpoints
+
 RUNCOMFY_DOMAINS = ("runcomfy.net", "runcomfy.com")
 DEFAULT_MAX_BYTES = 2 * 1024**3  # the official CLI's cap
 CHUNK = 256 * 1024
@@ -110,15 +112,19 @@ def host_allowed(url: str, trusted: Iterable[str]) -> str | None:
 
 
 def probe_video(path: Path) -> VideoProbe:
-    """Open the file with PyAV and decode its video stream; raise DownloadError if not."""
+    """Open the file with PyAV and decode its first frame; raise DownloadError if it is not
+    a video. The frame count comes from the container (decoding every frame of every video
+    would cost more CPU than the rest of the engine together); a cut file fails to open or
+    to decode, and its size already disagreed with Content-Length."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise DownloadError("the file has no video stream", retryable=True)
             stream = container.streams.video[0]
-            frames = 0
-            for _frame in container.decode(stream):
-                frames += 1
+            first = next(container.decode(stream), None)
+            if first is None:
+                raise DownloadError("the video has no frames", retryable=True)
+            frames = stream.frames or 1
             duration = 0.0
             if stream.duration is not None and stream.time_base is not None:
                 duration = float(stream.duration * stream.time_base)
@@ -128,8 +134,6 @@ def probe_video(path: Path) -> VideoProbe:
             width, height = stream.codec_context.width, stream.codec_context.height
     except av.error.FFmpegError as exc:
         raise DownloadError(f"not a playable video: {exc}", retryable=True) from exc
-    if frames == 0:
-        raise DownloadError("the video has no frames", retryable=True)
     return VideoProbe(codec=codec, width=width, height=height, frames=frames, duration_s=duration)
 
 
@@ -171,10 +175,13 @@ class Downloader:
         if refused:
             raise DownloadError(refused)
         target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f".{target.name}.*.part"):
+            stale.unlink(missing_ok=True)  # left by a crash mid-download
         temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
         try:
             size, digest = await self._stream(url, temp)
             probe = await anyio.to_thread.run_sync(probe_video, temp)
+            failpoints.reached("before_rename")
             await anyio.to_thread.run_sync(_publish, temp, target)
         except BaseException:
             temp.unlink(missing_ok=True)

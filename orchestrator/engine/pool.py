@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from orchestrator.api import (
     build_request_payload,
 )
 from orchestrator.catalog import Catalog
+from orchestrator.engine import failpoints
 from orchestrator.engine.decisions import (
     AdaptiveLimit,
     Outcome,
@@ -107,6 +108,7 @@ class Engine:
         self._wake_poller = anyio.Event()
         self._submitting_allowed = True
         self._busy = 0
+        self._submits_running = 0
         self._next_submit_at = 0.0
         self._send: MemoryObjectSendStream[tuple[WorkItem, str | None]]
         self._receive: MemoryObjectReceiveStream[tuple[WorkItem, str | None]]
@@ -172,22 +174,27 @@ class Engine:
         limiter = anyio.CapacityLimiter(self.settings.max_concurrent_submits)
         while True:
             claimed: list[WorkItem] = []
-            if self._submitting_allowed and not self.report.auth_error:
+            # Claim only as many jobs as can be POSTed right now: a claimed job is marked
+            # "submitting", and a crash while it waited would park it as needs_reconcile.
+            free = self.settings.max_concurrent_submits - self._submits_running
+            if self._submitting_allowed and not self.report.auth_error and free > 0:
                 await anyio.to_thread.run_sync(self.queue.release_due, self.settings.batch)
-                claimed = await self._claim()
+                claimed = await self._claim(free)
             for item in claimed:
                 self._busy += 1
+                self._submits_running += 1
                 group.start_soon(self._submit_one, item, limiter)
             if not claimed:
                 self._wake_submitter = anyio.Event()
                 with anyio.move_on_after(self.settings.idle_check):
                     await self._wake_submitter.wait()
 
-    async def _claim(self) -> list[WorkItem]:
+    async def _claim(self, at_most: int) -> list[WorkItem]:
         in_flight = await anyio.to_thread.run_sync(self.queue.in_flight, None)
-        room = self.limit.value - sum(in_flight.values())
+        room = min(at_most, self.limit.value - sum(in_flight.values()))
         if room <= 0:
             return []
+        budget: float | None = None
         if self.settings.max_spend is not None and self.settings.batch is not None:
             committed = await anyio.to_thread.run_sync(
                 self.queue.committed_spend, self.settings.batch
@@ -195,13 +202,23 @@ class Engine:
             if committed >= self.settings.max_spend:
                 self._stop_submitting(spend=True)
                 return []
+            budget = self.settings.max_spend - committed
         per_model = None
         per_model_cap = self.settings.max_in_flight_per_model
         if per_model_cap is not None:
             per_model = {m: max(0, per_model_cap - n) for m, n in in_flight.items()}
-        return await anyio.to_thread.run_sync(
-            lambda: self.queue.claim(self.settings.batch, room, per_model, per_model_cap)
+        claimed = await anyio.to_thread.run_sync(
+            lambda: self.queue.claim(self.settings.batch, room, per_model, per_model_cap, budget)
         )
+        if budget is not None and not claimed:
+            # Only claim jobs whose estimate still fits: the cap is never passed, and once
+            # the next job does not fit, submitting stops.
+            upcoming = await anyio.to_thread.run_sync(
+                self.queue.next_pending_cost, self.settings.batch
+            )
+            if upcoming is not None and upcoming > budget + 1e-9:
+                self._stop_submitting(spend=True)
+        return claimed
 
     def _stop_submitting(self, *, spend: bool = False) -> None:
         if self._submitting_allowed:
@@ -244,11 +261,13 @@ class Engine:
                         attempt={"outcome": "rejected", "error": str(exc)},
                     )
                     return
+                failpoints.reached("after_claim")
                 try:
                     submitted = await self.api.submit(item.model_id, body)
                 except RunComfyError as exc:
                     await self._submit_failed(item, exc, bound)
                     return
+                failpoints.reached("after_post")
             self._transient.pop(item.row_id, None)
             self.limit = self.limit.succeeded()
             now = self.queue.now()
@@ -265,14 +284,33 @@ class Engine:
                 detail={"request_id": submitted.request_id},
             )
             self.report.submitted += 1
+            failpoints.reached("after_accept")
             bound.info("submitted", request_id=submitted.request_id)
             if moved:
+                # First look when the job would finish if it started at once; a queued job
+                # shows its place then and is polled accordingly.
+                first_look = poll_interval(
+                    "in_progress",
+                    running_for=0.0,
+                    typical_run_time=self.run_times.typical(item.model_id),
+                    queue_position=None,
+                    policy=self.settings.poll,
+                    rng=self.rng,
+                )
+                self._seen_running[item.row_id] = self.monotonic()
                 self._watch(
-                    _after(item, JobState.SUBMITTED, request_id=submitted.request_id),
-                    delay=self.settings.poll.minimum,
+                    _after(
+                        item,
+                        JobState.SUBMITTED,
+                        request_id=submitted.request_id,
+                        remote_status="in_queue",  # as stored; --cancel-on-exit reads it
+                    ),
+                    delay=first_look,
                 )
         finally:
             self._busy -= 1
+            self._submits_running -= 1
+            self._wake_submitter.set()
 
     async def _submit_failed(self, item: WorkItem, exc: RunComfyError, bound: Any) -> None:
         if isinstance(exc, AuthError):
@@ -410,8 +448,14 @@ class Engine:
 
     async def _finished_remotely(self, item: WorkItem, result: Any) -> None:
         started = self._seen_running.pop(item.row_id, None)
-        if started is not None and result.succeeded:
-            self.run_times = self.run_times.observed(item.model_id, self.monotonic() - started)
+        if result.succeeded:
+            # The server's own stamps measure the run exactly; our clock only sees when we
+            # looked, which would teach the poller its own lateness.
+            run_time = _seconds_between(result.created_at, result.finished_at)
+            if run_time is None and started is not None:
+                run_time = self.monotonic() - started
+            if run_time is not None:
+                self.run_times = self.run_times.observed(item.model_id, run_time)
         if not result.terminal:  # /status ran ahead of /result: look again soon
             self._watch(item, self.settings.poll.minimum)
             return
@@ -478,6 +522,7 @@ class Engine:
                 if url is None:
                     error = "the result has no video URL any more"
                     break
+            failpoints.reached("before_download")
             try:
                 done = await self.downloader.fetch(url, target)
             except DownloadError as exc:
@@ -487,11 +532,20 @@ class Engine:
                     refreshed = True
                     url = None
                     continue
-                if not (exc.retryable or exc.expired):
-                    break
-                await anyio.sleep(retry_delay(attempt, base=1.0, cap=30.0, rng=self.rng))
+                last = attempt == self.settings.max_download_tries
+                if last or not (exc.retryable or exc.expired):
+                    break  # no pointless wait after the final try
+                # The engine's backoff (not a fixed 1 s base), capped at 30 s.
+                delay = retry_delay(
+                    attempt,
+                    base=self.settings.base_delay,
+                    cap=min(30.0, self.settings.max_delay),
+                    rng=self.rng,
+                )
+                await anyio.sleep(delay)
                 continue
             self.report.downloads += 1
+            failpoints.reached("after_rename")
             await anyio.to_thread.run_sync(self._write_sidecar, item, done)
             await self._settle(
                 item,
@@ -603,6 +657,17 @@ class Engine:
             if reply.cancelled:
                 self.report.cancelled_remote += 1
                 await self._settle(item, Outcome.CANCELLED, fields={"remote_status": "cancelled"})
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    """Seconds between two ISO 8601 stamps, or None when either is missing or unreadable."""
+    if not start or not end:
+        return None
+    try:
+        seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
 
 
 def _after(item: WorkItem, state: JobState, **changes: Any) -> WorkItem:

@@ -18,7 +18,7 @@ class EngineSettings:
     submits_per_second: float | None = None
     max_concurrent_submits: int = 4
     max_downloads: int = 4
-    max_concurrent_polls: int = 32
+    max_concurrent_polls: int = 8
     max_spend: float | None = None
     base_delay: float = 2.0
     max_delay: float = 300.0

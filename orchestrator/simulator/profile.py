@@ -208,7 +208,7 @@ def _number(value: Any, where: str) -> float:
 
 def _duration(raw: Any, where: str) -> Duration:
     if isinstance(raw, int | float) and not isinstance(raw, bool):
-        return Duration(seconds=float(raw))
+        return Duration(seconds=_number(raw, where))
     if not isinstance(raw, Mapping):
         raise ProfileError(f"{where} must be seconds or a mapping with a distribution")
     distribution = raw.get("distribution", "fixed")

@@ -50,6 +50,9 @@ class SimulatorServer:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
+        # Listen at once: connections made as soon as the port is announced (the ``simulate``
+        # banner is printed before uvicorn starts) wait in the backlog instead of being refused.
+        self._socket.listen(2048)
         self.port: int = self._socket.getsockname()[1]
         self.simulator.api_base = f"http://{host}:{self.port}"
         self.simulator.files_base = f"http://{file_host}:{self.port}"

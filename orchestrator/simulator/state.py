@@ -89,6 +89,9 @@ class Simulator:
         self._images: OrderedDict[str, bytes] = OrderedDict()
         self._submit_counts: Counter[str] = Counter()
         self._secret = secrets.token_bytes(16)
+        self._started = datetime.now(UTC) - timedelta(
+            seconds=self.clock.now() * getattr(self.clock, "time_scale", 1.0)
+        )
         self._lock = threading.Lock()
         self.api_base = "http://127.0.0.1"
         self.files_base = "http://localhost"
@@ -299,9 +302,14 @@ class Simulator:
         return Download(200, self.videos.get(image, fallback, job.video_seconds))
 
     def timestamp(self, simulated: float) -> str:
-        """ISO 8601 with microseconds and offset, like the Serverless API's timestamps."""
-        epoch = datetime(2025, 1, 1, tzinfo=UTC)
-        return (epoch + timedelta(seconds=simulated)).isoformat(timespec="microseconds")
+        """Wall-clock ISO 8601 (microseconds, offset) for a simulated moment.
+
+        Real RunComfy stamps wall-clock times; clients measure run times from them, so a
+        time-scaled simulator stamps real seconds (simulated x time scale) since it started.
+        """
+        scale = getattr(self.clock, "time_scale", 1.0)
+        moment = self._started + timedelta(seconds=simulated * scale)
+        return moment.isoformat(timespec="microseconds")
 
     def snapshot(self) -> dict[str, Any]:
         """The ledger, with every queue advanced to now so timelines are current."""

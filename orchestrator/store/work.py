@@ -20,6 +20,7 @@ from orchestrator.store.store import Store
 from orchestrator.store.tables import ATTEMPTS, BATCHES, EVENTS, JOBS
 
 TRANSITION = "transition"
+REMOTE_ACTIVE = frozenset({JobState.SUBMITTING, JobState.SUBMITTED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +84,14 @@ class WorkQueue:
     # -- reads -----------------------------------------------------------------------------
 
     def in_flight(self, batch: str | None = None) -> dict[str, int]:
-        """Model id -> jobs submitted (or being submitted) and not finished; for limits."""
+        """Model id -> jobs RunComfy is working on (submitting or submitted); for limits.
+
+        A job being downloaded no longer holds a remote slot, so it does not count: the
+        next submit can take the slot the moment the remote job finishes.
+        """
         query = (
             select(JOBS.c.model_id, func.count())
-            .where(JOBS.c.state.in_([s.value for s in IN_FLIGHT]))
+            .where(JOBS.c.state.in_([s.value for s in REMOTE_ACTIVE]))
             .group_by(JOBS.c.model_id)
         )
         if batch is not None:
@@ -143,6 +148,15 @@ class WorkQueue:
             query = query.where(JOBS.c.batch == batch)
         with self.store.read() as connection:
             return connection.execute(query).first() is not None
+
+    def next_pending_cost(self, batch: str | None = None) -> float | None:
+        """The estimate of the next job a claim would take (0.0 if unpriced; None if none)."""
+        query = select(JOBS.c.estimated_cost_usd).where(JOBS.c.state == JobState.PENDING.value)
+        if batch is not None:
+            query = query.where(JOBS.c.batch == batch)
+        with self.store.read() as connection:
+            row = connection.execute(query.order_by(JOBS.c.id).limit(1)).first()
+        return None if row is None else float(row[0] or 0.0)
 
     def facts(self, row_id: int) -> dict[str, Any]:
         """Cost and timestamps of one job, JSON-ready (for its sidecar)."""
@@ -220,11 +234,14 @@ class WorkQueue:
         limit: int,
         per_model_room: Mapping[str, int] | None = None,
         default_room: int | None = None,
+        budget: float | None = None,
     ) -> list[WorkItem]:
         """Take up to ``limit`` pending jobs: write the intent (``submitting``) and count the
-        attempt, before any network I/O. ``per_model_room`` caps jobs per model."""
+        attempt, before any network I/O. ``per_model_room`` caps jobs per model; ``budget``
+        (USD) stops the claim at the first job whose estimate would not fit in it."""
         if limit <= 0:
             return []
+        committed = 0.0
         query = _select_items().where(JOBS.c.state == JobState.PENDING.value)
         if batch is not None:
             query = query.where(JOBS.c.batch == batch)
@@ -237,6 +254,9 @@ class WorkQueue:
                 room = (per_model_room or {}).get(row.model_id, default_room)
                 if room is not None and taken.get(row.model_id, 0) >= room:
                     continue
+                cost = row.estimated_cost_usd or 0.0
+                if budget is not None and committed + cost > budget + 1e-9:
+                    break
                 kind = self._attempt_kind(connection, row.id)
                 number = row.attempts + 1
                 if not self._move(
@@ -255,6 +275,7 @@ class WorkQueue:
                     )
                 )
                 taken[row.model_id] = taken.get(row.model_id, 0) + 1
+                committed += cost
                 claimed.append(
                     replace(_item(row, kind), state=JobState.SUBMITTING, attempts=number)
                 )

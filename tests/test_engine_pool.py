@@ -1,0 +1,589 @@
+"""The worker pool against a real simulator socket: the happy path and every fault.
+
+Each test starts a :class:`SimulatorServer` with a seeded profile (tiny time scale), drains
+a real SQLite store with :class:`Engine`, then checks the store, the files and the
+simulator's ledger (what RunComfy would have billed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from engine_helpers import (
+    BATCH,
+    TOKEN,
+    attempt_rows,
+    body_of,
+    by_name,
+    digest_of,
+    fast_settings,
+    key_of,
+    make_profile,
+    new_job,
+    part_files,
+    run_engine,
+    seed_store,
+    simulator,
+)
+from model_ids import LITE, PRO
+from orchestrator.cli import main
+from orchestrator.engine.decisions import PollPolicy
+from orchestrator.engine.pool import Engine
+from orchestrator.store import JobState, NewJob, Store
+from orchestrator.store.work import WorkQueue
+
+S = JobState
+REMOTE_FAILURE = "the model failed to generate a video for this input"
+
+
+def submissions(server: Any, store: Store) -> dict[str, int]:
+    """Job name -> how many times the simulator accepted its payload."""
+    ledger = server.simulator.snapshot()["submissions"]
+    return {name: ledger.get(digest_of(job), 0) for name, job in by_name(store).items()}
+
+
+def kinds(store: Store, name: str) -> list[tuple[str, str | None]]:
+    job = by_name(store)[name]
+    return [(a.kind, a.outcome) for a in attempt_rows(store, job.row_id)]
+
+
+def outcomes(store: Store, name: str) -> list[str]:
+    job = by_name(store)[name]
+    return [
+        e.detail["outcome"]
+        for e in store.events(job_id=job.row_id)
+        if e.kind == "transition" and e.detail
+    ]
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals [start, end) open at one moment."""
+    points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    best = current = 0
+    for _moment, step in points:
+        current += step
+        best = max(best, current)
+    return best
+
+
+# -- the happy path -----------------------------------------------------------------------------
+
+
+def test_every_job_is_submitted_once_downloaded_and_verified(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 4)
+    with simulator(make_profile()) as server:
+        run = run_engine(store, server, fast_settings())
+        ledger = server.simulator.snapshot()
+        counts = submissions(server, store)
+    report = run.report
+    assert (report.stopped_by, report.submitted, report.downloads) == ("done", 4, 4)
+    assert report.auth_error is None and report.balance_error is None and report.notes == []
+    assert counts == {f"job{i}": 1 for i in range(4)}
+    for name, job in by_name(store).items():
+        assert job.state == S.SUCCEEDED and job.error is None
+        video = tmp_path / "out" / f"{name}.mp4"
+        data = video.read_bytes()
+        assert job.sha256 == hashlib.sha256(data).hexdigest()
+        assert job.size_bytes == len(data)
+        assert job.cost == pytest.approx(0.5)  # 0.1 USD/s x 5 s, from /result?include_cost
+        assert job.request_id in ledger["jobs"]
+        assert job.attempts == 1 and job.downloaded_at is not None
+        assert kinds(store, name) == [("submit", "succeeded")]
+        assert outcomes(store, name) == ["claimed", "accepted", "remote_succeeded", "downloaded"]
+        sidecar_text = video.with_suffix(".json").read_text()
+        assert TOKEN not in sidecar_text
+        sidecar = json.loads(sidecar_text)
+        assert sidecar["request_id"] == job.request_id
+        assert sidecar["job"] == {"id": name, "key": key_of(name), "batch": BATCH}
+        assert sidecar["payload"] == body_of(name)
+        assert sidecar["video"]["sha256"] == job.sha256 and sidecar["video"]["codec"] == "h264"
+        assert sidecar["cost_usd"] == pytest.approx(0.5)
+    assert ledger["duplicates"] == {}
+    assert {d["status"] for d in ledger["downloads"]} == {200}
+    for download in ledger["downloads"]:
+        assert "authorization" not in download["headers"]
+        assert download["host"].startswith("localhost")
+    assert part_files(tmp_path) == []
+    assert store.spend(BATCH) == pytest.approx(2.0)
+
+
+# -- submits whose outcome is unknown -----------------------------------------------------------
+
+
+def test_an_accepted_submit_answered_with_a_500_is_parked_and_never_resubmitted(
+    tmp_path: Path,
+) -> None:
+    store = seed_store(tmp_path, 3, max_attempts=3)
+    with simulator(make_profile({"submit_accepted_then_error": 1.0})) as server:
+        run = run_engine(store, server, fast_settings())
+        counts = submissions(server, store)
+        ledger = server.simulator.snapshot()
+    assert run.report.stopped_by == "done" and run.report.submitted == 0
+    assert counts == {"job0": 1, "job1": 1, "job2": 1}  # paid once, never again
+    assert ledger["faults"]["submit_accepted_then_error"] == 3
+    for name, job in by_name(store).items():
+        assert job.state == S.NEEDS_RECONCILE
+        assert "the job may have been created" in (job.error or "")
+        assert job.request_id is None
+        assert kinds(store, name) == [("submit", "ambiguous")]
+    # A second run leaves them alone too.
+    with simulator(make_profile()) as calm:
+        run_engine(store, calm, fast_settings())
+        assert calm.simulator.snapshot()["submissions"] == {}
+    assert {j.state for j in by_name(store).values()} == {S.NEEDS_RECONCILE}
+
+
+def test_reconcile_resubmit_queues_a_new_paid_attempt(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 3)
+    with simulator(make_profile({"submit_accepted_then_error": 1.0})) as server:
+        run_engine(store, server, fast_settings())
+    assert {j.state for j in by_name(store).values()} == {S.NEEDS_RECONCILE}
+    out = io.StringIO()
+    db = str(tmp_path / "store.db")
+    assert main(["reconcile", "--db", db, "--resubmit", "--ids", "job0,job2"], out=out) == 0
+    assert "2 job(s) queued again as new paid attempts" in out.getvalue()
+    with simulator(make_profile()) as calm:
+        run = run_engine(store, calm, fast_settings())
+        counts = submissions(calm, store)
+    assert run.report.submitted == 2
+    assert counts == {"job0": 1, "job1": 0, "job2": 1}
+    jobs = by_name(store)
+    assert (jobs["job0"].state, jobs["job1"].state, jobs["job2"].state) == (
+        S.SUCCEEDED,
+        S.NEEDS_RECONCILE,
+        S.SUCCEEDED,
+    )
+    assert jobs["job0"].attempts == 2
+    assert kinds(store, "job0") == [("submit", "ambiguous"), ("resubmit", "succeeded")]
+    assert "resubmit" in outcomes(store, "job0")
+
+
+def test_a_job_caught_submitting_by_a_crash_is_parked_not_resent(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 2)
+    (stuck,) = WorkQueue(store).claim(BATCH, 1)  # the intent was written, then the crash
+    with simulator(make_profile()) as server:
+        run = run_engine(store, server, fast_settings())
+        counts = submissions(server, store)
+    assert counts == {"job0": 0, "job1": 1}
+    assert by_name(store)[stuck.name].state == S.NEEDS_RECONCILE
+    assert by_name(store)["job1"].state == S.SUCCEEDED
+    assert run.report.notes == [
+        "1 job(s) were interrupted while submitting and need a decision (orchestrator reconcile)"
+    ]
+    assert kinds(store, stuck.name) == [("submit", "crash_recovered")]
+
+
+# -- throttling and flaky reads -------------------------------------------------------------------
+
+
+def test_rate_limits_are_retried_and_every_job_still_succeeds(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 4)
+    faults = {"rate_limit": 0.35, "rate_limit_bare": 0.15, "retry_after_seconds": 0}
+    with simulator(make_profile(faults, seed=3)) as server:
+        run = run_engine(store, server, fast_settings())
+        ledger = server.simulator.snapshot()
+        counts = submissions(server, store)
+    assert ledger["faults"].get("rate_limit", 0) + ledger["faults"].get("rate_limit_bare", 0) > 0
+    assert ledger["replies"].get("submit 429", 0) > 0  # some submits were refused ...
+    assert counts == {f"job{i}": 1 for i in range(4)}  # ... and each was paid once
+    assert {j.state for j in by_name(store).values()} == {S.SUCCEEDED}
+    assert run.report.submitted == 4
+    refused = [n for n in by_name(store) if ("submit", "not_sent") in kinds(store, n)]
+    assert refused, "a refused submit is recorded as not sent"
+    for name in refused:
+        assert outcomes(store, name)[:3] == ["claimed", "not_sent", "retry_due"]
+
+
+def test_too_many_refused_submits_fail_the_job(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 1)
+    faults = {"rate_limit": 1.0, "retry_after_seconds": 0}
+    with simulator(make_profile(faults)) as server:
+        run_engine(store, server, fast_settings(max_transient_failures=3))
+        assert server.simulator.snapshot()["submissions"] == {}
+    job = by_name(store)["job0"]
+    assert job.state == S.FAILED
+    assert job.error is not None and job.error.startswith("gave up after 3 failed submits")
+    assert [k for k, _ in kinds(store, "job0")] == ["submit"] * 3
+
+
+def test_server_errors_on_reads_are_retried(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 3)
+    # Seed 10 gives no 5xx on the three submits (a 5xx there would be ambiguous) and several
+    # on status and result reads.
+    with simulator(make_profile({"server_error": 0.4}, seed=10)) as server:
+        run_engine(store, server, fast_settings())
+        ledger = server.simulator.snapshot()
+        counts = submissions(server, store)
+    read_errors = sum(
+        n
+        for reply, n in ledger["replies"].items()
+        if reply.split()[0] in ("status", "result") and reply.split()[1].startswith("5")
+    )
+    assert read_errors > 0
+    assert not [r for r in ledger["replies"] if r.startswith("submit 5")]
+    assert counts == {"job0": 1, "job1": 1, "job2": 1}
+    assert {j.state for j in by_name(store).values()} == {S.SUCCEEDED}
+
+
+# -- remote failures --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["job_failed", "job_failed_result_only"])
+def test_a_remote_failure_is_rerolled_up_to_max_attempts(tmp_path: Path, fault: str) -> None:
+    store = seed_store(tmp_path, 2, max_attempts=2)
+    with simulator(make_profile({fault: 1.0})) as server:
+        run = run_engine(store, server, fast_settings())
+        counts = submissions(server, store)
+    assert counts == {"job0": 2, "job1": 2}  # the first try and one paid re-roll
+    assert run.report.submitted == 4 and run.report.downloads == 0
+    for name, job in by_name(store).items():
+        assert job.state == S.FAILED
+        assert job.error == REMOTE_FAILURE
+        assert job.attempts == 2
+        assert kinds(store, name) == [("submit", "failed"), ("reroll", "failed")]
+        assert outcomes(store, name) == [
+            "claimed",
+            "accepted",
+            "remote_failed",
+            "retry_due",
+            "claimed",
+            "accepted",
+            "remote_failed",
+        ]
+        costs = [a.cost_usd for a in attempt_rows(store, job.row_id)]
+        assert costs == [pytest.approx(0.5), pytest.approx(0.5)]  # each failed try was billed
+    assert part_files(tmp_path) == []
+
+
+def test_a_result_without_any_output_url_is_a_failure(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 2)
+    with simulator(make_profile({"no_output": 1.0})) as server:
+        run_engine(store, server, fast_settings())
+        counts = submissions(server, store)
+    assert counts == {"job0": 1, "job1": 1}
+    for job in by_name(store).values():
+        assert job.state == S.FAILED
+        assert job.error == "completed without any output URL"
+        assert job.remote_status == "completed"
+
+
+def test_a_request_the_api_forgot_is_parked(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 1)
+    with simulator(make_profile(record_ttl=0)) as server:
+        run_engine(store, server, fast_settings())
+        counts = submissions(server, store)
+    job = by_name(store)["job0"]
+    assert counts == {"job0": 1}
+    assert job.state == S.NEEDS_RECONCILE
+    assert "404001" in (job.error or "")
+    assert kinds(store, "job0") == [("submit", "remote_lost")]
+
+
+# -- downloads --------------------------------------------------------------------------------------
+
+
+def test_an_expired_url_is_refreshed_from_result(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 4)
+    # Seed 4: three of the first URLs answer 403 as expired; every fresh URL works.
+    with simulator(make_profile({"expired_url": 0.5}, seed=4)) as server:
+        run_engine(store, server, fast_settings())
+        ledger = server.simulator.snapshot()
+    assert {j.state for j in by_name(store).values()} == {S.SUCCEEDED}
+    by_request: dict[str, list[tuple[str, int]]] = {}
+    for download in ledger["downloads"]:
+        _files, request_id, version, _name = download["path"].strip("/").split("/")
+        by_request.setdefault(request_id, []).append((version, download["status"]))
+    refreshed = [seen for seen in by_request.values() if seen[0] == ("1", 403)]
+    assert len(refreshed) == 3 and all(seen == [("1", 403), ("2", 200)] for seen in refreshed)
+    assert ledger["faults"]["expired_url"] == len(refreshed)
+    assert part_files(tmp_path) == []
+
+
+def test_urls_that_stay_expired_fail_the_download(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 2)
+    with simulator(make_profile({"expired_url": 1.0})) as server:
+        run_engine(store, server, fast_settings(max_download_tries=3))
+        ledger = server.simulator.snapshot()
+    for job in by_name(store).values():
+        assert job.state == S.FAILED
+        assert job.error == "download failed: HTTP 403: the URL has expired or is gone"
+    # One fresh /result per job, then the same URL retried: 3 tries each.
+    versions = sorted(d["path"].split("/")[3] for d in ledger["downloads"])
+    assert versions == ["1", "1", "2", "2", "2", "2"]
+    assert ledger["calls"]["result"] == 4  # the finish and one refresh per job
+    assert not list((tmp_path / "out").glob("*.mp4")) if (tmp_path / "out").exists() else True
+
+
+def test_truncated_downloads_are_retried_and_leave_no_partial_file(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 4)
+    # Seed 6: seven bodies cut short, none of them five times in a row.
+    with simulator(make_profile({"truncated_download": 0.5}, seed=6)) as server:
+        run = run_engine(store, server, fast_settings())
+        ledger = server.simulator.snapshot()
+    assert ledger["faults"]["truncated_download"] == 7
+    assert len(ledger["downloads"]) == 4 + 7
+    assert {j.state for j in by_name(store).values()} == {S.SUCCEEDED}
+    assert run.report.downloads == 4
+    assert part_files(tmp_path) == []
+    for name, job in by_name(store).items():
+        data = (tmp_path / "out" / f"{name}.mp4").read_bytes()
+        assert hashlib.sha256(data).hexdigest() == job.sha256
+
+
+def test_a_job_found_downloading_after_a_restart_fetches_a_fresh_url(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 1)
+    queue = WorkQueue(store)
+    with simulator(make_profile()) as server:
+
+        async def stop_once_submitted(engine: Engine, stop: anyio.Event) -> None:
+            while not queue.active(BATCH):
+                await anyio.sleep(0.005)
+            stop.set()
+
+        slow = fast_settings(poll=PollPolicy(minimum=5, maximum=5, first_guess=5))
+        run_engine(store, server, slow, during=stop_once_submitted)
+        (item,) = queue.active(BATCH)
+        assert queue.transition(item, S.DOWNLOADING, "remote_succeeded")  # then a crash
+        run = run_engine(store, server, fast_settings())
+        ledger = server.simulator.snapshot()
+    assert by_name(store)["job0"].state == S.SUCCEEDED
+    assert run.report.submitted == 0 and run.report.downloads == 1
+    assert ledger["calls"]["result"] == 1 and ledger["calls"].get("status", 0) == 0
+    assert sum(ledger["submissions"].values()) == 1
+
+
+# -- money and authentication ----------------------------------------------------------------------
+
+
+def test_an_empty_balance_stops_submitting_and_leaves_the_rest_pending(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 5)
+    with simulator(make_profile(balance_usd=1.2)) as server:
+        run = run_engine(store, server, fast_settings())
+        ledger = server.simulator.snapshot()
+    states = [j.state for j in by_name(store).values()]
+    assert states.count(S.SUCCEEDED) == 2 and states.count(S.PENDING) == 3
+    assert run.report.balance_error is not None
+    assert "Insufficient balance" in run.report.balance_error
+    assert any(note.startswith("stopped submitting") for note in run.report.notes)
+    assert run.report.stopped_by == "done"
+    assert sum(ledger["submissions"].values()) == 2
+    assert ledger["balance_usd"] == pytest.approx(0.2)
+    for job in by_name(store).values():
+        if job.state == S.PENDING:
+            assert job.request_id is None
+
+
+def test_a_wrong_token_stops_everything_quickly(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 4)
+    with simulator(make_profile()) as server:
+        started = time.monotonic()
+        run = run_engine(store, server, fast_settings(), token="not-the-token")
+        elapsed = time.monotonic() - started
+        ledger = server.simulator.snapshot()
+    assert run.report.stopped_by == "auth"
+    assert run.report.auth_error is not None and "401" in run.report.auth_error
+    assert elapsed < 5
+    assert ledger["submissions"] == {}
+    assert {j.state for j in by_name(store).values()} == {S.PENDING}
+    assert TOKEN not in run.report.auth_error
+
+
+def test_a_token_revoked_between_runs_stops_polling(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 2)
+    queue = WorkQueue(store)
+    with simulator(make_profile()) as server:
+
+        async def stop_once_submitted(engine: Engine, stop: anyio.Event) -> None:
+            while len(queue.active(BATCH)) < 2:
+                await anyio.sleep(0.005)
+            stop.set()
+
+        slow = fast_settings(poll=PollPolicy(minimum=5, maximum=5, first_guess=5))
+        run_engine(store, server, slow, during=stop_once_submitted)
+        run = run_engine(store, server, fast_settings(), token="revoked")
+    assert run.report.stopped_by == "auth" and run.report.auth_error is not None
+    assert {j.state for j in by_name(store).values()} == {S.SUBMITTED}  # kept, not lost
+
+
+def test_the_spend_cap_stops_submitting_before_it_is_passed(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 5, cost=0.5)
+    with simulator(make_profile()) as server:
+        run = run_engine(store, server, fast_settings(max_spend=1.0))
+        ledger = server.simulator.snapshot()
+    assert run.report.spend_capped
+    assert any("spend cap of $1.00" in note for note in run.report.notes)
+    assert sum(ledger["submissions"].values()) == 2
+    states = [j.state for j in by_name(store).values()]
+    assert states.count(S.SUCCEEDED) == 2 and states.count(S.PENDING) == 3
+    assert store.spend(BATCH) <= 1.0
+
+
+# -- concurrency ------------------------------------------------------------------------------------
+
+
+def test_max_in_flight_bounds_the_remote_work(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 6)
+    with simulator(make_profile(slots=16)) as server:
+        run_engine(store, server, fast_settings(max_in_flight=2))
+        jobs = server.simulator.snapshot()["jobs"]
+    assert {j.state for j in by_name(store).values()} == {S.SUCCEEDED}
+    assert len(jobs) == 6
+    intervals = [(j["submitted_at"], j["finished_at"]) for j in jobs.values()]
+    assert max_overlap(intervals) == 2
+
+
+def test_max_in_flight_per_model(tmp_path: Path) -> None:
+    rows: list[NewJob] = [new_job(f"p{i}") for i in range(3)]
+    rows += [new_job(f"l{i}", model=LITE) for i in range(3)]
+    store = seed_store(tmp_path, rows)
+    with simulator(make_profile(slots=16)) as server:
+        run_engine(store, server, fast_settings(max_in_flight=8, max_in_flight_per_model=1))
+        jobs = server.simulator.snapshot()["jobs"]
+    assert {j.state for j in by_name(store).values()} == {S.SUCCEEDED}
+    for model in (PRO, LITE):
+        intervals = [
+            (j["submitted_at"], j["finished_at"]) for j in jobs.values() if j["model_id"] == model
+        ]
+        assert len(intervals) == 3 and max_overlap(intervals) == 1
+
+
+def test_submits_are_paced(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 4)
+    profile = make_profile()
+    with simulator(profile) as server:
+        run_engine(store, server, fast_settings(submits_per_second=25))
+        jobs = server.simulator.snapshot()["jobs"]
+    moments = sorted(j["submitted_at"] * profile.time_scale for j in jobs.values())
+    gaps = [b - a for a, b in zip(moments, moments[1:], strict=False)]
+    assert min(gaps) >= 0.03  # 1/25 s apart, give or take the clock
+    assert {j.state for j in by_name(store).values()} == {S.SUCCEEDED}
+
+
+# -- stopping ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cancel", [True, False])
+def test_cancel_on_exit_cancels_jobs_still_queued(tmp_path: Path, cancel: bool) -> None:
+    store = seed_store(tmp_path, 3)
+    queue = WorkQueue(store)
+    # One slot, long jobs: one runs, two wait in RunComfy's queue when the stop comes.
+    profile = make_profile(slots=1, durations={"default": 2000})
+
+    async def stop_once_submitted(engine: Engine, stop: anyio.Event) -> None:
+        while len(queue.active(BATCH)) < 3:
+            await anyio.sleep(0.005)
+        stop.set()
+
+    settings = fast_settings(
+        cancel_on_exit=cancel, poll=PollPolicy(minimum=5, maximum=5, first_guess=5)
+    )
+    with simulator(profile) as server:
+        run = run_engine(store, server, settings, during=stop_once_submitted)
+        jobs = server.simulator.snapshot()["jobs"]
+    assert run.report.stopped_by == "interrupted"
+    states = sorted(j.state for j in by_name(store).values())
+    cancelled_remote = [rid for rid, j in jobs.items() if j["cancelled_at"] is not None]
+    if cancel:
+        assert run.report.cancelled_remote == 2
+        assert states == [S.CANCELLED, S.CANCELLED, S.SUBMITTED]
+        assert len(cancelled_remote) == 2
+        for job in by_name(store).values():
+            if job.state == S.CANCELLED:
+                assert job.request_id in cancelled_remote and job.remote_status == "cancelled"
+    else:
+        assert run.report.cancelled_remote == 0 and cancelled_remote == []
+        assert states == [S.SUBMITTED] * 3
+
+
+def test_a_stopped_run_resumes_without_submitting_twice(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 4)
+    queue = WorkQueue(store)
+
+    async def stop_after_two(engine: Engine, stop: anyio.Event) -> None:
+        while len(queue.active(BATCH)) < 2:
+            await anyio.sleep(0.005)
+        stop.set()
+
+    with simulator(make_profile(durations={"default": 100})) as server:
+        first = run_engine(store, server, fast_settings(max_in_flight=2), during=stop_after_two)
+        assert first.report.stopped_by == "interrupted"
+        assert [j.state for j in by_name(store).values()].count(S.PENDING) == 2
+        second = run_engine(store, server, fast_settings())
+        counts = submissions(server, store)
+    assert second.report.stopped_by == "done"
+    assert counts == {f"job{i}": 1 for i in range(4)}
+    assert {j.state for j in by_name(store).values()} == {S.SUCCEEDED}
+
+
+# -- refused inputs -----------------------------------------------------------------------------------
+
+
+def test_a_rejected_payload_fails_with_the_validation_detail(tmp_path: Path) -> None:
+    bad = NewJob(
+        key=key_of("bad"),
+        name="bad",
+        model_id=PRO,
+        payload={"prompt": "no image at all"},
+        output_path="bad.mp4",
+        max_attempts=3,
+    )
+    store = seed_store(tmp_path, [bad, new_job("good")])
+    with simulator(make_profile()) as server:
+        run_engine(store, server, fast_settings())
+        ledger = server.simulator.snapshot()
+    jobs = by_name(store)
+    assert jobs["good"].state == S.SUCCEEDED
+    assert jobs["bad"].state == S.FAILED
+    assert jobs["bad"].error is not None and "HTTP 422" in jobs["bad"].error
+    assert "first_frame_image_url" in jobs["bad"].error
+    assert sum(ledger["rejected_submissions"].values()) == 1
+    assert kinds(store, "bad") == [("submit", "rejected")]
+
+
+def test_an_image_changed_since_enqueue_is_rejected_before_sending(
+    tmp_path: Path, make_image: Any
+) -> None:
+    image = make_image("in/beach.png", (64, 64))
+    changed = NewJob(
+        key=key_of("changed"),
+        name="changed",
+        model_id=PRO,
+        payload={
+            "prompt": "x",
+            "first_frame_image_url": {"$image": {"path": str(image), "sha256": "0" * 64}},
+        },
+        output_path="changed.mp4",
+        max_attempts=1,
+    )
+    store = seed_store(tmp_path, [changed])
+    with simulator(make_profile()) as server:
+        run_engine(store, server, fast_settings())
+        calls = server.simulator.snapshot()["calls"]
+    job = by_name(store)["changed"]
+    assert job.state == S.FAILED
+    assert job.error is not None and job.error.startswith("input image: ")
+    assert calls.get("submit", 0) == 0
+
+
+def test_refused_submits_do_not_use_up_paid_attempts(tmp_path: Path) -> None:
+    """max_attempts bounds paid generations: a 429'd submit was never paid for."""
+    store = seed_store(tmp_path, 3, max_attempts=2)
+    faults = {"rate_limit": 0.5, "job_failed": 1.0, "retry_after_seconds": 0}
+    with simulator(make_profile(faults, seed=2)) as server:
+        run_engine(store, server, fast_settings())
+        counts = submissions(server, store)
+        ledger = server.simulator.snapshot()
+    assert ledger["replies"].get("submit 429", 0) > 0
+    assert counts == {"job0": 2, "job1": 2, "job2": 2}  # a first try and one re-roll each
+    for name, job in by_name(store).items():
+        assert job.state == S.FAILED and job.error == REMOTE_FAILURE
+        paid = [kind for kind, outcome in kinds(store, name) if outcome != "not_sent"]
+        assert paid == ["submit", "reroll"]
