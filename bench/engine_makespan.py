@@ -14,9 +14,7 @@ import argparse
 import json
 import math
 import os
-import re
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +32,7 @@ from orchestrator.engine.runner import Connection, drain
 from orchestrator.engine.settings import EngineSettings
 from orchestrator.manifest import load_manifest
 from orchestrator.planning import enqueue
+from orchestrator.simulator.process import SimulatorProcess
 from orchestrator.store import Store
 from orchestrator.store.work import WorkQueue
 
@@ -41,7 +40,7 @@ START, END = "<!-- bench:engine_makespan:start -->", "<!-- bench:engine_makespan
 TOKEN = "bench-token"
 
 
-def start_simulator(folder: Path, slots: int, run_seconds: float, time_scale: float):
+def simulator(folder: Path, slots: int, run_seconds: float, time_scale: float) -> SimulatorProcess:
     profile = folder / "profile.yaml"
     profile.write_text(
         f"slots: {slots}\ntime_scale: {time_scale}\n"
@@ -49,30 +48,7 @@ def start_simulator(folder: Path, slots: int, run_seconds: float, time_scale: fl
         "prices: {default: 0.05}\nurl_ttl: 100000\nvideo_fps: 4\nvideo_max_side: 160\n",
         encoding="utf-8",
     )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "simulate",
-            "--port",
-            "0",
-            "--profile",
-            str(profile),
-            "--token",
-            TOKEN,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        found = re.search(r"API:\s+(http://\S+)", line)
-        if found:
-            return process, found.group(1)
-    process.kill()
-    raise SystemExit("the simulator did not start")
+    return SimulatorProcess(["--profile", str(profile), "--token", TOKEN])
 
 
 def make_manifest(folder: Path, jobs: int) -> Path:
@@ -92,8 +68,8 @@ def make_manifest(folder: Path, jobs: int) -> Path:
 def measure(jobs: int, slots: int, run_seconds: float, time_scale: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        process, api_base = start_simulator(folder, slots, run_seconds, time_scale)
-        try:
+        with simulator(folder, slots, run_seconds, time_scale) as sim:
+            api_base = sim.api_base
             expansion = load_manifest(make_manifest(folder, jobs))
             with Store.open(str(folder / "bench.db")) as store:
                 started = time.perf_counter()
@@ -120,9 +96,6 @@ def measure(jobs: int, slots: int, run_seconds: float, time_scale: float) -> dic
                 succeeded = store.counts("makespan")["succeeded"]
             with urllib.request.urlopen(f"{api_base}/_sim/ledger") as reply:
                 ledger = json.load(reply)
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
     calls = ledger["calls"]
     api_calls = sum(calls.get(route, 0) for route in ("submit", "status", "result"))
     ideal = math.ceil(jobs / slots) * run_seconds * time_scale

@@ -112,13 +112,17 @@ hashes, never image bytes: {jobs:,} copies of the image would be {jobs * image_m
 
 
 def write_section(path: Path, section: str) -> None:
+    """Replace the section with the same ``<!-- bench:NAME:start/end -->`` markers in
+    ``path`` (or append it): each benchmark owns one section of BENCHMARKS.md."""
+    lines = section.strip().splitlines()
+    start, end = lines[0], lines[-1]
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        tail = rest.split(SECTION_END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1]
         text = head + section.strip() + tail
     else:
-        text = text.rstrip() + "\n\n" + section
+        text = text.rstrip() + "\n\n" + section.strip() + "\n"
     path.write_text(text, encoding="utf-8")
 
 

@@ -22,7 +22,6 @@ import multiprocessing
 import os
 import random
 import re
-import select
 import shutil
 import signal
 import ssl
@@ -34,13 +33,14 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import httpx
 from PIL import Image
 
+from orchestrator.simulator.process import SimulatorProcess
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plan_enqueue import machine
+from plan_enqueue import machine, write_section
 
 SECTION_START = "<!-- bench:simulator_load:start -->"
 SECTION_END = "<!-- bench:simulator_load:end -->"
@@ -72,55 +72,6 @@ class Result:
 
 
 # -- the simulator process ----------------------------------------------------------------
-
-
-def start_simulator(log: IO[bytes]) -> tuple[subprocess.Popen[bytes], str]:
-    """``orchestrator simulate`` on a free port; returns the process and its API base."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "simulate",
-            "--port",
-            "0",
-            "--profile",
-            "calm",
-            "--time-scale",
-            "1000",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=log,
-    )
-    assert process.stdout is not None
-    deadline = time.monotonic() + 20
-    buffer = b""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.2)
-        if ready:
-            chunk = os.read(process.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            buffer += chunk
-            match = API_LINE.search(buffer.decode("utf-8", "replace"))
-            if match:
-                return process, match.group(1)
-        elif process.poll() is not None:
-            break
-    stop_process(process)
-    raise SystemExit(f"the simulator did not print its API base; output: {buffer!r}")
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-    if process.stdout is not None:
-        process.stdout.close()
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -414,17 +365,6 @@ Best /status figure: {best:,.0f} requests/s, which {verdict} the {TARGET:,.0f}/s
 """
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        tail = rest.split(SECTION_END, 1)[1]
-        text = head + section.strip() + tail
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
-
-
 def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")  # so the finally blocks stop the processes
 
@@ -447,7 +387,11 @@ def main() -> int:
     results: list[Result] = []
     wrk = None if args.smoke else shutil.which("wrk")
     with tempfile.TemporaryFile() as log:
-        server, api = start_simulator(log)
+        simulator = SimulatorProcess(
+            ["--profile", "calm", "--time-scale", "1000"], stderr=log
+        ).start()
+        server, api = simulator.process, simulator.api_base
+        assert server is not None
         pool = ProcessPoolExecutor(
             args.workers,
             mp_context=multiprocessing.get_context("spawn"),
@@ -499,7 +443,7 @@ def main() -> int:
             sys.stderr.write(log.read().decode("utf-8", "replace")[-2000:])
             raise
         finally:
-            stop_process(server)
+            simulator.stop()
             # Workers stop at their deadline on their own; this waits seconds at most.
             pool.shutdown(wait=True, cancel_futures=True)
 

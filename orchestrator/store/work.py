@@ -149,6 +149,21 @@ class WorkQueue:
         with self.store.read() as connection:
             return connection.execute(query).first() is not None
 
+    def paid_attempts(self, row_id: int) -> int:
+        """Attempts that may have been billed: every one except submits that provably never
+        reached RunComfy (``not_sent``, ``held``) or were refused (``rejected``)."""
+        unpaid = ("not_sent", "held", "rejected")
+        query = (
+            select(func.count())
+            .select_from(ATTEMPTS)
+            .where(
+                ATTEMPTS.c.job_id == row_id,
+                or_(ATTEMPTS.c.outcome.is_(None), ATTEMPTS.c.outcome.not_in(unpaid)),
+            )
+        )
+        with self.store.read() as connection:
+            return int(connection.execute(query).scalar_one())
+
     def next_pending_cost(self, batch: str | None = None) -> float | None:
         """The estimate of the next job a claim would take (0.0 if unpriced; None if none)."""
         query = select(JOBS.c.estimated_cost_usd).where(JOBS.c.state == JobState.PENDING.value)
@@ -194,16 +209,7 @@ class WorkQueue:
                     {"error": "interrupted while submitting: the job may exist on RunComfy"},
                     {"reason": "found in submitting after a restart"},
                 )
-                latest = (
-                    select(func.max(ATTEMPTS.c.number))
-                    .where(ATTEMPTS.c.job_id == row_id)
-                    .scalar_subquery()
-                )
-                connection.execute(
-                    update(ATTEMPTS)
-                    .where(ATTEMPTS.c.job_id == row_id, ATTEMPTS.c.number == latest)
-                    .values(outcome="crash_recovered")
-                )
+                _update_latest_attempt(connection, row_id, {"outcome": "crash_recovered"})
         return moved
 
     def release_due(self, batch: str | None = None) -> int:
@@ -282,9 +288,14 @@ class WorkQueue:
         return claimed
 
     def _attempt_kind(self, connection: Connection, row_id: int) -> str:
+        # Submits that never left (429, connect error, held) do not change why the next
+        # one is made: a re-roll refused once with a 429 is still a re-roll.
         last = connection.execute(
             select(ATTEMPTS.c.outcome)
-            .where(ATTEMPTS.c.job_id == row_id)
+            .where(
+                ATTEMPTS.c.job_id == row_id,
+                or_(ATTEMPTS.c.outcome.is_(None), ATTEMPTS.c.outcome.not_in(("not_sent", "held"))),
+            )
             .order_by(ATTEMPTS.c.number.desc())
             .limit(1)
         ).first()
@@ -292,8 +303,6 @@ class WorkQueue:
             return AttemptKind.SUBMIT.value
         if last.outcome in ("ambiguous", "crash_recovered", "remote_lost"):
             return AttemptKind.RESUBMIT.value
-        if last.outcome in ("not_sent", "held"):
-            return AttemptKind.SUBMIT.value
         return AttemptKind.REROLL.value
 
     def transition(
@@ -311,16 +320,7 @@ class WorkQueue:
                 connection, item.row_id, item.state, to_state, outcome, fields, detail
             )
             if moved and attempt:
-                latest = (
-                    select(func.max(ATTEMPTS.c.number))
-                    .where(ATTEMPTS.c.job_id == item.row_id)
-                    .scalar_subquery()
-                )
-                connection.execute(
-                    update(ATTEMPTS)
-                    .where(ATTEMPTS.c.job_id == item.row_id, ATTEMPTS.c.number == latest)
-                    .values(**attempt)
-                )
+                _update_latest_attempt(connection, item.row_id, attempt)
         return bool(moved)
 
     def note(self, item: WorkItem, fields: Mapping[str, Any]) -> bool:
@@ -388,3 +388,15 @@ class WorkQueue:
                 ):
                     moved.append(name)
         return moved
+
+
+def _update_latest_attempt(connection: Connection, row_id: int, values: Mapping[str, Any]) -> None:
+    """Record facts on a job's most recent attempt (the one a transition concludes)."""
+    latest = (
+        select(func.max(ATTEMPTS.c.number)).where(ATTEMPTS.c.job_id == row_id).scalar_subquery()
+    )
+    connection.execute(
+        update(ATTEMPTS)
+        .where(ATTEMPTS.c.job_id == row_id, ATTEMPTS.c.number == latest)
+        .values(**values)
+    )
