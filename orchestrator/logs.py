@@ -41,11 +41,21 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """A structlog processor: scrub secrets and data URIs from every string value."""
     for key, value in list(event.items()):
-        if isinstance(value, str):
-            event[key] = _clean(value)
-        elif not isinstance(value, int | float | bool | type(None)):
-            event[key] = _clean(repr(value)) if not isinstance(value, dict | list) else value
+        event[key] = _scrub(value)
     return event
+
+
+def _scrub(value: Any) -> Any:
+    """Strings cleaned, dicts and lists (logged headers, say) cleaned all the way down."""
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, dict):
+        return {key: _scrub(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
+    if isinstance(value, int | float | bool | type(None)):
+        return value
+    return _clean(repr(value))
 
 
 def configure_logging(stream: TextIO | None = None, *, json_lines: bool = False) -> None:
@@ -60,6 +70,8 @@ def configure_logging(stream: TextIO | None = None, *, json_lines: bool = False)
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            # Tracebacks become text before redaction: an exception message may hold a secret.
+            structlog.processors.format_exc_info,
             redact_secrets,
             renderer,
         ],

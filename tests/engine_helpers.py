@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from model_ids import PRO
 from sqlalchemy import select
 
-from model_ids import PRO
 from orchestrator.api import RunComfyClient
 from orchestrator.catalog import builtin_catalog
 from orchestrator.engine.decisions import PollPolicy
@@ -34,6 +34,7 @@ from orchestrator.store.work import WorkQueue
 TOKEN = "engine-test-token-8f3a"
 BATCH = "eng"
 IMAGE_URL = "https://images.example/frames/beach.jpg"
+WAIT_LIMIT = 10.0
 FAST_POLL = PollPolicy(minimum=0.01, maximum=0.2, first_guess=0.05)
 #: Small, fast simulator settings: fixed 2 s jobs, tiny one-second videos.
 BASE_PROFILE: dict[str, Any] = {
@@ -188,6 +189,26 @@ def run_engine(
         return Run(report, engine)
 
     return anyio.run(main)
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    """Check ``condition`` (a store read, run in a thread: the store has no event to wait
+    on) until it holds; fail after :data:`WAIT_LIMIT` seconds instead of hanging."""
+    with anyio.fail_after(WAIT_LIMIT):
+        while True:
+            if await anyio.to_thread.run_sync(condition):
+                return
+            await anyio.sleep(0.002)
+
+
+def stop_when(condition: Callable[[], bool]) -> Callable[[Engine, anyio.Event], Awaitable[None]]:
+    """A ``during`` for :func:`run_engine` that sets the stop event once ``condition`` holds."""
+
+    async def watch(engine: Engine, stop: anyio.Event) -> None:
+        await wait_for(condition)
+        stop.set()
+
+    return watch
 
 
 def simulator(profile: Profile, **kwargs: Any) -> SimulatorServer:

@@ -11,8 +11,8 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-
 from model_ids import PRO
+
 from orchestrator.api import (
     AmbiguousSubmission,
     AuthError,
@@ -498,14 +498,14 @@ def test_result_states_and_cost_values() -> None:
             "not_cancellable",
             "in_progress",
             False,
-        ),  # fmt: skip
+        ),
         ({"status": "canceled"}, "", "canceled", True),
         (
             {"outcome": "not_cancellable", "status": "completed"},
             "not_cancellable",
             "completed",
             False,
-        ),  # fmt: skip
+        ),
         ({}, "", None, False),
         (["unexpected"], "", None, False),
     ],

@@ -20,7 +20,7 @@ from orchestrator.engine.decisions import (
 )
 from orchestrator.store.states import TERMINAL, JobState
 
-S, O = JobState, Outcome
+S, O = JobState, Outcome  # noqa: E741 - a table reads better with short names
 REROLL = "reroll"  # RETRY_WAIT while paid attempts remain, else FAILED
 #: Written out independently of the module's TABLE: the lifecycle of design.md section 4.
 EXPECTED: dict[tuple[JobState, Outcome], JobState | str] = {
@@ -102,7 +102,7 @@ def test_guarantees_of_the_table() -> None:
     assert not [pair for pair in EXPECTED if pair[0] == S.SUCCEEDED]
 
 
-# -- retry delays ----------------------------------------------------------------------------
+# -- retry delays -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("failures", [1, 2, 3, 5, 8, 12])
@@ -144,7 +144,7 @@ def test_retry_delay_survives_very_many_failures() -> None:
         assert 0.0 <= delay <= 60.0
 
 
-# -- poll intervals ----------------------------------------------------------------------------
+# -- poll intervals ---------------------------------------------------------------------------
 
 
 def interval(
@@ -237,7 +237,7 @@ def test_jitter_spreads_polls_of_jobs_submitted_together(status: str, position: 
     assert min(values) < steady < max(values)
 
 
-# -- the adaptive limit ----------------------------------------------------------------------------
+# -- the adaptive limit -----------------------------------------------------------------------
 
 
 def test_a_throttle_halves_the_limit_down_to_the_floor() -> None:
@@ -280,7 +280,7 @@ def test_the_limit_value_is_clamped() -> None:
     assert AdaptiveLimit(5.9, 8).value == 5
 
 
-# -- run times ---------------------------------------------------------------------------------------
+# -- run times --------------------------------------------------------------------------------
 
 
 def test_run_times_are_an_exponentially_weighted_average_per_model() -> None:

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from orchestrator.engine.download import (
-    DownloadError,
     Downloader,
+    DownloadError,
     VideoProbe,
     host_allowed,
     is_loopback,
@@ -357,3 +357,39 @@ def test_probe_video_reads_a_real_file(tmp_path: Path) -> None:
     probe = probe_video(path)
     assert (probe.codec, probe.frames, probe.width, probe.height) == ("h264", 2, 32, 24)
     assert probe.duration_s == pytest.approx(0.5)
+
+
+def mkv_video() -> bytes:
+    """A Matroska file: its stream carries no duration, the container does."""
+    buffer = io.BytesIO()
+    image = Image.new("RGB", (32, 32), (200, 10, 10))
+    with av.open(buffer, "w", format="matroska") as container:
+        stream = container.add_stream("libx264", rate=4)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for _ in range(4):
+            frame = av.VideoFrame.from_image(image)  # type: ignore[no-untyped-call]
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def test_probe_falls_back_to_the_container_duration(tmp_path: Path) -> None:
+    path = tmp_path / "v.mkv"
+    path.write_bytes(mkv_video())
+    probe = probe_video(path)
+    assert probe.codec == "h264" and (probe.width, probe.height) == (32, 32)
+    assert probe.duration_s == pytest.approx(1.0, abs=0.3)
+
+
+@pytest.mark.anyio
+async def test_a_partial_file_left_by_a_crash_is_cleaned_up(tmp_path: Path) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / ".clip.mp4.0badf00d.part").write_bytes(b"half a video")
+    (folder / ".other.mp4.0badf00d.part").write_bytes(b"another job's")
+    done, _host, target = await fetch(tmp_path, ok(tiny_video()))
+    assert not isinstance(done, Exception)
+    assert leftovers(folder) == [".other.mp4.0badf00d.part", "clip.mp4"]
+    assert target.read_bytes() == tiny_video()

@@ -47,6 +47,10 @@ def test_all_five_models_end_to_end(
         server.api_base,
         "--trust-host",
         "localhost",
+        "--poll-min",
+        "0.01",
+        "--poll-max",
+        "0.2",
     )
     assert code == 0, text
     assert "succeeded    10" in text
@@ -84,6 +88,10 @@ def test_all_five_models_end_to_end(
         server.api_base,
         "--trust-host",
         "localhost",
+        "--poll-min",
+        "0.01",
+        "--poll-max",
+        "0.2",
     )
     assert code == 0
     assert sum(server.simulator.snapshot()["submissions"].values()) == 10

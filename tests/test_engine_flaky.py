@@ -89,8 +89,7 @@ def test_flaky_300_jobs(tmp_path: Path) -> None:
             "select count(*) from jobs where state = 'failed' and coalesce(error, '') = ''"
         ).fetchone()[0]
         attempts = db.execute(
-            "select job_id, number, kind, request_id, outcome from attempts"
-            " order by job_id, number"
+            "select job_id, number, kind, request_id, outcome from attempts order by job_id, number"
         ).fetchall()
     # Every job ends: succeeded, failed with a reason, or waiting for a reconcile decision.
     assert sum(states.values()) == JOBS

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
+import random
 import time
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
-
 from engine_helpers import (
     BATCH,
     TOKEN,
@@ -32,11 +34,18 @@ from engine_helpers import (
     run_engine,
     seed_store,
     simulator,
+    stop_when,
 )
 from model_ids import LITE, PRO
+from test_engine_download import ok, tiny_video
+
+from orchestrator.api import RunComfyClient
+from orchestrator.catalog import builtin_catalog
 from orchestrator.cli import main
 from orchestrator.engine.decisions import PollPolicy
-from orchestrator.engine.pool import Engine
+from orchestrator.engine.download import Downloader
+from orchestrator.engine.pool import Engine, _seconds_between
+from orchestrator.engine.settings import EngineSettings
 from orchestrator.store import JobState, NewJob, Store
 from orchestrator.store.work import WorkQueue
 
@@ -74,7 +83,7 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
     return best
 
 
-# -- the happy path -----------------------------------------------------------------------------
+# -- the happy path ---------------------------------------------------------------------------
 
 
 def test_every_job_is_submitted_once_downloaded_and_verified(tmp_path: Path) -> None:
@@ -115,7 +124,7 @@ def test_every_job_is_submitted_once_downloaded_and_verified(tmp_path: Path) -> 
     assert store.spend(BATCH) == pytest.approx(2.0)
 
 
-# -- submits whose outcome is unknown -----------------------------------------------------------
+# -- submits whose outcome is unknown ---------------------------------------------------------
 
 
 def test_an_accepted_submit_answered_with_a_500_is_parked_and_never_resubmitted(
@@ -181,7 +190,7 @@ def test_a_job_caught_submitting_by_a_crash_is_parked_not_resent(tmp_path: Path)
     assert kinds(store, stuck.name) == [("submit", "crash_recovered")]
 
 
-# -- throttling and flaky reads -------------------------------------------------------------------
+# -- throttling and flaky reads ---------------------------------------------------------------
 
 
 def test_rate_limits_are_retried_and_every_job_still_succeeds(tmp_path: Path) -> None:
@@ -233,7 +242,7 @@ def test_server_errors_on_reads_are_retried(tmp_path: Path) -> None:
     assert {j.state for j in by_name(store).values()} == {S.SUCCEEDED}
 
 
-# -- remote failures --------------------------------------------------------------------------------
+# -- remote failures --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fault", ["job_failed", "job_failed_result_only"])
@@ -287,7 +296,7 @@ def test_a_request_the_api_forgot_is_parked(tmp_path: Path) -> None:
     assert kinds(store, "job0") == [("submit", "remote_lost")]
 
 
-# -- downloads --------------------------------------------------------------------------------------
+# -- downloads --------------------------------------------------------------------------------
 
 
 def test_an_expired_url_is_refreshed_from_result(tmp_path: Path) -> None:
@@ -342,11 +351,7 @@ def test_a_job_found_downloading_after_a_restart_fetches_a_fresh_url(tmp_path: P
     store = seed_store(tmp_path, 1)
     queue = WorkQueue(store)
     with simulator(make_profile()) as server:
-
-        async def stop_once_submitted(engine: Engine, stop: anyio.Event) -> None:
-            while not queue.active(BATCH):
-                await anyio.sleep(0.005)
-            stop.set()
+        stop_once_submitted = stop_when(lambda: bool(queue.active(BATCH)))
 
         slow = fast_settings(poll=PollPolicy(minimum=5, maximum=5, first_guess=5))
         run_engine(store, server, slow, during=stop_once_submitted)
@@ -360,7 +365,7 @@ def test_a_job_found_downloading_after_a_restart_fetches_a_fresh_url(tmp_path: P
     assert sum(ledger["submissions"].values()) == 1
 
 
-# -- money and authentication ----------------------------------------------------------------------
+# -- money and authentication -----------------------------------------------------------------
 
 
 def test_an_empty_balance_stops_submitting_and_leaves_the_rest_pending(tmp_path: Path) -> None:
@@ -400,11 +405,7 @@ def test_a_token_revoked_between_runs_stops_polling(tmp_path: Path) -> None:
     store = seed_store(tmp_path, 2)
     queue = WorkQueue(store)
     with simulator(make_profile()) as server:
-
-        async def stop_once_submitted(engine: Engine, stop: anyio.Event) -> None:
-            while len(queue.active(BATCH)) < 2:
-                await anyio.sleep(0.005)
-            stop.set()
+        stop_once_submitted = stop_when(lambda: len(queue.active(BATCH)) >= 2)
 
         slow = fast_settings(poll=PollPolicy(minimum=5, maximum=5, first_guess=5))
         run_engine(store, server, slow, during=stop_once_submitted)
@@ -413,25 +414,27 @@ def test_a_token_revoked_between_runs_stops_polling(tmp_path: Path) -> None:
     assert {j.state for j in by_name(store).values()} == {S.SUBMITTED}  # kept, not lost
 
 
-def test_the_spend_cap_stops_submitting_before_it_is_passed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cap", [1.0, 1.2])
+def test_the_spend_cap_stops_submitting_before_it_is_passed(tmp_path: Path, cap: float) -> None:
     store = seed_store(tmp_path, 5, cost=0.5)
     with simulator(make_profile()) as server:
-        run = run_engine(store, server, fast_settings(max_spend=1.0))
+        run = run_engine(store, server, fast_settings(max_spend=cap))
         ledger = server.simulator.snapshot()
     assert run.report.spend_capped
-    assert any("spend cap of $1.00" in note for note in run.report.notes)
+    assert any(f"spend cap of ${cap:.2f}" in note for note in run.report.notes)
     assert sum(ledger["submissions"].values()) == 2
     states = [j.state for j in by_name(store).values()]
     assert states.count(S.SUCCEEDED) == 2 and states.count(S.PENDING) == 3
     assert store.spend(BATCH) <= 1.0
 
 
-# -- concurrency ------------------------------------------------------------------------------------
+# -- concurrency ------------------------------------------------------------------------------
 
 
 def test_max_in_flight_bounds_the_remote_work(tmp_path: Path) -> None:
     store = seed_store(tmp_path, 6)
-    with simulator(make_profile(slots=16)) as server:
+    # 50 simulated seconds = 0.1 s: two jobs submitted together surely overlap.
+    with simulator(make_profile(slots=16, durations={"default": 50})) as server:
         run_engine(store, server, fast_settings(max_in_flight=2))
         jobs = server.simulator.snapshot()["jobs"]
     assert {j.state for j in by_name(store).values()} == {S.SUCCEEDED}
@@ -462,12 +465,12 @@ def test_submits_are_paced(tmp_path: Path) -> None:
         run_engine(store, server, fast_settings(submits_per_second=25))
         jobs = server.simulator.snapshot()["jobs"]
     moments = sorted(j["submitted_at"] * profile.time_scale for j in jobs.values())
-    gaps = [b - a for a, b in zip(moments, moments[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(moments)]
     assert min(gaps) >= 0.03  # 1/25 s apart, give or take the clock
     assert {j.state for j in by_name(store).values()} == {S.SUCCEEDED}
 
 
-# -- stopping ----------------------------------------------------------------------------------------
+# -- stopping ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("cancel", [True, False])
@@ -477,10 +480,7 @@ def test_cancel_on_exit_cancels_jobs_still_queued(tmp_path: Path, cancel: bool) 
     # One slot, long jobs: one runs, two wait in RunComfy's queue when the stop comes.
     profile = make_profile(slots=1, durations={"default": 2000})
 
-    async def stop_once_submitted(engine: Engine, stop: anyio.Event) -> None:
-        while len(queue.active(BATCH)) < 3:
-            await anyio.sleep(0.005)
-        stop.set()
+    stop_once_submitted = stop_when(lambda: len(queue.active(BATCH)) >= 3)
 
     settings = fast_settings(
         cancel_on_exit=cancel, poll=PollPolicy(minimum=5, maximum=5, first_guess=5)
@@ -507,10 +507,7 @@ def test_a_stopped_run_resumes_without_submitting_twice(tmp_path: Path) -> None:
     store = seed_store(tmp_path, 4)
     queue = WorkQueue(store)
 
-    async def stop_after_two(engine: Engine, stop: anyio.Event) -> None:
-        while len(queue.active(BATCH)) < 2:
-            await anyio.sleep(0.005)
-        stop.set()
+    stop_after_two = stop_when(lambda: len(queue.active(BATCH)) >= 2)
 
     with simulator(make_profile(durations={"default": 100})) as server:
         first = run_engine(store, server, fast_settings(max_in_flight=2), during=stop_after_two)
@@ -523,7 +520,7 @@ def test_a_stopped_run_resumes_without_submitting_twice(tmp_path: Path) -> None:
     assert {j.state for j in by_name(store).values()} == {S.SUCCEEDED}
 
 
-# -- refused inputs -----------------------------------------------------------------------------------
+# -- refused inputs ---------------------------------------------------------------------------
 
 
 def test_a_rejected_payload_fails_with_the_validation_detail(tmp_path: Path) -> None:
@@ -587,3 +584,226 @@ def test_refused_submits_do_not_use_up_paid_attempts(tmp_path: Path) -> None:
         assert job.state == S.FAILED and job.error == REMOTE_FAILURE
         paid = [kind for kind, outcome in kinds(store, name) if outcome != "not_sent"]
         assert paid == ["submit", "reroll"]
+
+
+def test_a_stop_lets_submits_in_flight_finish_and_records_their_ids(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 3)
+
+    # Stop when every POST is on the wire, each reply 0.2 s away.
+    stop_while_posting = stop_when(lambda: store.counts(BATCH)["submitting"] >= 3)
+
+    slow = make_profile({"slow_reply": 1.0, "slow_seconds": 0.2})
+    with simulator(slow) as server:
+        first = run_engine(store, server, fast_settings(), during=stop_while_posting)
+        assert first.report.stopped_by == "interrupted" and first.report.submitted == 3
+        assert store.counts(BATCH)["submitted"] == 3  # not left in "submitting"
+        second = run_engine(store, server, fast_settings())
+        counts = submissions(server, store)
+    assert second.report.submitted == 0 and second.report.notes == []
+    assert counts == {"job0": 1, "job1": 1, "job2": 1}
+    assert {j.state for j in by_name(store).values()} == {S.SUCCEEDED}
+
+
+# -- replies no simulator profile produces, over httpx.MockTransport --------------------------
+
+API = "https://model-api.runcomfy.test"
+VIDEO_URL = "https://files.runcomfy.net/req/output.mp4"
+Reply = httpx.Response | Exception
+
+
+class Scripted:
+    """A RunComfy whose replies are scripted per route; the last reply of a route repeats."""
+
+    def __init__(self, **routes: list[Reply]) -> None:
+        self.routes = {name: list(replies) for name, replies in routes.items()}
+        self.calls: dict[str, int] = {}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.startswith("/v1/models/"):
+            route = "submit"
+        elif path.startswith("/v1/requests/"):
+            route = path.rsplit("/", 1)[1]
+        else:
+            route = "file"
+        self.calls[route] = self.calls.get(route, 0) + 1
+        replies = self.routes[route]
+        reply = replies.pop(0) if len(replies) > 1 else replies[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
+def ok_json(body: dict[str, Any]) -> httpx.Response:
+    return httpx.Response(200, json=body)
+
+
+SUBMITTED = ok_json({"request_id": "req-1"})
+DONE = ok_json({"status": "completed", "output": {"video": VIDEO_URL}, "cost": 0.3})
+
+
+def video() -> httpx.Response:
+    return ok(tiny_video())
+
+
+def run_scripted(
+    store: Store,
+    script: Scripted,
+    settings: EngineSettings,
+    *,
+    during: Any = None,
+) -> Engine:
+    async def main() -> Engine:
+        stop = anyio.Event()
+        transport = httpx.MockTransport(script)
+        async with (
+            RunComfyClient(API, token=TOKEN, transport=transport) as api,
+            Downloader(transport=transport) as downloader,
+        ):
+            engine = Engine(
+                WorkQueue(store), api, downloader, builtin_catalog(), settings, rng=random.Random(1)
+            )
+            async with anyio.create_task_group() as group:
+                if during is not None:
+                    group.start_soon(during, engine, stop)
+                await engine.run(stop)
+                group.cancel_scope.cancel()
+        return engine
+
+    return anyio.run(main)
+
+
+def test_a_result_lagging_behind_status_is_asked_again(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 1)
+    script = Scripted(
+        submit=[SUBMITTED],
+        status=[ok_json({"status": "completed"})],
+        result=[ok_json({"status": "in_progress"}), DONE],
+        file=[video()],
+    )
+    engine = run_scripted(store, script, fast_settings())
+    job = by_name(store)["job0"]
+    assert job.state == S.SUCCEEDED and job.cost == pytest.approx(0.3)
+    assert script.calls["result"] == 2
+    # No server stamps: the run time is measured locally, still learnt.
+    assert engine.run_times.typical(PRO) is not None
+
+
+def test_a_job_cancelled_on_runcomfy_is_cancelled_here(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 1)
+    script = Scripted(
+        submit=[SUBMITTED],
+        status=[ok_json({"status": "cancelled"})],
+        result=[ok_json({"status": "cancelled", "cost": 0})],
+    )
+    run_scripted(store, script, fast_settings())
+    job = by_name(store)["job0"]
+    assert (job.state, job.remote_status) == (S.CANCELLED, "cancelled")
+    assert kinds(store, "job0") == [("submit", "cancelled")]
+
+
+def test_an_unknown_failure_state_names_the_remote_status(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 1)
+    script = Scripted(
+        submit=[SUBMITTED],
+        status=[httpx.Response(429, headers={"Retry-After": "0"}), ok_json({"status": "error"})],
+        result=[ok_json({"status": "error"})],
+    )
+    engine = run_scripted(store, script, fast_settings())
+    job = by_name(store)["job0"]
+    assert (job.state, job.error) == (S.FAILED, "remote status error")
+    assert script.calls["status"] == 2  # the 429 was retried
+    assert engine.limit.value < fast_settings().max_in_flight  # and slowed us down
+
+
+@pytest.mark.parametrize(
+    "refresh",
+    [ok_json({"status": "completed", "output": {}}), httpx.Response(503)],
+    ids=["no-url-any-more", "result-fails"],
+)
+def test_an_expired_url_without_a_fresh_one_fails_the_download(
+    tmp_path: Path, refresh: httpx.Response
+) -> None:
+    store = seed_store(tmp_path, 1)
+    script = Scripted(
+        submit=[SUBMITTED],
+        status=[ok_json({"status": "completed"})],
+        result=[DONE, refresh],
+        file=[httpx.Response(403)],
+    )
+    run_scripted(store, script, fast_settings())
+    job = by_name(store)["job0"]
+    assert job.state == S.FAILED
+    assert job.error == "download failed: the result has no video URL any more"
+    assert script.calls["file"] == 1 and script.calls["result"] == 2
+
+
+def test_submits_that_cannot_connect_are_retried_then_given_up(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 1)
+    script = Scripted(submit=[httpx.ConnectError("refused")])
+    run_scripted(store, script, fast_settings(max_transient_failures=3))
+    job = by_name(store)["job0"]
+    assert job.state == S.FAILED
+    assert job.error is not None and job.error.startswith("gave up after 3 failed submits")
+    assert "could not connect" in job.error
+    assert script.calls["submit"] == 3
+
+
+def test_an_output_path_leaving_the_output_folder_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "link").symlink_to(outside)
+    store = seed_store(tmp_path, [new_job("job0", output_path="link/job0.mp4")])
+    script = Scripted(submit=[SUBMITTED], status=[ok_json({"status": "completed"})], result=[DONE])
+    run_scripted(store, script, fast_settings())
+    job = by_name(store)["job0"]
+    assert job.state == S.FAILED and "resolves outside the output folder" in (job.error or "")
+    assert "file" not in script.calls and list(outside.iterdir()) == []
+
+
+def test_cancel_on_exit_skips_jobs_it_cannot_cancel(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 2)
+    queue = WorkQueue(store)
+
+    stop_once_submitted = stop_when(lambda: len(queue.active(BATCH)) >= 2)
+
+    script = Scripted(
+        submit=[ok_json({"request_id": "req-1"}), ok_json({"request_id": "req-2"})],
+        cancel=[
+            httpx.Response(503),
+            ok_json({"outcome": "not_cancellable", "status": "in_progress"}),
+        ],
+    )
+    slow = fast_settings(cancel_on_exit=True, poll=PollPolicy(minimum=5, maximum=5, first_guess=5))
+    engine = run_scripted(store, script, slow, during=stop_once_submitted)
+    assert engine.report.stopped_by == "interrupted"
+    assert engine.report.cancelled_remote == 0
+    assert script.calls["cancel"] == 2
+    assert {j.state for j in by_name(store).values()} == {S.SUBMITTED}
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "seconds"),
+    [
+        ("2025-01-01T00:00:00+00:00", "2025-01-01T00:01:30.5+00:00", 90.5),
+        ("2025-01-01T00:00:10+00:00", "2025-01-01T00:00:00+00:00", None),
+        ("yesterday", "2025-01-01T00:00:00+00:00", None),
+        (None, "2025-01-01T00:00:00+00:00", None),
+        ("2025-01-01T00:00:00+00:00", "", None),
+    ],
+)
+def test_run_times_from_server_stamps(start: str | None, end: str | None, seconds: Any) -> None:
+    assert _seconds_between(start, end) == seconds
+
+
+def test_queued_jobs_are_watched_until_a_slot_frees(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 3)
+    # One slot, 20 simulated seconds (40 ms) each: two jobs wait in RunComfy's queue.
+    with simulator(make_profile(slots=1, durations={"default": 20})) as server:
+        run = run_engine(store, server, fast_settings())
+        jobs = server.simulator.snapshot()["jobs"]
+    assert {j.state for j in by_name(store).values()} == {S.SUCCEEDED}
+    assert max_overlap([(j["started_at"], j["finished_at"]) for j in jobs.values()]) == 1
+    assert run.report.polls > 3
+    assert run.engine.run_times.typical(PRO) is not None  # learnt from the server's stamps

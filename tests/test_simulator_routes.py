@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from model_ids import ALL, DREAMINA, LITE, PRO, V15
 from simulator_helpers import host_of, payload, running
@@ -97,7 +99,9 @@ def test_result_before_completion_returns_the_current_state_without_output() -> 
         assert "output" not in queued and "finished_at" not in queued and "error" not in queued
         running_now = sim.result(first)
         assert running_now["status"] == "in_progress" and "output" not in running_now
-        assert running_now["created_at"] == "2025-01-01T00:00:00.000000+00:00"
+        # Wall-clock ISO 8601 with microseconds and an offset, like the real API.
+        created = datetime.fromisoformat(running_now["created_at"])
+        assert created.tzinfo is not None and running_now["created_at"].endswith("+00:00")
 
 
 def test_completed_result_points_at_the_file_host() -> None:
@@ -106,7 +110,9 @@ def test_completed_result_points_at_the_file_host() -> None:
         sim.clock.advance(10)
         result = sim.result(rid)
         assert result["status"] == "completed"
-        assert result["finished_at"] == "2025-01-01T00:00:10.000000+00:00"
+        finished = datetime.fromisoformat(result["finished_at"])
+        created = datetime.fromisoformat(result["created_at"])
+        assert (finished - created).total_seconds() == 10  # the simulated run, in real seconds
         video = result["output"]["video"]
         assert host_of(video) == "localhost" != host_of(sim.api_base) == "127.0.0.1"
         assert video.startswith(sim.server.files_base + "/files/")

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from engine_helpers import attempt_rows, new_job
 from model_ids import LITE, PRO
+
 from orchestrator.manifest import load_manifest
 from orchestrator.planning import enqueue
 from orchestrator.store import JobState, Store
@@ -96,7 +96,7 @@ def _fields(item: WorkItem) -> dict[str, Any]:
     return {name: getattr(item, name) for name in item.__dataclass_fields__}
 
 
-# -- claim -------------------------------------------------------------------------------------
+# -- claim ------------------------------------------------------------------------------------
 
 
 def test_claim_writes_the_intent_counts_the_attempt_and_records_it(
@@ -174,7 +174,7 @@ def test_claim_goes_through_planning_enqueue(
     assert item.payload["first_frame_image_url"] == "https://images.example/beach.jpg"
 
 
-# -- transitions -------------------------------------------------------------------------------
+# -- transitions ------------------------------------------------------------------------------
 
 
 def test_transition_moves_the_job_updates_the_attempt_and_logs_an_event(
@@ -254,7 +254,7 @@ def test_every_transition_writes_one_event(store: Store, queue: WorkQueue, clock
     assert all(e.at is not None for e in store.events(job_id=item.row_id))
 
 
-# -- recovery and retries ------------------------------------------------------------------------
+# -- recovery and retries ---------------------------------------------------------------------
 
 
 def test_recover_parks_jobs_caught_submitting(store: Store, queue: WorkQueue) -> None:
@@ -309,7 +309,7 @@ def test_release_due_honours_next_attempt_at(store: Store, queue: WorkQueue, clo
     assert queue.has_pending(None)
 
 
-# -- reads for limits and for the end of a run ----------------------------------------------------
+# -- reads for limits and for the end of a run ------------------------------------------------
 
 
 def test_in_flight_unfinished_and_active(store: Store, queue: WorkQueue) -> None:
@@ -362,7 +362,7 @@ def test_facts_are_json_ready(store: Store, queue: WorkQueue, clock: Clock) -> N
     assert queue.now() == clock.now
 
 
-# -- users' actions and attempt kinds ---------------------------------------------------------------
+# -- users' actions and attempt kinds ---------------------------------------------------------
 
 
 def test_user_action_moves_named_jobs_and_says_who(store: Store, queue: WorkQueue) -> None:
@@ -429,3 +429,69 @@ def test_the_kind_of_the_next_attempt_follows_the_last_one(
         "attempt": 2,
         "kind": kind,
     }
+
+
+def test_a_refused_submit_does_not_change_the_kind_of_the_next_one(
+    store: Store, queue: WorkQueue, clock: Clock
+) -> None:
+    add(store, "a", "x", max_attempts=3)
+    first = claim_one(queue)
+    assert queue.transition(
+        first,
+        S.RETRY_WAIT,
+        "remote_failed",
+        {"next_attempt_at": clock.now},
+        None,
+        {"outcome": "failed"},
+    )
+    queue.release_due("a")
+    reroll = claim_one(queue)
+    assert reroll.attempt_kind == "reroll"
+    assert queue.transition(
+        reroll,
+        S.RETRY_WAIT,
+        "not_sent",
+        {"next_attempt_at": clock.now},
+        None,
+        {"outcome": "not_sent"},
+    )
+    queue.release_due("a")
+    again = claim_one(queue)
+    assert (again.attempts, again.attempt_kind) == (3, "reroll")  # still a re-roll
+    assert queue.transition(again, S.PENDING, "held", None, None, {"outcome": "held"})
+    assert claim_one(queue).attempt_kind == "reroll"
+
+
+def test_paid_attempts_leave_out_submits_that_never_left(store: Store, queue: WorkQueue) -> None:
+    add(store, "a", "x", max_attempts=5)
+    row_id = job(store, "a-x").row_id
+    assert queue.paid_attempts(row_id) == 0
+    for outcome in ("not_sent", "held", "failed", "rejected", "ambiguous"):
+        item = claim_one(queue)
+        assert queue.transition(item, S.PENDING, outcome, None, None, {"outcome": outcome})
+    assert queue.paid_attempts(row_id) == 2  # failed and ambiguous may have been billed
+    claim_one(queue)  # in flight, outcome not known yet: counted
+    assert queue.paid_attempts(row_id) == 3
+
+
+def test_a_claim_within_a_budget_stops_at_the_first_job_that_does_not_fit(
+    store: Store, queue: WorkQueue
+) -> None:
+    store.enqueue(
+        "a",
+        [
+            new_job("a-1", cost=0.4),
+            new_job("a-2", cost=0.4),
+            new_job("a-3", cost=0.5),
+            new_job("a-4", cost=0.1),
+        ],
+    )
+    assert queue.next_pending_cost("a") == pytest.approx(0.4)
+    assert [i.name for i in queue.claim("a", 10, budget=1.0)] == ["a-1", "a-2"]
+    assert queue.next_pending_cost("a") == pytest.approx(0.5)
+    assert queue.claim("a", 10, budget=0.3) == []  # a-3 does not fit; a-4 waits its turn
+    assert [i.name for i in queue.claim("a", 10, budget=0.6)] == ["a-3", "a-4"]
+    assert queue.next_pending_cost("a") is None
+    add(store, "b", "free")  # unpriced jobs count as free
+    assert queue.next_pending_cost(None) == 0.0
+    assert [i.name for i in queue.claim("b", 10, budget=0.0)] == ["b-free"]

@@ -107,6 +107,7 @@ class Engine:
         self._wake_submitter = anyio.Event()
         self._wake_poller = anyio.Event()
         self._submitting_allowed = True
+        self._stop = anyio.Event()
         self._busy = 0
         self._submits_running = 0
         self._next_submit_at = 0.0
@@ -118,6 +119,7 @@ class Engine:
     async def run(self, stop: anyio.Event | None = None) -> EngineReport:
         """Work until the batch is done, a stop is requested, or auth fails."""
         stop = stop or anyio.Event()
+        self._stop = stop
         self._send, self._receive = anyio.create_memory_object_stream[tuple[WorkItem, str | None]](
             math.inf
         )
@@ -177,7 +179,8 @@ class Engine:
             # Claim only as many jobs as can be POSTed right now: a claimed job is marked
             # "submitting", and a crash while it waited would park it as needs_reconcile.
             free = self.settings.max_concurrent_submits - self._submits_running
-            if self._submitting_allowed and not self.report.auth_error and free > 0:
+            allowed = self._submitting_allowed and not self._stop.is_set()  # stop: no new ones
+            if allowed and not self.report.auth_error and free > 0:
                 await anyio.to_thread.run_sync(self.queue.release_due, self.settings.batch)
                 claimed = await self._claim(free)
             for item in claimed:
@@ -242,6 +245,13 @@ class Engine:
             await anyio.sleep(start - now)
 
     async def _submit_one(self, item: WorkItem, limiter: anyio.CapacityLimiter) -> None:
+        """Submit a claimed job and record the answer, even when the run is being stopped:
+        cancelling the POST halfway would leave a job that may exist remotely in
+        ``submitting`` (parked as needs_reconcile). The client's timeouts bound the wait."""
+        with anyio.CancelScope(shield=True):
+            await self._submit_claimed(item, limiter)
+
+    async def _submit_claimed(self, item: WorkItem, limiter: anyio.CapacityLimiter) -> None:
         bound = log.bind(
             batch=item.batch, job=item.name, attempt=item.attempts, model=item.model_id
         )
@@ -447,6 +457,9 @@ class Engine:
         self._watch(item, delay)
 
     async def _finished_remotely(self, item: WorkItem, result: Any) -> None:
+        if not result.terminal:  # /status ran ahead of /result: look again soon
+            self._watch(item, self.settings.poll.minimum)
+            return  # (keeping when the job was seen starting, to learn its run time)
         started = self._seen_running.pop(item.row_id, None)
         if result.succeeded:
             # The server's own stamps measure the run exactly; our clock only sees when we
@@ -456,9 +469,6 @@ class Engine:
                 run_time = self.monotonic() - started
             if run_time is not None:
                 self.run_times = self.run_times.observed(item.model_id, run_time)
-        if not result.terminal:  # /status ran ahead of /result: look again soon
-            self._watch(item, self.settings.poll.minimum)
-            return
         self._watched.pop(item.row_id, None)
         facts = {
             "remote_status": result.status,
@@ -485,10 +495,13 @@ class Engine:
                 if result.status in ("completed", "succeeded")
                 else f"remote status {result.status}"
             )
+            # max_attempts bounds paid generations: a refused (429) or held submit was
+            # counted as an attempt but never billed, so it does not use up a re-roll.
+            paid = await anyio.to_thread.run_sync(self.queue.paid_attempts, item.row_id)
             await self._retry_later(
-                item,
+                replace(item, attempts=paid),
                 Outcome.REMOTE_FAILED,
-                item.attempts,
+                paid,
                 reason,
                 None,
                 fields=facts,
