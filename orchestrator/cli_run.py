@@ -109,10 +109,12 @@ def engine_settings(
 ) -> EngineSettings:
     limits = manifest.limits if manifest else None
     retry = manifest.retry if manifest else None
-    max_in_flight = (
-        int(args.max_in_flight) if args.max_in_flight else (limits.max_in_flight if limits else 8)
+    max_in_flight = _option(args.max_in_flight, int, "--max-in-flight", minimum=1) or (
+        limits.max_in_flight if limits else 8
     )
-    max_spend = float(args.max_spend) if args.max_spend else (limits.max_spend if limits else None)
+    max_spend = _option(args.max_spend, float, "--max-spend", minimum=0)
+    if max_spend is None and limits is not None:
+        max_spend = limits.max_spend
     fast = args.simulate  # simulated minutes last seconds: poll accordingly
     return EngineSettings(
         batch=batch,
@@ -129,23 +131,41 @@ def engine_settings(
     )
 
 
+class UsageError(ValueError):
+    """An option value that cannot be used (exit status 2)."""
+
+
+def _option(value: str | None, kind: type[int] | type[float], name: str, *, minimum: float) -> Any:
+    """A numeric option from the command line or its environment variable, checked."""
+    if value is None or value == "":
+        return None
+    try:
+        number = kind(value)
+    except ValueError:
+        raise UsageError(f"{name} needs a number, got {value!r}") from None
+    if number < minimum:
+        raise UsageError(f"{name} must be at least {minimum:g}, got {value!r}")
+    return number
+
+
 def poll_policy(args: argparse.Namespace) -> PollPolicy:
     """Poll bounds: the defaults suit real run times (a minute or more); ``--simulate``
     runs minutes in seconds and polls accordingly; ``--poll-min``/``--poll-max`` override."""
     if args.simulate:
-        scale = float(args.sim_time_scale)
+        scale = _option(args.sim_time_scale, float, "--sim-time-scale", minimum=1e-6) or 0.02
         policy = PollPolicy(minimum=0.05, maximum=max(0.5, 120 * scale), first_guess=60 * scale)
     else:
         policy = PollPolicy()
-    low = float(args.poll_min) if args.poll_min else policy.minimum
-    high = float(args.poll_max) if args.poll_max else max(policy.maximum, low)
+    low = _option(args.poll_min, float, "--poll-min", minimum=0.001) or policy.minimum
+    high = _option(args.poll_max, float, "--poll-max", minimum=0.001) or max(policy.maximum, low)
     return PollPolicy(minimum=low, maximum=high, first_guess=min(policy.first_guess, high))
 
 
 def connection_for(args: argparse.Namespace) -> AbstractContextManager[Connection]:
     """The simulator (``--simulate``) or the real API with the token from the environment."""
     if args.simulate:
-        return simulated_api(args.sim_profile, float(args.sim_time_scale), None)
+        scale = _option(args.sim_time_scale, float, "--sim-time-scale", minimum=1e-6) or 0.02
+        return simulated_api(args.sim_profile, scale, None)
     hosts = [h.strip() for h in (args.trust_host or "").split(",") if h.strip()]
     return nullcontext(Connection(args.api_base, token_from_environment(), hosts))
 
@@ -167,7 +187,7 @@ def run_batch(args: argparse.Namespace, out: TextIO, expand: Callable[[], Any]) 
                 WorkQueue(store), load_catalog(getattr(args, "catalog", None)), connection, settings
             )
             return _finish(store, batch, report, out)
-    except MissingToken as exc:
+    except (MissingToken, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -181,7 +201,7 @@ def work(args: argparse.Namespace, out: TextIO) -> int:
                 WorkQueue(store), load_catalog(getattr(args, "catalog", None)), connection, settings
             )
             return _finish(store, args.batch, report, out)
-    except MissingToken as exc:
+    except (MissingToken, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -8,6 +8,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -387,3 +388,30 @@ def test_sigint_stops_a_simulated_run_with_130(tmp_path: Path) -> None:
     assert process.returncode == 130, stdout
     assert "batch 'cli': 2 job(s) (interrupted)" in stdout
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.part"))
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--max-in-flight", "many"),
+        ("--max-in-flight", "0"),
+        ("--poll-max", "soon"),
+        ("--max-spend", "-1"),
+    ],
+)
+def test_a_bad_number_is_a_usage_error(
+    tmp_path: Path, option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "m.yaml"
+    shutil.copy(REPO / "manifests/images/lake.png", tmp_path / "lake.png")
+    manifest.write_text(
+        "batch: b\nmodel: runwayml/runway-gen-4/turbo/image-to-video\n"
+        "jobs:\n  - {prompt: x, image: lake.png}\n",
+        encoding="utf-8",
+    )
+    code = main(
+        ["run", str(manifest), "--db", str(tmp_path / "s.db"), "--simulate", option, value],
+        out=io.StringIO(),
+    )
+    assert code == 2
+    assert option in capsys.readouterr().err

@@ -269,6 +269,7 @@ def test_a_remote_failure_is_rerolled_up_to_max_attempts(tmp_path: Path, fault: 
         ]
         costs = [a.cost_usd for a in attempt_rows(store, job.row_id)]
         assert costs == [pytest.approx(0.5), pytest.approx(0.5)]  # each failed try was billed
+        assert job.cost == pytest.approx(1.0)  # and the job's cost keeps both
     assert part_files(tmp_path) == []
 
 

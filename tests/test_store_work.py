@@ -146,6 +146,13 @@ def test_claim_respects_the_room_of_each_model(store: Store, queue: WorkQueue) -
     assert [i.name for i in queue.claim("b", 10, None, 1)] == ["b-p3", "b-l1"]
 
 
+def test_a_model_at_its_cap_does_not_crowd_out_the_others(store: Store, queue: WorkQueue) -> None:
+    # Eight jobs of a full model come first; the claim still finds the other model's job.
+    add(store, "a", *(f"p{i}" for i in range(8)), model=PRO)
+    add(store, "a", "l1", model=LITE)
+    assert [i.name for i in queue.claim("a", 1, {PRO: 0})] == ["a-l1"]
+
+
 def test_claim_takes_only_the_batch_asked_for(store: Store, queue: WorkQueue) -> None:
     add(store, "a", "x")
     add(store, "b", "x")

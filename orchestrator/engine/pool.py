@@ -58,6 +58,9 @@ from orchestrator.store.states import JobState
 from orchestrator.store.work import WorkItem, WorkQueue
 
 log = structlog.get_logger("orchestrator.engine")
+#: Consecutive failed polls of one job (about an hour at the capped backoff) before it is
+#: handed to a person as needs_reconcile instead of being polled forever.
+POLL_PATIENCE = 60
 
 
 @dataclass
@@ -421,10 +424,21 @@ class Engine:
                 self.limit = self.limit.throttled()
             failures = self._transient.get(item.row_id, 0) + 1
             self._transient[item.row_id] = failures
+            if not isinstance(exc, TransientError) or failures > POLL_PATIENCE:
+                # A reply that will not change (a 4xx on our own request id) or one that
+                # keeps failing: the job may still finish remotely, so a person decides.
+                self._watched.pop(item.row_id, None)
+                await self._settle(
+                    item,
+                    Outcome.REMOTE_LOST,
+                    error=f"gave up polling after {failures} failed tries: {exc}",
+                    attempt={"outcome": "remote_lost", "error": str(exc)},
+                )
+                return
             delay = retry_delay(
                 failures,
                 base=self.settings.base_delay,
-                cap=60.0,
+                cap=min(60.0, self.settings.max_delay),
                 retry_after=getattr(exc, "retry_after", None),
                 rng=self.rng,
             )
@@ -470,10 +484,10 @@ class Engine:
             if run_time is not None:
                 self.run_times = self.run_times.observed(item.model_id, run_time)
         self._watched.pop(item.row_id, None)
+        # The cost goes on the attempt; the store sums attempts into the job's cost.
         facts = {
             "remote_status": result.status,
             "finished_at": self.queue.now(),
-            "cost_usd": result.cost,
             "queue_position": None,
         }
         if result.succeeded:

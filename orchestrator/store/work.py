@@ -253,6 +253,9 @@ class WorkQueue:
             query = query.where(JOBS.c.batch == batch)
         claimed: list[WorkItem] = []
         taken: dict[str, int] = {}
+        full = [m for m, room in (per_model_room or {}).items() if room <= 0]
+        if full:  # models at their cap never crowd the others out of the candidate rows
+            query = query.where(JOBS.c.model_id.not_in(full))
         with self.store.write() as connection:
             for row in connection.execute(query.order_by(JOBS.c.id).limit(limit * 4)).all():
                 if len(claimed) >= limit:
@@ -321,6 +324,17 @@ class WorkQueue:
             )
             if moved and attempt:
                 _update_latest_attempt(connection, item.row_id, attempt)
+                if "cost_usd" in attempt:
+                    # A job's cost is what all its paid attempts cost: a failed generation
+                    # that was billed stays in the spend after the re-roll.
+                    total = (
+                        select(func.sum(ATTEMPTS.c.cost_usd))
+                        .where(ATTEMPTS.c.job_id == item.row_id)
+                        .scalar_subquery()
+                    )
+                    connection.execute(
+                        update(JOBS).where(JOBS.c.id == item.row_id).values(cost_usd=total)
+                    )
         return bool(moved)
 
     def note(self, item: WorkItem, fields: Mapping[str, Any]) -> bool:
