@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestrator import __version__, cli_run
+from orchestrator import __version__, cli_actions, cli_run
 from orchestrator.catalog import CatalogError, PriceTable, load_catalog
 from orchestrator.catalog.pricing import load_price_file
 from orchestrator.logs import configure_logging
@@ -174,6 +174,23 @@ def build_parser() -> argparse.ArgumentParser:
         "ORCHESTRATOR_RESUBMIT",
         "queue them again as new paid attempts (check RunComfy first)",
     )
+
+    retry = commands.add_parser("retry", help="queue failed jobs of a batch again")
+    _common(retry, manifest=False)
+    retry.add_argument(
+        "--batch", action=_EnvDefault, env="ORCHESTRATOR_BATCH", required=True, help="the batch"
+    )
+    _flag(retry, "--failed", "ORCHESTRATOR_RETRY_FAILED", "every failed job of the batch")
+    retry.add_argument("--ids", help="these job ids (comma-separated; failed or cancelled)")
+    cancel = commands.add_parser(
+        "cancel", help="stop jobs not yet submitted and cancel those still queued on RunComfy"
+    )
+    _common(cancel, manifest=False)
+    cancel.add_argument(
+        "--batch", action=_EnvDefault, env="ORCHESTRATOR_BATCH", required=True, help="the batch"
+    )
+    cancel.add_argument("--ids", help="only these job ids (comma-separated)")
+    cli_run.add_engine_options(cancel, _EnvDefault, _flag)
 
     simulate = commands.add_parser(
         "simulate", help="serve a local RunComfy Model API on loopback (for demos and tests)"
@@ -430,4 +447,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "run": lambda args, out: cli_run.run_batch(args, out, lambda: _expand(args)),
     "work": cli_run.work,
     "reconcile": cli_run.reconcile,
+    "retry": cli_actions.retry,
+    "cancel": cli_actions.cancel,
 }

@@ -291,13 +291,15 @@ class WorkQueue:
         return claimed
 
     def _attempt_kind(self, connection: Connection, row_id: int) -> str:
-        # Submits that never left (429, connect error, held) do not change why the next
-        # one is made: a re-roll refused once with a 429 is still a re-roll.
+        # Submits that never left or were refused outright (429, connect error, held, a
+        # clean 4xx) were never paid for and do not change why the next one is made: a
+        # re-roll refused once with a 429 is still a re-roll, a retried rejection a submit.
+        unpaid = ("not_sent", "held", "rejected")
         last = connection.execute(
             select(ATTEMPTS.c.outcome)
             .where(
                 ATTEMPTS.c.job_id == row_id,
-                or_(ATTEMPTS.c.outcome.is_(None), ATTEMPTS.c.outcome.not_in(("not_sent", "held"))),
+                or_(ATTEMPTS.c.outcome.is_(None), ATTEMPTS.c.outcome.not_in(unpaid)),
             )
             .order_by(ATTEMPTS.c.number.desc())
             .limit(1)
