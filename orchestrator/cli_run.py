@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any, TextIO
 
 from orchestrator.api import DEFAULT_API_BASE
@@ -22,8 +23,9 @@ from orchestrator.engine.runner import (
     token_from_environment,
 )
 from orchestrator.engine.settings import EngineSettings
+from orchestrator.logs import configure_logging
 from orchestrator.manifest import BatchSettings
-from orchestrator.planning import enqueue, output_root
+from orchestrator.planning import enqueue, output_root, stored_output_root
 from orchestrator.store import JobState, Store
 from orchestrator.store.work import WorkQueue
 from orchestrator.views import print_run_summary, table
@@ -183,9 +185,14 @@ def run_batch(args: argparse.Namespace, out: TextIO, expand: Callable[[], Any]) 
             )
             out.flush()
             settings = engine_settings(args, batch, expansion.settings)
-            report = drain(
-                WorkQueue(store), load_catalog(getattr(args, "catalog", None)), connection, settings
-            )
+            log_file = Path(stored_output_root(store, batch) or root) / "logs" / f"{batch}.jsonl"
+            configure_logging(json_file=log_file)
+            out.write(f"log: {log_file}\n")
+            try:
+                catalog = load_catalog(getattr(args, "catalog", None))
+                report = drain(WorkQueue(store), catalog, connection, settings)
+            finally:
+                configure_logging()  # closes the batch log file
             return _finish(store, batch, report, out)
     except (MissingToken, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)

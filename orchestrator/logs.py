@@ -11,9 +11,11 @@ exception message or a logged header.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
@@ -58,23 +60,55 @@ def _scrub(value: Any) -> Any:
     return _clean(repr(value))
 
 
-def configure_logging(stream: TextIO | None = None, *, json_lines: bool = False) -> None:
-    """Send structlog output to ``stream`` (stderr by default), redacted."""
+class JsonLinesFile:
+    """A structlog processor that also appends each (already redacted) event as one JSON
+    line to a file: the per-batch log a user or a tool can read after the night."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._handle = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+
+    def __call__(
+        self, _logger: Any, _method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        self._handle.write(json.dumps(dict(event), default=str, sort_keys=True) + "\n")
+        return event
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+_file_sink: JsonLinesFile | None = None
+
+
+def configure_logging(
+    stream: TextIO | None = None, *, json_lines: bool = False, json_file: Path | None = None
+) -> None:
+    """Send structlog output to ``stream`` (stderr by default), redacted; with
+    ``json_file``, every line also goes there as JSON."""
+    global _file_sink
+    if _file_sink is not None:
+        _file_sink.close()
+        _file_sink = None
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json_lines
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Tracebacks become text before redaction: an exception message may hold a secret.
+        structlog.processors.format_exc_info,
+        redact_secrets,
+    ]
+    if json_file is not None:
+        _file_sink = JsonLinesFile(json_file)
+        processors.append(_file_sink)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            # Tracebacks become text before redaction: an exception message may hold a secret.
-            structlog.processors.format_exc_info,
-            redact_secrets,
-            renderer,
-        ],
+        processors=[*processors, renderer],
         logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
         cache_logger_on_first_use=False,
     )

@@ -243,37 +243,57 @@ def print_status(store: Store, batch: str | None, out: TextIO, *, as_json: bool)
         )
         out.write("\n")
         return
-    scope = f"batch {batch!r}" if batch else f"{len(batches)} batch(es)"
-    out.write(f"{scope}: {total} job(s), spent {usd(spend)}\n")
+    if batch is not None:
+        print_run_summary(store, batch, None, out)
+        return
+    out.write(f"{len(batches)} batch(es): {total} job(s), spent {usd(spend)}\n")
     nonzero = [[state, number] for state, number in counts.items() if number]
     if nonzero:
         out.write(table(nonzero, ["state", "jobs"], {1}) + "\n")
 
 
-def print_run_summary(store: Store, batch: str | None, report: Any, out: TextIO) -> None:
-    """The morning summary: what happened, what it cost, where the videos are, what next."""
+def print_run_summary(store: Store, batch: str | None, report: Any | None, out: TextIO) -> None:
+    """The morning summary: what happened, what it cost, how long it took, where the videos
+    and the report are, and the exact commands to run next."""
     counts = store.counts(batch)
     total = sum(counts.values())
     scope = f"batch {batch!r}" if batch else "all batches"
+    stopped_by = report.stopped_by if report is not None else "done"
     stop = {"interrupted": " (interrupted)", "auth": " (stopped: authentication failed)"}
-    out.write(f"\n{scope}: {total} job(s){stop.get(report.stopped_by, '')}\n")
+    out.write(f"\n{scope}: {total} job(s){stop.get(stopped_by, '')}\n")
     nonzero = [[state, number] for state, number in counts.items() if number]
     if nonzero:
         out.write(table(nonzero, ["state", "jobs"], {1}) + "\n")
-    out.write(f"spent: {usd(store.spend(batch))}\n")
-    failed = store.list_jobs(batch=batch, state="failed", limit=10)
-    for job in failed:
+    first, last = store.span(batch)
+    wall = f", wall time {_duration((last - first).total_seconds())}" if first and last else ""
+    out.write(f"spent: {usd(store.spend(batch))}{wall}\n")
+    for job in store.list_jobs(batch=batch, state="failed", limit=10):
         out.write(f"  failed: {job.id}: {job.error}\n")
+    for job in store.list_jobs(batch=batch, state="needs_reconcile", limit=10):
+        out.write(f"  needs a decision: {job.id}: {job.error}\n")
     for batch_view in store.batches():
         if batch is None or batch_view.name == batch:
             out.write(f"videos: {batch_view.output_root}\n")
-    for note in report.notes:
-        out.write(f"note: {note}\n")
-    if report.auth_error:
-        out.write(f"error: {report.auth_error}\n")
+            page = Path(batch_view.output_root) / batch_view.name / "report.html"
+            if page.exists():
+                out.write(f"report: {page}\n")
+    if report is not None:
+        for note in report.notes:
+            out.write(f"note: {note}\n")
+        if report.auth_error:
+            out.write(f"error: {report.auth_error}\n")
     if counts.get("needs_reconcile"):
         out.write("next: orchestrator reconcile   (submits whose outcome is unknown)\n")
     if counts.get("failed") and batch:
         out.write(f"next: orchestrator retry --batch {batch} --failed\n")
-    if report.stopped_by == "interrupted":
+    if stopped_by == "interrupted":
         out.write("next: run the same command again to resume (nothing is submitted twice)\n")
+
+
+def _duration(seconds: float) -> str:
+    """``1h 02m``, ``3m 05s`` or ``12.4s``."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)}h {int(seconds % 3600 // 60):02d}m"
+    if seconds >= 60:
+        return f"{int(seconds // 60)}m {int(seconds % 60):02d}s"
+    return f"{seconds:.1f}s"

@@ -76,6 +76,14 @@ def test_all_five_models_end_to_end(
         assert sidecar["video"]["sha256"] == job["sha256"]
         assert TOKEN not in video.with_suffix(".json").read_text()
     assert TOKEN.encode() not in db.read_bytes()
+    # The batch's JSON log: one object per line, each naming its batch and job, no token.
+    log_text = (out / "logs" / "model-comparison.jsonl").read_text()
+    assert TOKEN not in log_text
+    lines = [json.loads(line) for line in log_text.splitlines()]
+    submitted = [line for line in lines if line["event"] == "submitted"]
+    assert len(submitted) == 10
+    assert all(line["batch"] == "model-comparison" and line["job"] for line in submitted)
+    assert {line["request_id"] for line in submitted} == {j["request_id"] for j in jobs}
     # A second run finds everything done and submits nothing.
     code, text = run(
         "run",

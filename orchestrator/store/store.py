@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -214,7 +214,26 @@ class Store:
         with self.read() as connection:
             return float(connection.execute(query).scalar_one())
 
+    def span(self, batch: str | None = None) -> tuple[datetime | None, datetime | None]:
+        """When the batch's first job was enqueued and its last one last changed."""
+        query = select(func.min(JOBS.c.created_at), func.max(JOBS.c.updated_at))
+        if batch is not None:
+            query = query.where(JOBS.c.batch == batch)
+        with self.read() as connection:
+            first, last = connection.execute(query).one()
+        return _aware(first), _aware(last)
+
     def events(self, batch: str | None = None, job_id: int | None = None) -> list[EventView]:
         """The audit log, oldest first, optionally for one batch or one job (``row_id``)."""
         with self.read() as connection:
             return queries.event_views(connection, batch=batch, job_id=job_id)
+
+
+def _aware(value: Any) -> datetime | None:
+    """Aggregates bypass the column type: SQLite hands back text or naive datetimes."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if not isinstance(moment, datetime):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
