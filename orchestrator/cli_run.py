@@ -8,12 +8,13 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from orchestrator.api import DEFAULT_API_BASE
 from orchestrator.catalog import load_catalog
 from orchestrator.engine.decisions import PollPolicy
 from orchestrator.engine.pool import EngineReport
+from orchestrator.engine.progress import ProgressReporter
 from orchestrator.engine.runner import (
     EXIT_INTERRUPTED,
     Connection,
@@ -98,6 +99,7 @@ def add_engine_options(
         env="ORCHESTRATOR_POLL_MAX",
         help="longest wait between two status polls of a job, in seconds (default: 60)",
     )
+    flag(parser, "--quiet", "ORCHESTRATOR_QUIET", "no progress display, only the summary")
     flag(
         parser,
         "--cancel-on-exit",
@@ -186,11 +188,16 @@ def run_batch(args: argparse.Namespace, out: TextIO, expand: Callable[[], Any]) 
             out.flush()
             settings = engine_settings(args, batch, expansion.settings)
             log_file = Path(stored_output_root(store, batch) or root) / "logs" / f"{batch}.jsonl"
-            configure_logging(json_file=log_file)
+            progress = progress_for(args, store, batch)
+            # A live panel owns the terminal: log lines then go only to the batch log file.
+            configure_logging(
+                stream=cast(TextIO, _Discard()) if progress is not None and progress.live else None,
+                json_file=log_file,
+            )
             out.write(f"log: {log_file}\n")
             try:
                 catalog = load_catalog(getattr(args, "catalog", None))
-                report = drain(WorkQueue(store), catalog, connection, settings)
+                report = drain(WorkQueue(store), catalog, connection, settings, progress=progress)
             finally:
                 configure_logging()  # closes the batch log file
             return _finish(store, batch, report, out)
@@ -199,14 +206,34 @@ def run_batch(args: argparse.Namespace, out: TextIO, expand: Callable[[], Any]) 
         return EXIT_USAGE
 
 
+class _Discard:
+    """A write-only stream that drops everything (console logs under a live panel)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+
+def progress_for(
+    args: argparse.Namespace, store: Store, batch: str | None
+) -> ProgressReporter | None:
+    """Live progress on stderr unless ``--quiet``: a panel on a terminal, else a line every
+    30 s (every 2 s with ``--simulate``, whose minutes pass in seconds)."""
+    if args.quiet:
+        return None
+    return ProgressReporter(store, batch, sys.stderr, interval=2.0 if args.simulate else 30.0)
+
+
 def work(args: argparse.Namespace, out: TextIO) -> int:
     """``work``: drain whatever is queued (every batch, or ``--batch``)."""
     try:
         with connection_for(args) as connection, Store.open(args.db) as store:
             settings = engine_settings(args, args.batch, None)
-            report = drain(
-                WorkQueue(store), load_catalog(getattr(args, "catalog", None)), connection, settings
-            )
+            progress = progress_for(args, store, args.batch)
+            catalog = load_catalog(getattr(args, "catalog", None))
+            report = drain(WorkQueue(store), catalog, connection, settings, progress=progress)
             return _finish(store, args.batch, report, out)
     except (MissingToken, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -21,6 +21,7 @@ from orchestrator.api import RunComfyClient
 from orchestrator.catalog import Catalog
 from orchestrator.engine.download import DEFAULT_MAX_BYTES, Downloader
 from orchestrator.engine.pool import Engine, EngineReport
+from orchestrator.engine.progress import ProgressReporter
 from orchestrator.engine.settings import EngineSettings
 from orchestrator.logs import register_secret
 from orchestrator.store.work import WorkQueue
@@ -77,8 +78,9 @@ def drain(
     settings: EngineSettings,
     *,
     max_download_bytes: int | None = None,
+    progress: ProgressReporter | None = None,
 ) -> EngineReport:
-    """Run the pool until the work is done or a signal stops it."""
+    """Run the pool until the work is done or a signal stops it (with live progress)."""
 
     register_secret(connection.token)
 
@@ -93,6 +95,8 @@ def drain(
             anyio.create_task_group() as group,
         ):
             group.start_soon(_watch_signals, stop, group.cancel_scope)
+            if progress is not None:
+                group.start_soon(progress.run)
             engine = Engine(queue, api, downloader, catalog, settings)
             report = await engine.run(stop)
             group.cancel_scope.cancel()

@@ -1,0 +1,70 @@
+"""Live progress: plain lines off a terminal, a rich panel on one, both read from the store."""
+
+from __future__ import annotations
+
+import io
+
+import anyio
+from engine_helpers import by_name, fast_settings, make_profile, run_engine, seed_store, simulator
+
+from orchestrator.engine.progress import (
+    ProgressReporter,
+    Snapshot,
+    plain_line,
+    rate_and_eta,
+    rich_panel,
+    take_snapshot,
+)
+from orchestrator.store import JobState
+
+
+def test_plain_line_names_counts_rate_eta_and_spend() -> None:
+    snap = Snapshot({"succeeded": 3, "failed": 1, "submitted": 2, "pending": 4}, {}, 1.5, [], 0)
+    line = plain_line(snap, 6.0, 90.0)
+    assert line == (
+        "4/10 done | 4 pending, 2 submitted, 3 succeeded, 1 failed | 6.0/min, ETA 2m | $1.50 spent"
+    )
+    assert "ETA" not in plain_line(snap, None, None)
+
+
+def test_rate_needs_progress_and_time() -> None:
+    first = Snapshot({"pending": 2}, {}, 0, [], at=5.0)
+    assert rate_and_eta(first, first) == (None, None)
+    later = Snapshot({"succeeded": 1, "needs_reconcile": 1}, {}, 0, [], at=35.0)
+    assert rate_and_eta(first, later) == (2.0, 0.0)  # the parked job is not waited for
+
+
+def test_progress_lines_and_panel_from_a_real_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = seed_store(tmp_path, 3)
+    stream = io.StringIO()
+    reporter = ProgressReporter(store, "eng", stream, interval=0.01, live=False)
+
+    async def during(_engine, _stop) -> None:  # type: ignore[no-untyped-def]
+        await reporter.run()
+
+    with simulator(make_profile({"job_failed": 0.5}, seed=3)) as server:
+        run_engine(store, server, fast_settings(), during=during)
+    assert "progress: " in stream.getvalue()
+    snapshot = take_snapshot(store, "eng", 0.0)
+    assert snapshot.total == 3 and snapshot.finished == 3
+    failed = [j for j in by_name(store).values() if j.state == JobState.FAILED]
+    assert len(snapshot.failures) == len(failed)
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=120)
+    console.print(rich_panel(snapshot, 3.0, 0.0))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "3/3 done" in text and "succeeded" in text
+
+
+def test_live_panel_redraws_until_cancelled(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = seed_store(tmp_path, 2)
+    stream = io.StringIO()
+    reporter = ProgressReporter(store, "eng", stream, interval=0.01, live=True)
+
+    async def main() -> None:
+        with anyio.move_on_after(0.3):
+            await reporter.run()
+
+    anyio.run(main)
+    assert "0/2 done" in stream.getvalue()
