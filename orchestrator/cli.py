@@ -192,6 +192,25 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--ids", help="only these job ids (comma-separated)")
     cli_run.add_engine_options(cancel, _EnvDefault, _flag)
 
+    export = commands.add_parser("export", help="write a batch's videos as a dataset")
+    _common(export, manifest=False)
+    export.add_argument(
+        "--batch", action=_EnvDefault, env="ORCHESTRATOR_BATCH", required=True, help="the batch"
+    )
+    export.add_argument(
+        "--format",
+        choices=["jsonl", "csv", "hf"],
+        default="jsonl",
+        help="jsonl, csv, or hf (a Hugging Face videofolder; default: jsonl)",
+    )
+    export.add_argument("--dest", help="where to write (default: beside the batch's videos)")
+    export.add_argument(
+        "--catalog",
+        action=_EnvDefault,
+        env="ORCHESTRATOR_CATALOG",
+        help="a folder of extra model schema files (*.json)",
+    )
+
     simulate = commands.add_parser(
         "simulate", help="serve a local RunComfy Model API on loopback (for demos and tests)"
     )
@@ -449,4 +468,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "reconcile": cli_run.reconcile,
     "retry": cli_actions.retry,
     "cancel": cli_actions.cancel,
+    "export": cli_actions.export,
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TextIO
 
 import anyio
@@ -111,6 +112,35 @@ def cancel(args: argparse.Namespace, out: TextIO) -> int:
             "finishes and bills them): " + ", ".join(running) + "\n"
         )
     return code
+
+
+def export(args: argparse.Namespace, out: TextIO) -> int:
+    """``export --batch B --format jsonl|csv|hf [--dest PATH]``: one row per video."""
+    from orchestrator.catalog import load_catalog
+    from orchestrator.outputs.export import ExportError, export_batch
+
+    try:
+        with Store.open(args.db) as store:
+            result = export_batch(
+                store,
+                args.batch,
+                args.format,
+                Path(args.dest) if args.dest else None,
+                load_catalog(getattr(args, "catalog", None)),
+            )
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        json.dump({"path": str(result.path), "rows": result.rows, "skipped": result.skipped}, out)
+        out.write("\n")
+        return EXIT_OK
+    out.write(
+        f"exported {result.rows} video(s) of batch {args.batch!r} as {args.format}: {result.path}\n"
+    )
+    for line in result.skipped:
+        out.write(f"  left out: {line}\n")
+    return EXIT_OK
 
 
 async def _cancel_remote(

@@ -102,3 +102,26 @@ def test_cancel_stops_local_jobs_and_remote_queued_ones(
     }
     cancelled = [t for t in ledger["jobs"].values() if t["cancelled_at"] is not None]
     assert len(cancelled) == 2
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "hf"])
+def test_export_writes_one_row_per_video(tmp_path: Path, fmt: str) -> None:
+    store = seed_store(tmp_path, 2)
+    with simulator(make_profile()) as server:
+        run_engine(store, server, fast_settings())
+    db = str(tmp_path / "store.db")
+    code, text = cli("export", "--db", db, "--batch", BATCH, "--format", fmt, "--json")
+    assert code == 0
+    result = json.loads(text)
+    assert result["rows"] == 2 and result["skipped"] == []
+    assert Path(result["path"]).exists()
+    code, text = cli("export", "--db", db, "--batch", BATCH, "--format", fmt)
+    assert code == 0 and "exported 2 video(s)" in text
+
+
+def test_export_of_an_unknown_batch_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_store(tmp_path, 1)
+    code, _ = cli("export", "--db", str(tmp_path / "store.db"), "--batch", "nope")
+    assert code == 2 and "nope" in capsys.readouterr().err

@@ -1,0 +1,310 @@
+"""Export a batch's finished videos as a dataset: one row per succeeded job.
+
+Formats (:func:`export_batch`):
+
+- ``jsonl``: one JSON object per line (default ``<output_root>/<batch>/export.jsonl``).
+- ``csv``: a header and one line per row, columns in a stable order; nested values
+  (``timings``) and non-text values are JSON-encoded, missing values are empty cells
+  (default ``<output_root>/<batch>/export.csv``).
+- ``hf``: a Hugging Face ``videofolder`` (default ``<output_root>/<batch>-hf``): the videos
+  (hard links when possible, else copies) and ``metadata.jsonl`` whose ``file_name`` is each
+  video's path inside the folder. Exporting again into the same folder updates it in place.
+  ``datasets`` infers splits from names holding ``train``/``test``/``validation``, so keep
+  those words out of job ids when a single split is wanted.
+
+Every row holds the job (``id``, ``key``, ``batch``, ``model``), its inputs under universal
+names where the model has them (``prompt``, ``image_path``/``image_sha256``,
+``last_image_*``, ``duration`` in seconds, ``resolution``, ``ratio`` as sent, ``seed``), any
+other native input, then ``request_id``, ``attempts``, ``video_path`` (relative to the
+batch's output root, or to the folder for ``hf``), ``video_abspath``, what the probe found
+(``duration_s``, ``fps``, ``width``, ``height``, ``frames``, ``codec``), ``size_bytes``,
+``sha256``, ``cost_usd``, ``timings`` and ``sidecar``: False when the video's JSON sidecar
+was missing and the store's columns were used instead (probe fields then stay empty).
+Files are written atomically (temp file + rename); ``hf`` never writes outside its folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import select
+
+from orchestrator.catalog import Catalog, ModelSpec, builtin_catalog
+from orchestrator.outputs.paths import check_relative, resolve_inside
+from orchestrator.outputs.sidecar import sidecar_path
+from orchestrator.store.records import JobView
+from orchestrator.store.states import JobState
+from orchestrator.store.store import Store
+from orchestrator.store.tables import JOBS
+
+ExportFormat = Literal["jsonl", "csv", "hf"]
+HEAD = (
+    *("id", "key", "batch", "model", "prompt", "image_path", "image_sha256"),
+    *("last_image_path", "last_image_sha256", "duration", "resolution", "ratio", "seed"),
+)
+"""The first columns, in this order; other native inputs follow (sorted), then TAIL."""
+TAIL = (
+    *("request_id", "attempts", "video_path", "video_abspath", "duration_s", "fps"),
+    *("width", "height", "frames", "codec", "size_bytes", "sha256", "cost_usd"),
+    *("timings", "sidecar"),
+)
+_PROBE = ("duration_s", "fps", "width", "height", "frames", "codec")
+_IMAGES = ("image", "last_image")
+METADATA = "metadata.jsonl"
+
+
+class ExportError(ValueError):
+    """An export that cannot be made (unknown batch, unsafe destination)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    """Where the export went, how many rows it holds and the jobs left out (``id: why``)."""
+
+    path: Path
+    rows: int
+    skipped: list[str] = field(default_factory=list)
+
+
+def export_batch(
+    store: Store,
+    batch: str,
+    fmt: ExportFormat,
+    dest: Path | None = None,
+    catalog: Catalog | None = None,
+) -> ExportResult:
+    """Export the succeeded jobs of ``batch`` as ``fmt`` to ``dest`` (or the default)."""
+    view = next((b for b in store.batches() if b.name == batch), None)
+    if view is None:
+        raise ExportError(f"unknown batch {batch!r}")
+    if fmt not in ("jsonl", "csv", "hf"):
+        raise ExportError(f"unknown export format {fmt!r}: use jsonl, csv or hf")
+    root = Path(view.output_root)
+    rows, sources, skipped = collect_rows(store, batch, root, catalog or builtin_catalog())
+    if fmt == "hf":
+        folder = (dest or root / f"{batch}-hf").resolve()
+        _write_videofolder(folder, rows, sources)
+        return ExportResult(folder, len(rows), skipped)
+    path = (dest or root / batch / f"export.{fmt}").resolve()
+    columns = _columns(rows)
+    rows = [{c: row.get(c) for c in columns} for row in rows]
+    _write_atomic(path, _jsonl(rows) if fmt == "jsonl" else _csv(rows, columns))
+    return ExportResult(path, len(rows), skipped)
+
+
+def collect_rows(
+    store: Store, batch: str, root: Path, catalog: Catalog
+) -> tuple[list[dict[str, Any]], list[Path], list[str]]:
+    """The rows of the succeeded jobs, their video files, and ``id: reason`` for the rest."""
+    query = select(JOBS.c.id, JOBS.c.payload).where(JOBS.c.batch == batch)
+    with store.read() as connection:
+        payloads = {row_id: text for row_id, text in connection.execute(query)}
+    rows: list[dict[str, Any]] = []
+    sources: list[Path] = []
+    skipped: list[str] = []
+    for job in store.list_jobs(batch=batch):
+        if job.state is not JobState.SUCCEEDED:
+            skipped.append(f"{job.id}: {job.state.value}")
+            continue
+        video = resolve_inside(root, job.output_path)
+        if not video.is_file():
+            skipped.append(f"{job.id}: video file missing ({video})")
+            continue
+        payload = json.loads(payloads[job.row_id])
+        row = {"id": job.id, "key": job.key, "batch": job.batch, "model": job.model}
+        row.update(flatten_inputs(payload, catalog.get(job.model)))
+        row.update(_result(job, _read_sidecar(video, job.key)))
+        row.update(video_path=job.output_path, video_abspath=str(video))
+        rows.append(row)
+        sources.append(video)
+    return rows, sources, skipped
+
+
+def flatten_inputs(payload: Mapping[str, Any], spec: ModelSpec | None) -> dict[str, Any]:
+    """A native payload as columns: universal names where the model has them.
+
+    >>> from orchestrator.catalog import builtin_catalog
+    >>> spec = builtin_catalog().get("bytedance/dreamina-3-0/pro/image-to-video")
+    >>> marker = {"$image": {"path": "/in/a.jpg", "sha256": "ab"}}
+    >>> flatten_inputs({"prompt": "hi", "frames": 241, "image_urls": [marker]}, spec)
+    {'duration': 10.0, 'image_path': '/in/a.jpg', 'image_sha256': 'ab', 'prompt': 'hi'}
+    """
+    out: dict[str, Any] = {}
+    for native, value in sorted(payload.items()):
+        universal = spec.universal_name(native) if spec else None
+        if universal is None and spec is None and native in ("prompt", "seed"):
+            universal = native
+        if universal in _IMAGES:
+            path, digest = _image(value)
+            out[f"{universal}_path"], out[f"{universal}_sha256"] = path, digest
+        elif universal == "duration" and spec is not None:
+            out["duration"] = spec.duration_seconds(payload)
+        elif universal is not None:
+            out[universal] = value
+        else:
+            out[f"input_{native}" if native in HEAD + TAIL else native] = _plain(value)
+    return out
+
+
+def _image(value: Any) -> tuple[str | None, str | None]:
+    """(path or URL, sha256) of an image input: a marker, a URL, or a list of one."""
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, Mapping) and isinstance(value.get("$image"), Mapping):
+        return value["$image"].get("path"), value["$image"].get("sha256")
+    return (value, None) if isinstance(value, str) else (None, None)
+
+
+def _plain(value: Any) -> Any:
+    """A value with image markers replaced by their path."""
+    if isinstance(value, Mapping):
+        if isinstance(value.get("$image"), Mapping):
+            return value["$image"].get("path")
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _read_sidecar(video: Path, key: str) -> dict[str, Any] | None:
+    """The sidecar beside ``video`` if it is readable and describes this job."""
+    try:
+        document = json.loads(sidecar_path(video).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or (document.get("job") or {}).get("key") != key:
+        return None
+    return document
+
+
+def _result(job: JobView, sidecar: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The result columns, from the sidecar or else from the store's columns."""
+    out: dict[str, Any] = {"request_id": job.request_id, "attempts": job.attempts}
+    out.update(dict.fromkeys(_PROBE), size_bytes=job.size_bytes, sha256=job.sha256)
+    out.update(cost_usd=job.cost, sidecar=sidecar is not None)
+    stamps = {
+        "queued": job.created_at,
+        "submitted": job.submitted_at,
+        "started": job.started_at,
+        "finished": job.finished_at,
+        "downloaded": job.downloaded_at,
+    }
+    out["timings"] = {name: t.isoformat() if t else None for name, t in stamps.items()}
+    if sidecar is None:
+        return out
+    video = sidecar.get("video") or {}
+    frames, seconds = video.get("frames"), video.get("duration_s")
+    fps = round(frames / seconds, 3) if frames and seconds else None
+    out.update({name: video.get(name) for name in _PROBE if name != "fps"}, fps=fps)
+    out.update(size_bytes=video.get("bytes", job.size_bytes), sha256=video.get("sha256"))
+    for name in ("request_id", "attempts", "cost_usd", "timings"):
+        if sidecar.get(name) is not None:
+            out[name] = sidecar[name]
+    return out
+
+
+def _columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """HEAD, then every other input column (sorted), then TAIL."""
+    extra = {name for row in rows for name in row} - set(HEAD) - set(TAIL)
+    return [*HEAD, *sorted(extra), *TAIL]
+
+
+def _jsonl(rows: Iterable[Mapping[str, Any]]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def _csv(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(column)) for column in columns])
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell: text as is, nothing as empty, anything else as JSON."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file beside ``path``, fsync, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.part")
+    with open(temp, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+def _write_videofolder(folder: Path, rows: list[dict[str, Any]], sources: list[Path]) -> None:
+    """Link or copy the videos into ``folder`` and write ``metadata.jsonl`` last.
+
+    ``folder`` must be new, empty or an earlier export (it has ``metadata.jsonl``); files an
+    earlier export listed that this one does not are removed.
+    """
+    old = _previous_export(folder)
+    for source in sources:
+        if source.is_relative_to(folder):
+            raise ExportError(f"{folder}: the destination holds videos being exported ({source})")
+    names = [row["video_path"] for row in rows]
+    prefix = f"{rows[0]['batch']}/" if rows else ""
+    if prefix and all(name.startswith(prefix) for name in names):
+        names = [name.removeprefix(prefix) for name in names]
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for row, source, name in zip(rows, sources, names, strict=True):
+        target = resolve_inside(folder, name)
+        _place(source, target)
+        record = {"file_name": name, **row, "video_path": name, "video_abspath": str(target)}
+        records.append(record)
+    columns = _columns(records)
+    records = [{"file_name": r["file_name"], **{c: r.get(c) for c in columns}} for r in records]
+    _write_atomic(folder / METADATA, _jsonl(records))
+    for name in old - set(names):
+        stale = resolve_inside(folder, name)
+        stale.unlink(missing_ok=True)
+
+
+def _previous_export(folder: Path) -> set[str]:
+    """The file names an earlier export in ``folder`` listed; refuse any other content."""
+    if not folder.exists():
+        return set()
+    if not folder.is_dir():
+        raise ExportError(f"{folder}: exists and is not a folder")
+    metadata = folder / METADATA
+    if not metadata.is_file():
+        if any(folder.iterdir()):
+            raise ExportError(f"{folder}: not empty and not an earlier export (no {METADATA})")
+        return set()
+    names = set()
+    for line in metadata.read_text(encoding="utf-8").splitlines():
+        name = json.loads(line).get("file_name") if line.strip() else None
+        if isinstance(name, str):
+            names.add(check_relative(name))
+    return names
+
+
+def _place(source: Path, target: Path) -> None:
+    """Hard-link ``source`` at ``target`` (a copy across filesystems), atomically."""
+    if target.exists() and os.path.samefile(source, target):
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.part")
+    temp.unlink(missing_ok=True)
+    try:
+        os.link(source, temp)
+    except OSError:
+        shutil.copy2(source, temp)
+    os.replace(temp, target)
