@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestrator import __version__, cli_actions, cli_run
+from orchestrator import __version__
 from orchestrator.catalog import CatalogError, PriceTable, load_catalog
 from orchestrator.catalog.pricing import load_price_file
+from orchestrator.cli_options import add_engine_options
 from orchestrator.logs import configure_logging
 from orchestrator.manifest import Expansion, load_manifest
 from orchestrator.media import ImageInfo
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="enqueue a manifest and work until every job of the batch is finished"
     )
     _common(run, manifest=True)
-    cli_run.add_engine_options(run, _EnvDefault, _flag)
+    add_engine_options(run, _EnvDefault, _flag)
     work = commands.add_parser("work", help="drain whatever is queued (every batch, or --batch)")
     _common(work, manifest=False)
     work.add_argument("--batch", action=_EnvDefault, env="ORCHESTRATOR_BATCH", help="one batch")
@@ -159,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         env="ORCHESTRATOR_CATALOG",
         help="a folder of extra model schema files (*.json)",
     )
-    cli_run.add_engine_options(work, _EnvDefault, _flag)
+    add_engine_options(work, _EnvDefault, _flag)
     reconcile = commands.add_parser(
         "reconcile", help="list submits whose outcome is unknown; --resubmit queues them again"
     )
@@ -190,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch", action=_EnvDefault, env="ORCHESTRATOR_BATCH", required=True, help="the batch"
     )
     cancel.add_argument("--ids", help="only these job ids (comma-separated)")
-    cli_run.add_engine_options(cancel, _EnvDefault, _flag)
+    add_engine_options(cancel, _EnvDefault, _flag)
 
     export = commands.add_parser("export", help="write a batch's videos as a dataset")
     _common(export, manifest=False)
@@ -455,6 +456,14 @@ def _number(value: str | None, kind: type[int] | type[float], option: str) -> An
         raise ValueError(f"{option} needs a number, got {value!r}") from None
 
 
+def _lazy(module: str, name: str) -> Any:
+    """A handler from a module imported only when its command runs (the engine, httpx and
+    PyAV take most of a second to import; ``status`` and ``--help`` need none of them)."""
+    import importlib
+
+    return getattr(importlib.import_module(f"orchestrator.{module}"), name)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "validate": cmd_validate,
     "plan": cmd_plan,
@@ -463,10 +472,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "status": cmd_status,
     "jobs": cmd_jobs,
     "simulate": cmd_simulate,
-    "run": lambda args, out: cli_run.run_batch(args, out, lambda: _expand(args)),
-    "work": cli_run.work,
-    "reconcile": cli_run.reconcile,
-    "retry": cli_actions.retry,
-    "cancel": cli_actions.cancel,
-    "export": cli_actions.export,
+    "run": lambda args, out: _lazy("cli_run", "run_batch")(args, out, lambda: _expand(args)),
+    "work": lambda args, out: _lazy("cli_run", "work")(args, out),
+    "reconcile": lambda args, out: _lazy("cli_run", "reconcile")(args, out),
+    "retry": lambda args, out: _lazy("cli_actions", "retry")(args, out),
+    "cancel": lambda args, out: _lazy("cli_actions", "cancel")(args, out),
+    "export": lambda args, out: _lazy("cli_actions", "export")(args, out),
 }

@@ -10,7 +10,6 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, TextIO, cast
 
-from orchestrator.api import DEFAULT_API_BASE
 from orchestrator.catalog import load_catalog
 from orchestrator.engine.decisions import PollPolicy
 from orchestrator.engine.pool import EngineReport
@@ -33,79 +32,6 @@ from orchestrator.views import print_run_summary, table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EnvAction = Callable[..., Any]
-
-
-def add_engine_options(
-    parser: argparse.ArgumentParser,
-    env_action: type[argparse.Action],
-    flag: Callable[[argparse.ArgumentParser, str, str, str], None],
-) -> None:
-    """Options shared by ``run`` and ``work``; each also reads an environment variable."""
-    parser.add_argument(
-        "--api-base",
-        action=env_action,
-        env="RUNCOMFY_API_BASE",
-        default=DEFAULT_API_BASE,
-        help="RunComfy Model API base URL (default: %(default)s); the token comes from "
-        "RUNCOMFY_API_TOKEN or RUNCOMFY_TOKEN",
-    )
-    flag(
-        parser,
-        "--simulate",
-        "ORCHESTRATOR_SIMULATE",
-        "run against the built-in simulator on loopback (no token, no cost)",
-    )
-    parser.add_argument(
-        "--sim-profile",
-        action=env_action,
-        env="ORCHESTRATOR_SIM_PROFILE",
-        default="calm",
-        help="simulator profile for --simulate (default: calm)",
-    )
-    parser.add_argument(
-        "--sim-time-scale",
-        action=env_action,
-        env="ORCHESTRATOR_SIM_TIME_SCALE",
-        default="0.02",
-        help="real seconds per simulated second for --simulate (default: 0.02)",
-    )
-    parser.add_argument(
-        "--max-in-flight",
-        action=env_action,
-        env="ORCHESTRATOR_MAX_IN_FLIGHT",
-        help="jobs submitted and not finished, at most (default: the manifest's)",
-    )
-    parser.add_argument(
-        "--max-spend",
-        action=env_action,
-        env="ORCHESTRATOR_MAX_SPEND",
-        help="stop submitting before this many USD are spent or committed",
-    )
-    parser.add_argument(
-        "--trust-host",
-        action=env_action,
-        env="ORCHESTRATOR_TRUST_HOST",
-        help="extra download hosts to trust, comma-separated",
-    )
-    parser.add_argument(
-        "--poll-min",
-        action=env_action,
-        env="ORCHESTRATOR_POLL_MIN",
-        help="shortest wait between two status polls of a job, in seconds (default: 2)",
-    )
-    parser.add_argument(
-        "--poll-max",
-        action=env_action,
-        env="ORCHESTRATOR_POLL_MAX",
-        help="longest wait between two status polls of a job, in seconds (default: 60)",
-    )
-    flag(parser, "--quiet", "ORCHESTRATOR_QUIET", "no progress display, only the summary")
-    flag(
-        parser,
-        "--cancel-on-exit",
-        "ORCHESTRATOR_CANCEL_ON_EXIT",
-        "when interrupted, cancel remote jobs that are still queued",
-    )
 
 
 def engine_settings(

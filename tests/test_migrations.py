@@ -99,3 +99,23 @@ def test_foreign_keys_are_back_on_after_migrating(engine: Engine) -> None:
 
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_schema_revision_constant_is_the_alembic_head() -> None:
+    """Opening a store skips Alembic when it is at SCHEMA_REVISION: they must agree."""
+    from alembic.script import ScriptDirectory
+
+    from orchestrator.store.database import SCHEMA_REVISION, alembic_config
+
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_REVISION
+
+
+def test_a_store_at_head_opens_without_alembic(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from orchestrator.store import Store
+    from orchestrator.store.database import SCHEMA_REVISION, current_revision
+
+    path = str(tmp_path / "s.db")
+    with Store.open(path) as store:
+        assert current_revision(store.engine) == SCHEMA_REVISION
+    with Store.open(path) as store:  # the second open takes the fast path
+        assert store.counts()["pending"] == 0

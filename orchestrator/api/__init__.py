@@ -7,7 +7,6 @@ whose images are path + hash references, into the JSON body a submit sends.
 
 from __future__ import annotations
 
-from orchestrator.api.client import DEFAULT_API_BASE as DEFAULT_API_BASE
 from orchestrator.api.client import RunComfyClient as RunComfyClient
 from orchestrator.api.errors import AmbiguousSubmission as AmbiguousSubmission
 from orchestrator.api.errors import AuthError as AuthError
@@ -23,3 +22,4 @@ from orchestrator.api.responses import ModelInfo as ModelInfo
 from orchestrator.api.responses import RemoteResult as RemoteResult
 from orchestrator.api.responses import RemoteStatus as RemoteStatus
 from orchestrator.api.responses import Submitted as Submitted
+from orchestrator.cli_options import DEFAULT_API_BASE as DEFAULT_API_BASE

@@ -38,8 +38,8 @@ from orchestrator.api.responses import (
     RemoteStatus,
     Submitted,
 )
+from orchestrator.cli_options import DEFAULT_API_BASE
 
-DEFAULT_API_BASE = "https://model-api.runcomfy.net"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 AUTH_CODES = frozenset({400004, 401001, 403001, 403003})

@@ -1,0 +1,86 @@
+"""Command-line options shared by the commands that talk to RunComfy.
+
+Kept apart from the commands themselves so that building the parser (``--help``, and
+every quick command such as ``status``) does not import the engine, httpx or PyAV.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+#: RunComfy's Model API; ``--api-base`` / ``RUNCOMFY_API_BASE`` override it.
+DEFAULT_API_BASE = "https://model-api.runcomfy.net"
+
+
+def add_engine_options(
+    parser: argparse.ArgumentParser,
+    env_action: type[argparse.Action],
+    flag: Callable[[argparse.ArgumentParser, str, str, str], None],
+) -> None:
+    """Options shared by ``run`` and ``work``; each also reads an environment variable."""
+    parser.add_argument(
+        "--api-base",
+        action=env_action,
+        env="RUNCOMFY_API_BASE",
+        default=DEFAULT_API_BASE,
+        help="RunComfy Model API base URL (default: %(default)s); the token comes from "
+        "RUNCOMFY_API_TOKEN or RUNCOMFY_TOKEN",
+    )
+    flag(
+        parser,
+        "--simulate",
+        "ORCHESTRATOR_SIMULATE",
+        "run against the built-in simulator on loopback (no token, no cost)",
+    )
+    parser.add_argument(
+        "--sim-profile",
+        action=env_action,
+        env="ORCHESTRATOR_SIM_PROFILE",
+        default="calm",
+        help="simulator profile for --simulate (default: calm)",
+    )
+    parser.add_argument(
+        "--sim-time-scale",
+        action=env_action,
+        env="ORCHESTRATOR_SIM_TIME_SCALE",
+        default="0.02",
+        help="real seconds per simulated second for --simulate (default: 0.02)",
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        action=env_action,
+        env="ORCHESTRATOR_MAX_IN_FLIGHT",
+        help="jobs submitted and not finished, at most (default: the manifest's)",
+    )
+    parser.add_argument(
+        "--max-spend",
+        action=env_action,
+        env="ORCHESTRATOR_MAX_SPEND",
+        help="stop submitting before this many USD are spent or committed",
+    )
+    parser.add_argument(
+        "--trust-host",
+        action=env_action,
+        env="ORCHESTRATOR_TRUST_HOST",
+        help="extra download hosts to trust, comma-separated",
+    )
+    parser.add_argument(
+        "--poll-min",
+        action=env_action,
+        env="ORCHESTRATOR_POLL_MIN",
+        help="shortest wait between two status polls of a job, in seconds (default: 2)",
+    )
+    parser.add_argument(
+        "--poll-max",
+        action=env_action,
+        env="ORCHESTRATOR_POLL_MAX",
+        help="longest wait between two status polls of a job, in seconds (default: 60)",
+    )
+    flag(parser, "--quiet", "ORCHESTRATOR_QUIET", "no progress display, only the summary")
+    flag(
+        parser,
+        "--cancel-on-exit",
+        "ORCHESTRATOR_CANCEL_ON_EXIT",
+        "when interrupted, cancel remote jobs that are still queued",
+    )
