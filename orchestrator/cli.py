@@ -212,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a folder of extra model schema files (*.json)",
     )
 
+    report = commands.add_parser("report", help="write the batch's static HTML review page")
+    _common(report, manifest=False)
+    report.add_argument(
+        "--batch", action=_EnvDefault, env="ORCHESTRATOR_BATCH", required=True, help="the batch"
+    )
+    report.add_argument("--dest", help="the HTML file (default: <videos>/<batch>/report.html)")
+
     simulate = commands.add_parser(
         "simulate", help="serve a local RunComfy Model API on loopback (for demos and tests)"
     )
@@ -478,4 +485,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "retry": lambda args, out: _lazy("cli_actions", "retry")(args, out),
     "cancel": lambda args, out: _lazy("cli_actions", "cancel")(args, out),
     "export": lambda args, out: _lazy("cli_actions", "export")(args, out),
+    "report": lambda args, out: _lazy("cli_actions", "report")(args, out),
 }

@@ -143,6 +143,28 @@ def export(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def report(args: argparse.Namespace, out: TextIO) -> int:
+    """``report --batch B [--dest FILE]``: the static HTML review page of a batch."""
+    from orchestrator.outputs.report import ReportError, write_report
+
+    try:
+        with Store.open(args.db) as store:
+            result = write_report(store, args.batch, Path(args.dest) if args.dest else None)
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        json.dump(
+            {"path": str(result.path), "videos": result.videos, "failures": result.failures}, out
+        )
+        out.write("\n")
+    else:
+        out.write(
+            f"report: {result.path} ({result.videos} video(s), {result.failures} failure(s))\n"
+        )
+    return EXIT_OK
+
+
 async def _cancel_remote(
     api_base: str, token: str, jobs: list[tuple[str, str]]
 ) -> tuple[list[str], list[str]]:

@@ -167,6 +167,8 @@ def work(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _finish(store: Store, batch: str | None, report: EngineReport, out: TextIO) -> int:
+    if batch is not None:
+        _write_report(store, batch)
     print_run_summary(store, batch, report, out)
     if report.stopped_by == "interrupted":
         return EXIT_INTERRUPTED
@@ -175,6 +177,16 @@ def _finish(store: Store, batch: str | None, report: EngineReport, out: TextIO) 
     counts = store.counts(batch)
     total = sum(counts.values())
     return EXIT_OK if total and counts[JobState.SUCCEEDED.value] == total else EXIT_FAILED
+
+
+def _write_report(store: Store, batch: str) -> None:
+    """Refresh the batch's review page; a report problem never fails a finished run."""
+    from orchestrator.outputs.report import write_report
+
+    try:
+        write_report(store, batch)
+    except Exception as exc:  # the videos and the store are what matter here
+        print(f"warning: the report could not be written: {exc}", file=sys.stderr)
 
 
 def reconcile(args: argparse.Namespace, out: TextIO) -> int:

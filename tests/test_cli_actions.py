@@ -125,3 +125,17 @@ def test_export_of_an_unknown_batch_is_a_usage_error(
     seed_store(tmp_path, 1)
     code, _ = cli("export", "--db", str(tmp_path / "store.db"), "--batch", "nope")
     assert code == 2 and "nope" in capsys.readouterr().err
+
+
+def test_report_command_writes_the_page(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 2)
+    with simulator(make_profile()) as server:
+        run_engine(store, server, fast_settings())
+    db = str(tmp_path / "store.db")
+    code, text = cli("report", "--db", db, "--batch", BATCH, "--json")
+    assert code == 0
+    result = json.loads(text)
+    assert result["videos"] == 2 and Path(result["path"]).exists()
+    code, text = cli("report", "--db", db, "--batch", BATCH)
+    assert code == 0 and "2 video(s)" in text
+    assert cli("report", "--db", db, "--batch", "missing")[0] == 2
