@@ -16,7 +16,7 @@ import re
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -58,6 +58,17 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, int | float | bool | type(None)):
         return value
     return _clean(repr(value))
+
+
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is at the moment of writing (it may be replaced after
+    logging was configured: test capture, a daemonised process)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 class JsonLinesFile:
@@ -109,6 +120,6 @@ def configure_logging(
         processors.append(_file_sink)
     structlog.configure(
         processors=[*processors, renderer],
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream or cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=False,
     )
