@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/plan_enqueue.py --jobs 100000 --write BENCHMARKS.md
 	$(BIN)/python bench/simulator_load.py --seconds 5 --write BENCHMARKS.md
 	$(BIN)/python bench/engine_makespan.py --jobs 2000 --slots 50 --write BENCHMARKS.md
+	$(BIN)/python bench/store_status.py --jobs 1000000 --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage outputs
