@@ -93,6 +93,14 @@ class JsonLinesFile:
 _file_sink: JsonLinesFile | None = None
 
 
+def _console_only_info(
+    _logger: Any, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    if method == "debug":
+        raise structlog.DropEvent
+    return event
+
+
 def configure_logging(
     stream: TextIO | None = None, *, json_lines: bool = False, json_file: Path | None = None
 ) -> None:
@@ -118,6 +126,9 @@ def configure_logging(
     if json_file is not None:
         _file_sink = JsonLinesFile(json_file)
         processors.append(_file_sink)
+    # Every state transition is logged at debug level: kept in the batch file, too
+    # many for a console.
+    processors.append(_console_only_info)
     structlog.configure(
         processors=[*processors, renderer],
         logger_factory=structlog.PrintLoggerFactory(file=stream or cast(TextIO, _CurrentStderr())),

@@ -84,6 +84,13 @@ def test_all_five_models_end_to_end(
     assert len(submitted) == 10
     assert all(line["batch"] == "model-comparison" and line["job"] for line in submitted)
     assert {line["request_id"] for line in submitted} == {j["request_id"] for j in jobs}
+    moves = [line for line in lines if line["event"] == "transition"]
+    assert {(m["from_state"], m["to_state"]) for m in moves} == {
+        ("submitting", "submitted"),
+        ("submitted", "downloading"),
+        ("downloading", "succeeded"),
+    }
+    assert all(m["batch"] and m["job"] and m["attempt"] and m["request_id"] for m in moves)
     # A second run finds everything done and submits nothing.
     code, text = run(
         "run",

@@ -649,6 +649,29 @@ class Engine:
         )
         if moved:
             self._wake_submitter.set()
+            log.debug(
+                "transition",
+                batch=item.batch,
+                job=item.name,
+                attempt=item.attempts,
+                request_id=values.get("request_id", item.request_id),
+                from_state=item.state.value,
+                to_state=target.value,
+                outcome=outcome.value,
+                error=values.get("error"),
+            )
+        else:
+            # Someone else moved the job first (another worker, a user command): the store
+            # kept their change; this one is dropped, not forced.
+            log.warning(
+                "stale transition dropped",
+                batch=item.batch,
+                job=item.name,
+                attempt=item.attempts,
+                request_id=item.request_id,
+                from_state=item.state.value,
+                to_state=target.value,
+            )
         return moved
 
     async def _retry_later(
