@@ -68,3 +68,14 @@ def test_live_panel_redraws_until_cancelled(tmp_path) -> None:  # type: ignore[n
 
     anyio.run(main)
     assert "0/2 done" in stream.getvalue()
+
+
+def test_spend_shows_the_estimated_total_when_prices_are_known() -> None:
+    snap = Snapshot({"succeeded": 1, "pending": 1}, {}, 0.5, [], 0.0, estimated_total=1.0)
+    assert plain_line(snap, None, None).endswith("$0.50 spent of ~$1.00")
+
+
+def test_estimated_total_sums_costs_and_estimates(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = seed_store(tmp_path, 3, cost=0.25)
+    assert store.estimated_total("eng") == 0.75
+    assert seed_store(tmp_path, 1, db="none.db").estimated_total("eng") is None

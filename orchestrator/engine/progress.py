@@ -38,6 +38,7 @@ class Snapshot:
     spend: float
     failures: list[tuple[str, str]]
     at: float
+    estimated_total: float | None = None
 
     @property
     def total(self) -> int:
@@ -56,6 +57,7 @@ def take_snapshot(store: Store, batch: str | None, now: float) -> Snapshot:
         spend=store.spend(batch),
         failures=[(job.id, job.error or "") for job in failed[-3:]],
         at=now,
+        estimated_total=store.estimated_total(batch),
     )
 
 
@@ -85,7 +87,10 @@ def plain_line(snapshot: Snapshot, rate: float | None, eta: float | None) -> str
         parts.append(states)
     if rate is not None:
         parts.append(f"{rate:.1f}/min" + (f", ETA {_short(eta)}" if eta is not None else ""))
-    parts.append(f"${snapshot.spend:,.2f} spent")
+    spent = f"${snapshot.spend:,.2f} spent"
+    if snapshot.estimated_total is not None:
+        spent += f" of ~${snapshot.estimated_total:,.2f}"
+    parts.append(spent)
     return " | ".join(parts)
 
 

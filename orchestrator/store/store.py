@@ -214,6 +214,17 @@ class Store:
         with self.read() as connection:
             return float(connection.execute(query).scalar_one())
 
+    def estimated_total(self, batch: str | None = None) -> float | None:
+        """What the batch should cost in all: recorded costs, plus estimates for jobs that
+        have none yet (cancelled jobs excluded). None when nothing has a price."""
+        amount = func.coalesce(JOBS.c.cost_usd, JOBS.c.estimated_cost_usd)
+        query = select(func.sum(amount)).where(JOBS.c.state != JobState.CANCELLED.value)
+        if batch is not None:
+            query = query.where(JOBS.c.batch == batch)
+        with self.read() as connection:
+            value = connection.execute(query).scalar_one()
+        return float(value) if value is not None else None
+
     def span(self, batch: str | None = None) -> tuple[datetime | None, datetime | None]:
         """When the batch's first job was enqueued and its last one last changed."""
         query = select(func.min(JOBS.c.created_at), func.max(JOBS.c.updated_at))
