@@ -30,15 +30,11 @@ def run(*args: str) -> tuple[int, str]:
     return main(list(args), out=out), out.getvalue()
 
 
-def test_all_five_models_end_to_end(
-    server: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    shutil.copytree(REPO / "manifests", tmp_path / "manifests")
-    monkeypatch.setenv("RUNCOMFY_API_TOKEN", TOKEN)
-    db, out = tmp_path / "store.db", tmp_path / "videos"
-    code, text = run(
+def run_manifest(manifest: Path, db: Path, out: Path, server: SimulatorServer) -> tuple[int, str]:
+    """``orchestrator run`` against the test's simulator, polling at simulator speed."""
+    return run(
         "run",
-        str(tmp_path / "manifests/matrix-all-models.yaml"),
+        str(manifest),
         "--db",
         str(db),
         "--out",
@@ -52,6 +48,15 @@ def test_all_five_models_end_to_end(
         "--poll-max",
         "0.2",
     )
+
+
+def test_all_five_models_end_to_end(
+    server: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(REPO / "manifests", tmp_path / "manifests")
+    monkeypatch.setenv("RUNCOMFY_API_TOKEN", TOKEN)
+    db, out = tmp_path / "store.db", tmp_path / "videos"
+    code, text = run_manifest(tmp_path / "manifests/matrix-all-models.yaml", db, out, server)
     assert code == 0, text
     assert "succeeded    10" in text
     jobs = json.loads(run("jobs", "--db", str(db), "--json")[1])
@@ -92,22 +97,7 @@ def test_all_five_models_end_to_end(
     }
     assert all(m["batch"] and m["job"] and m["attempt"] and m["request_id"] for m in moves)
     # A second run finds everything done and submits nothing.
-    code, text = run(
-        "run",
-        str(tmp_path / "manifests/matrix-all-models.yaml"),
-        "--db",
-        str(db),
-        "--out",
-        str(out),
-        "--api-base",
-        server.api_base,
-        "--trust-host",
-        "localhost",
-        "--poll-min",
-        "0.01",
-        "--poll-max",
-        "0.2",
-    )
+    code, text = run_manifest(tmp_path / "manifests/matrix-all-models.yaml", db, out, server)
     assert code == 0
     assert sum(server.simulator.snapshot()["submissions"].values()) == 10
 
