@@ -122,10 +122,10 @@ def section(figures: dict[str, float], run_seconds: float, time_scale: float) ->
 ## Engine makespan against the simulator
 
 `make bench` (`bench/engine_makespan.py --jobs {f["jobs"]} --slots {f["slots"]}`):
-{f["jobs"]:,} Runway
-jobs over one image; the simulator runs in its own process with {f["slots"]} slots and a fixed
-run time of {run_seconds:g} simulated seconds at time scale {time_scale:g}
-({run_seconds * time_scale:g} s real). Ideal = ceil(N / slots) x run time = {f["ideal_s"]:.1f} s.
+{f["jobs"]:,} Runway jobs over one image; the simulator runs in its own process with
+{f["slots"]} slots and a fixed run time of {run_seconds:g} simulated seconds at time scale
+{time_scale:g} ({run_seconds * time_scale:g} s real).
+Ideal = ceil(N / slots) x run time = {f["ideal_s"]:.1f} s.
 Makespan runs from enqueue to the last verified video on disk. Target: >= 90% of ideal
 (issue 4), >= 95% (issue 7).
 
