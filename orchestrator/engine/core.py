@@ -1,0 +1,188 @@
+"""The engine's shared state and the one place its decisions are applied to the store.
+
+:class:`EngineCore` holds what the submitter, the poller and the downloaders share (the
+store, the client, the schedule, the adaptive limit); :meth:`EngineCore._settle` turns an
+outcome into the next state through :mod:`.decisions` and writes it in one transaction.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import anyio
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from orchestrator.api import (
+    RunComfyClient,
+)
+from orchestrator.catalog import Catalog
+from orchestrator.engine.decisions import (
+    AdaptiveLimit,
+    Outcome,
+    RunTimes,
+    next_state,
+    retry_delay,
+)
+from orchestrator.engine.download import Downloader
+from orchestrator.engine.settings import EngineSettings
+from orchestrator.store.states import JobState
+from orchestrator.store.work import WorkItem, WorkQueue
+
+log = structlog.get_logger("orchestrator.engine")
+#: Consecutive failed polls of one job (about an hour at the capped backoff) before it is
+#: handed to a person as needs_reconcile instead of being polled forever.
+POLL_PATIENCE = 60
+
+
+@dataclass
+class EngineReport:
+    """Why the pool stopped and what it did."""
+
+    stopped_by: str = "done"
+    submitted: int = 0
+    polls: int = 0
+    downloads: int = 0
+    auth_error: str | None = None
+    balance_error: str | None = None
+    spend_capped: bool = False
+    cancelled_remote: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class EngineCore:
+    """State shared by the parts of the pool, and the way outcomes are applied."""
+
+    def __init__(
+        self,
+        queue: WorkQueue,
+        api: RunComfyClient,
+        downloader: Downloader,
+        catalog: Catalog,
+        settings: EngineSettings,
+        *,
+        rng: random.Random | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.queue = queue
+        self.api = api
+        self.downloader = downloader
+        self.catalog = catalog
+        self.settings = settings
+        self.rng = rng or random.Random()
+        self.monotonic = monotonic
+        self.report = EngineReport()
+        self.limit = AdaptiveLimit(float(settings.max_in_flight), settings.max_in_flight)
+        self.run_times = RunTimes()
+        self._schedule: list[tuple[float, int, int]] = []
+        self._watched: dict[int, WorkItem] = {}
+        self._seen_running: dict[int, float] = {}
+        self._transient: dict[int, int] = {}
+        self._seq = itertools.count()
+        self._wake_submitter = anyio.Event()
+        self._wake_poller = anyio.Event()
+        self._submitting_allowed = True
+        self._stop = anyio.Event()
+        self._busy = 0
+        self._submits_running = 0
+        self._next_submit_at = 0.0
+        self._send: MemoryObjectSendStream[tuple[WorkItem, str | None]]
+        self._receive: MemoryObjectReceiveStream[tuple[WorkItem, str | None]]
+
+    def _watch(self, item: WorkItem, delay: float) -> None:
+        self._watched[item.row_id] = item
+        due = self.monotonic() + delay
+        heapq.heappush(self._schedule, (due, next(self._seq), item.row_id))
+        self._wake_poller.set()
+
+    async def _settle(
+        self,
+        item: WorkItem,
+        outcome: Outcome,
+        *,
+        fields: dict[str, Any] | None = None,
+        error: str | None = None,
+        attempt: dict[str, Any] | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> bool:
+        """Apply the decision for ``outcome`` to the store (one transaction)."""
+        target = next_state(
+            item.state, outcome, paid_attempts=item.attempts, max_attempts=item.max_attempts
+        )
+        values = dict(fields or {})
+        if error is not None:
+            values["error"] = error
+        if attempt is not None and target in (JobState.SUCCEEDED, JobState.FAILED):
+            attempt = {**attempt, "finished_at": self.queue.now()}
+        moved = await anyio.to_thread.run_sync(
+            lambda: self.queue.transition(item, target, outcome.value, values, detail, attempt)
+        )
+        if moved:
+            self._wake_submitter.set()
+            log.debug(
+                "transition",
+                batch=item.batch,
+                job=item.name,
+                attempt=item.attempts,
+                request_id=values.get("request_id", item.request_id),
+                from_state=item.state.value,
+                to_state=target.value,
+                outcome=outcome.value,
+                error=values.get("error"),
+            )
+        else:
+            # Someone else moved the job first (another worker, a user command): the store
+            # kept their change; this one is dropped, not forced.
+            log.warning(
+                "stale transition dropped",
+                batch=item.batch,
+                job=item.name,
+                attempt=item.attempts,
+                request_id=item.request_id,
+                from_state=item.state.value,
+                to_state=target.value,
+            )
+        return moved
+
+    async def _retry_later(
+        self,
+        item: WorkItem,
+        outcome: Outcome,
+        failures: int,
+        reason: str,
+        retry_after: float | None,
+        *,
+        fields: dict[str, Any] | None = None,
+        attempt: dict[str, Any] | None = None,
+    ) -> None:
+        delay = retry_delay(
+            max(1, failures),
+            base=self.settings.base_delay,
+            cap=self.settings.max_delay,
+            retry_after=retry_after,
+            rng=self.rng,
+        )
+        values = {**(fields or {}), "next_attempt_at": self.queue.now() + timedelta(seconds=delay)}
+        await self._settle(item, outcome, fields=values, error=reason, attempt=attempt)
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    """Seconds between two ISO 8601 stamps, or None when either is missing or unreadable."""
+    if not start or not end:
+        return None
+    try:
+        seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def _after(item: WorkItem, state: JobState, **changes: Any) -> WorkItem:
+    return replace(item, state=state, **changes)

@@ -1,0 +1,174 @@
+"""Polling: one scheduler for every job in flight, aimed at each model's expected finish.
+
+Success is judged from ``/result`` (a success state and a video URL), never from
+``/status`` alone; run times come from the server's own timestamps.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import replace
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from orchestrator.api import (
+    AuthError,
+    RateLimited,
+    RequestNotFound,
+    RunComfyError,
+    TransientError,
+)
+from orchestrator.engine.core import POLL_PATIENCE, EngineCore, _after, _seconds_between
+from orchestrator.engine.decisions import (
+    Outcome,
+    poll_interval,
+    retry_delay,
+)
+from orchestrator.store.states import JobState
+from orchestrator.store.work import WorkItem
+
+
+class Polling(EngineCore):
+    """The poll scheduler and what a finished remote job means."""
+
+    async def _poller(self, group: TaskGroup) -> None:
+        limiter = anyio.CapacityLimiter(self.settings.max_concurrent_polls)
+        while True:
+            now = self.monotonic()
+            while self._schedule and self._schedule[0][0] <= now:
+                _due, _seq, row_id = heapq.heappop(self._schedule)
+                item = self._watched.get(row_id)
+                if item is not None:
+                    self._busy += 1
+                    group.start_soon(self._poll_one, item, limiter)
+            wait = self._schedule[0][0] - now if self._schedule else self.settings.idle_check
+            self._wake_poller = anyio.Event()
+            with anyio.move_on_after(max(0.0, wait)):
+                await self._wake_poller.wait()
+
+    async def _poll_one(self, item: WorkItem, limiter: anyio.CapacityLimiter) -> None:
+        assert item.request_id is not None
+        try:
+            async with limiter:
+                self.report.polls += 1
+                status = await self.api.status(item.request_id)
+                if not status.terminal:
+                    await self._still_running(item, status.status, status.queue_position)
+                    return
+                result = await self.api.result(item.request_id, include_cost=True)
+        except RequestNotFound as exc:
+            self._watched.pop(item.row_id, None)
+            await self._settle(
+                item,
+                Outcome.REMOTE_LOST,
+                error=str(exc),
+                attempt={"outcome": "remote_lost", "error": str(exc)},
+            )
+            return
+        except AuthError as exc:
+            self.report.auth_error = str(exc)
+            return
+        except RunComfyError as exc:
+            if isinstance(exc, RateLimited):
+                self.limit = self.limit.throttled()
+            failures = self._transient.get(item.row_id, 0) + 1
+            self._transient[item.row_id] = failures
+            if not isinstance(exc, TransientError) or failures > POLL_PATIENCE:
+                # A reply that will not change (a 4xx on our own request id) or one that
+                # keeps failing: the job may still finish remotely, so a person decides.
+                self._watched.pop(item.row_id, None)
+                await self._settle(
+                    item,
+                    Outcome.REMOTE_LOST,
+                    error=f"gave up polling after {failures} failed tries: {exc}",
+                    attempt={"outcome": "remote_lost", "error": str(exc)},
+                )
+                return
+            delay = retry_delay(
+                failures,
+                base=self.settings.base_delay,
+                cap=min(60.0, self.settings.max_delay),
+                retry_after=getattr(exc, "retry_after", None),
+                rng=self.rng,
+            )
+            self._watch(item, delay)
+            return
+        finally:
+            self._busy -= 1
+        self._transient.pop(item.row_id, None)
+        await self._finished_remotely(item, result)
+
+    async def _still_running(self, item: WorkItem, status: str, position: int | None) -> None:
+        now = self.monotonic()
+        if status == "in_progress":
+            self._seen_running.setdefault(item.row_id, now)
+        running_for = now - self._seen_running.get(item.row_id, now)
+        if status != item.remote_status:
+            fields: dict[str, Any] = {"remote_status": status, "queue_position": position}
+            if status == "in_progress":
+                fields["started_at"] = self.queue.now()
+            await anyio.to_thread.run_sync(self.queue.note, item, fields)
+            item = _after(item, item.state, remote_status=status)
+        delay = poll_interval(
+            status,
+            running_for=running_for,
+            typical_run_time=self.run_times.typical(item.model_id),
+            queue_position=position,
+            policy=self.settings.poll,
+            rng=self.rng,
+        )
+        self._watch(item, delay)
+
+    async def _finished_remotely(self, item: WorkItem, result: Any) -> None:
+        if not result.terminal:  # /status ran ahead of /result: look again soon
+            self._watch(item, self.settings.poll.minimum)
+            return  # (keeping when the job was seen starting, to learn its run time)
+        started = self._seen_running.pop(item.row_id, None)
+        if result.succeeded:
+            # The server's own stamps measure the run exactly; our clock only sees when we
+            # looked, which would teach the poller its own lateness.
+            run_time = _seconds_between(result.created_at, result.finished_at)
+            if run_time is None and started is not None:
+                run_time = self.monotonic() - started
+            if run_time is not None:
+                self.run_times = self.run_times.observed(item.model_id, run_time)
+        self._watched.pop(item.row_id, None)
+        # The cost goes on the attempt; the store sums attempts into the job's cost.
+        facts = {
+            "remote_status": result.status,
+            "finished_at": self.queue.now(),
+            "queue_position": None,
+        }
+        if result.succeeded:
+            moved = await self._settle(
+                item,
+                Outcome.REMOTE_SUCCEEDED,
+                fields=facts,
+                attempt={"outcome": "succeeded", "cost_usd": result.cost},
+            )
+            if moved:
+                self._send.send_nowait((_after(item, JobState.DOWNLOADING), result.video_url))
+        elif result.status in ("cancelled", "canceled"):
+            await self._settle(
+                item, Outcome.REMOTE_CANCELLED, fields=facts, attempt={"outcome": "cancelled"}
+            )
+        else:
+            reason = result.error or (
+                "completed without any output URL"
+                if result.status in ("completed", "succeeded")
+                else f"remote status {result.status}"
+            )
+            # max_attempts bounds paid generations: a refused (429) or held submit was
+            # counted as an attempt but never billed, so it does not use up a re-roll.
+            paid = await anyio.to_thread.run_sync(self.queue.paid_attempts, item.row_id)
+            await self._retry_later(
+                replace(item, attempts=paid),
+                Outcome.REMOTE_FAILED,
+                paid,
+                reason,
+                None,
+                fields=facts,
+                attempt={"outcome": "failed", "error": reason, "cost_usd": result.cost},
+            )
