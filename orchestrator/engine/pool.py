@@ -18,7 +18,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from orchestrator.api import RunComfyError
-from orchestrator.engine.core import EngineCore, EngineReport, _seconds_between
+from orchestrator.engine.core import EngineCore, EngineReport, _seconds_between, log
 from orchestrator.engine.decisions import Outcome
 from orchestrator.engine.downloading import Downloading
 from orchestrator.engine.polling import Polling
@@ -95,7 +95,14 @@ class Engine(Submitting, Polling, Downloading):
                 continue
             try:
                 reply = await self.api.cancel(item.request_id)
-            except RunComfyError:
+            except RunComfyError as exc:  # best effort: the job stays watched next run
+                log.warning(
+                    "cancel on exit failed",
+                    batch=item.batch,
+                    job=item.name,
+                    request_id=item.request_id,
+                    error=str(exc),
+                )
                 continue
             if reply.cancelled:
                 self.report.cancelled_remote += 1
