@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install check test demo bench clean format browser
+.PHONY: install check test demo bench soak clean format browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/simulator_load.py --seconds 5 --write BENCHMARKS.md
 	$(BIN)/python bench/engine_makespan.py --jobs 2000 --slots 50 --write BENCHMARKS.md
 	$(BIN)/python bench/store_status.py --jobs 1000000 --write BENCHMARKS.md
+
+# The long reliability run (issue 7): hostile profile, kill -9 restarts; writes RELIABILITY.md.
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --jobs 2000 --restarts 4 --write RELIABILITY.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage outputs

@@ -170,7 +170,12 @@ def _jsonl_rows(text: str, file: str, problems: list[Problem]) -> Iterator[RawJo
             item = json.loads(raw_line)
         except json.JSONDecodeError as exc:
             problems.append(
-                Problem(f"not valid JSON: {exc.msg}", file=file, line=number, job=label)
+                Problem(
+                    f"not valid JSON: {exc.msg} (column {exc.colno})",
+                    file=file,
+                    line=number,
+                    job=label,
+                )
             )
             continue
         if not isinstance(item, dict):
