@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from model_ids import DREAMINA, LITE, PRO, RUNWAY
 
-from orchestrator.manifest import Expansion, ImageRef
+from orchestrator.manifest import Expansion, ImageRef, load_manifest
 from orchestrator.media import ImageInfo, ImageUnreadable
-from orchestrator.problems import Problem
+from orchestrator.problems import InputError, Problem
 
 Load = Callable[..., Expansion]
 ProblemsOf = Callable[..., list[Problem]]
@@ -548,3 +548,25 @@ def test_a_dreamina_duration_lists_seconds_then_frames(problems_of: ProblemsOf) 
     assert problem.field == "duration"
     assert problem.message == "7 is not available for this model; allowed: 5, 10"
     assert problem.hint == "or the native 'frames' values: 121, 241"
+
+
+def test_a_jobs_from_row_cannot_read_a_file_outside_the_manifest_folder(
+    tmp_path: Path, make_image: MakeImage
+) -> None:
+    """A CSV row may hold anyone's text: it must not make the tool read and upload, say,
+    a private picture elsewhere on disk. The manifest's own jobs may (the user wrote them)."""
+    make_image("outside.jpg", (1280, 720))
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "rows.csv").write_text("id,prompt,image\nrow,x,../outside.jpg\n", encoding="utf-8")
+    manifest = folder / "m.yaml"
+    manifest.write_text(
+        f"batch: b\nmodel: {LITE}\njobs_from: rows.csv\n"
+        "jobs:\n  - {id: own, prompt: y, image: ../outside.jpg}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InputError) as caught:
+        load_manifest(manifest)
+    [problem] = caught.value.problems
+    assert (problem.job, problem.field) == ("row", "image")
+    assert "leaves the manifest's folder" in problem.message

@@ -409,7 +409,9 @@ class _Expander:
             values = image_values(native.payload[name])
             if len(values) != 1:
                 continue  # the schema check already reported the item count
-            ref = self.resolver.resolve(written, values[0], spec, fit)
+            ref = self.resolver.resolve(
+                written, values[0], spec, fit, confined=self._from_data_file(raw, written)
+            )
             if isinstance(ref, FieldError):
                 errors.append(ref)
             else:
@@ -435,6 +437,10 @@ class _Expander:
             for name in self._defaults
             if name not in raw.fields and name not in self._matrix_lines
         }
+
+    def _from_data_file(self, raw: RawJob, name: str) -> bool:
+        """Whether a field's value was written in a jobs_from file (not the manifest)."""
+        return raw.file != self.file and name in raw.fields
 
     def _warn_unknown_model(self, model_id: str, raw: RawJob) -> None:
         if model_id in self._warned_models:

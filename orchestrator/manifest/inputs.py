@@ -163,11 +163,30 @@ class ImageResolver:
     )
 
     def resolve(
-        self, written: str, value: Any, spec: FieldSpec | None, fit: str | None
+        self,
+        written: str,
+        value: Any,
+        spec: FieldSpec | None,
+        fit: str | None,
+        *,
+        confined: bool = False,
     ) -> ImageRef | FieldError:
-        """A checked reference, or the problem that keeps it from being sent."""
+        """A checked reference, or the problem that keeps it from being sent.
+
+        ``confined``: the value came from a data file (a ``jobs_from`` CSV/JSONL row), which
+        may hold anyone's text: a local path must stay inside the manifest's folder, so a
+        row cannot make the tool read and upload an arbitrary file.
+        """
         if not isinstance(value, str) or not value.strip():
             return FieldError(written, f"needs an image file path or https URL, got {value!r}")
+        if confined and "://" not in value and not value.lower().startswith("data:"):
+            inside = (self.base_dir / value).resolve().is_relative_to(self.base_dir.resolve())
+            if not inside:
+                return FieldError(
+                    written,
+                    f"image path {value!r} leaves the manifest's folder",
+                    "paths in jobs_from rows must name files inside the manifest's folder",
+                )
         # Keyed by the rules themselves: two models' fields may share a name, not their rules.
         cache_key = (value, spec.rules if spec else (), fit)
         cached = self._refs.get(cache_key)
