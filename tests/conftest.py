@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 
 from orchestrator.manifest import Expansion, load_manifest
 from orchestrator.problems import InputError, Problem
+from pg_server import PostgresUnavailable, ThrowawayPostgres
 
 ImageFactory = Callable[..., Path]
 #: Encoded images by recipe: each is encoded once per test session, then only written.
@@ -89,3 +91,46 @@ def problems_of(write_manifest: ManifestWriter) -> Callable[..., list[Problem]]:
         return caught.value.problems
 
     return run
+
+
+# -- databases: the store contract runs on memory, SQLite and PostgreSQL alike ---------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[ThrowawayPostgres]:
+    """A throwaway PostgreSQL server for the session (skipped if none can start, except
+    under CI, where a missing server is a failure: the contract must run there)."""
+    server = ThrowawayPostgres()
+    try:
+        server.start()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required under CI: {exc}")
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres: ThrowawayPostgres) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database (dropped after the test)."""
+    url = postgres.new_database()
+    try:
+        yield url
+    finally:
+        postgres.drop_database(url)
+
+
+BACKENDS = ("memory", "sqlite", "postgresql")
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store location on each backend: in memory, an SQLite file, a PostgreSQL database."""
+    if request.param == "memory":
+        return ":memory:"
+    if request.param == "sqlite":
+        return str(tmp_path / "store.db")
+    return str(request.getfixturevalue("pg_url"))

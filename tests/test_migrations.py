@@ -1,15 +1,17 @@
-"""Migrations: head equals the SQLModel tables, and the scripts upgrade and downgrade cleanly."""
+"""Migrations: head equals the SQLModel tables on SQLite and PostgreSQL, and the scripts
+upgrade (with data in place) and downgrade cleanly on both."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 from orchestrator.store.database import (
     alembic_config,
@@ -20,14 +22,20 @@ from orchestrator.store.database import (
 )
 from orchestrator.store.tables import metadata
 
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 REPO = Path(__file__).resolve().parent.parent
-TABLES = {"batches", "jobs", "attempts", "events"}
+TABLES = {"batches", "jobs", "attempts", "events", "workers", "pacers"}
+HEAD = "0002"
 
 
-@pytest.fixture(name="engine")
-def _engine(tmp_path: Path) -> Iterator[Engine]:
-    """An engine on an empty SQLite file, disposed after the test."""
-    engine = make_engine(str(tmp_path / "migrations.db"))
+@pytest.fixture(name="engine", params=["sqlite", "postgresql"])
+def _engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on an empty SQLite file or PostgreSQL database, disposed after the test."""
+    if request.param == "sqlite":
+        url = str(tmp_path / "migrations.db")
+    else:
+        url = request.getfixturevalue("pg_url")
+    engine = make_engine(url)
     yield engine
     engine.dispose()
 
@@ -50,14 +58,15 @@ def test_migrations_dir_resolves_to_the_source_checkout() -> None:
 
 def test_scripts_form_a_single_line_of_history() -> None:
     scripts = ScriptDirectory.from_config(alembic_config())
-    assert scripts.get_heads() == ["0001"]
+    assert scripts.get_heads() == [HEAD]
     assert scripts.get_base() == "0001"
+    assert [s.revision for s in scripts.walk_revisions()] == ["0002", "0001"]
 
 
 def test_upgrade_to_head_matches_the_models(engine: Engine) -> None:
     upgrade(engine)
 
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == HEAD
     assert set(inspect(engine).get_table_names()) >= TABLES
     assert schema_differences(engine) == []
 
@@ -81,7 +90,7 @@ def test_downgrade_to_base_then_upgrade_again(engine: Engine) -> None:
     assert not TABLES & set(inspect(engine).get_table_names())
 
     upgrade(engine)
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == HEAD
     assert schema_differences(engine) == []
 
 
@@ -89,16 +98,46 @@ def test_upgrade_twice_is_a_no_op(engine: Engine) -> None:
     upgrade(engine)
     upgrade(engine)
 
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == HEAD
 
 
-def test_foreign_keys_are_back_on_after_migrating(engine: Engine) -> None:
+def test_upgrade_from_0001_keeps_the_jobs_and_starts_their_leases_at_zero(engine: Engine) -> None:
+    upgrade(engine, "0001")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO batches (name, manifest_path, output_root, settings, created_at,"
+                " updated_at) VALUES ('b', 'm.yaml', 'out', '{}', :t, :t)"
+            ),
+            {"t": NOW},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO jobs (batch, name, key, model_id, state, payload, output_path,"
+                " attempts, max_attempts, created_at, updated_at) VALUES ('b', 'j', 'k', 'm',"
+                " 'submitted', '{}', 'j.mp4', 1, 3, :t, :t)"
+            ),
+            {"t": NOW},
+        )
+
+    upgrade(engine)
+
+    assert current_revision(engine) == HEAD
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT state, worker_id, lease_token FROM jobs")).one()
+    assert tuple(row) == ("submitted", None, 0)
+    assert schema_differences(engine) == []
+
+
+def test_foreign_keys_are_back_on_after_migrating(tmp_path: Path) -> None:
     # upgrade() turns them off for SQLite table rebuilds; pooled connections must not
     # stay that way.
+    engine = make_engine(str(tmp_path / "fk.db"))
     upgrade(engine)
 
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
 
 
 def test_schema_revision_constant_is_the_alembic_head() -> None:
@@ -110,12 +149,35 @@ def test_schema_revision_constant_is_the_alembic_head() -> None:
     assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_REVISION
 
 
-def test_a_store_at_head_opens_without_alembic(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_store_at_head_opens_without_alembic(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     from orchestrator.store import Store
     from orchestrator.store.database import SCHEMA_REVISION, current_revision
 
-    path = str(tmp_path / "s.db")
+    path = str(tmp_path / "s.db") if backend == "sqlite" else request.getfixturevalue("pg_url")
     with Store.open(path) as store:
         assert current_revision(store.engine) == SCHEMA_REVISION
     with Store.open(path) as store:  # the second open takes the fast path
         assert store.counts()["pending"] == 0
+
+
+def test_concurrent_first_opens_on_postgresql_migrate_once(pg_url: str) -> None:
+    """Several workers starting at once on an empty database: one migrates, the others
+    wait on the advisory lock and then find the schema at head."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from orchestrator.store import Store
+
+    def open_and_count(_: int) -> int:
+        with Store.open(pg_url) as store:
+            return store.counts()["pending"]
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(open_and_count, range(4))) == [0, 0, 0, 0]
+    engine = make_engine(pg_url)
+    try:
+        assert current_revision(engine) == HEAD
+    finally:
+        engine.dispose()

@@ -1,4 +1,7 @@
-"""WorkQueue over a real SQLite store: claims, guarded transitions, recovery, retries, limits."""
+"""The queue contract: claims, guarded transitions, recovery, retries, limits.
+
+Every test runs on each backend (memory, an SQLite file, PostgreSQL: ``db_url``).
+"""
 
 from __future__ import annotations
 
@@ -39,8 +42,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[Store]:
-    with Store.open(str(tmp_path / "work.db"), clock=clock) as opened:
+def store(tmp_path: Path, clock: Clock, db_url: str) -> Iterator[Store]:
+    with Store.open(db_url, clock=clock) as opened:
         for batch in ("a", "b"):
             opened.ensure_batch(
                 batch, manifest_path="m.yaml", output_root=str(tmp_path / batch), settings={}

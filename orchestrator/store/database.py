@@ -37,7 +37,11 @@ if TYPE_CHECKING:
 
 #: The newest migration's revision. Opening a store already at it skips Alembic entirely
 #: (importing it costs ~0.4 s per command); tests/test_migrations.py keeps it in step.
-SCHEMA_REVISION: Final = "0001"
+SCHEMA_REVISION: Final = "0002"
+
+MIGRATION_LOCK: Final = 0x6F726368  # "orch": the PostgreSQL advisory lock for migrations
+CLAIM_LOCK: Final = 0x6F726369
+"""PostgreSQL advisory lock held by each claim, so global limits see every other claim."""
 
 MIN_SQLITE_VERSION: Final = (3, 35, 0)
 """``UPDATE ... RETURNING`` and ``INSERT ... RETURNING`` need 3.35."""
@@ -230,6 +234,10 @@ def _migrate(engine: Engine, run: Callable[[Config], None]) -> None:
             _set_foreign_keys(connection, enabled=False)
         try:
             with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    # Workers starting together on a new database: one migrates, the others
+                    # wait here, then Alembic finds the schema already at head.
+                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
                 run(alembic_config(connection))
                 if is_sqlite:
                     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()

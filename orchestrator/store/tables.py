@@ -108,6 +108,7 @@ class Job(SQLModel, table=True):
         Index("ix_jobs_state_next_attempt_at", "state", "next_attempt_at"),
         Index("ix_jobs_model_id_state", "model_id", "state"),
         Index("ix_jobs_request_id", "request_id"),
+        Index("ix_jobs_worker_id_state", "worker_id", "state"),
         # Never reuse an id, so event and attempt rows can't point at a recycled job.
         {"sqlite_autoincrement": True},
     )
@@ -141,6 +142,11 @@ class Job(SQLModel, table=True):
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     downloaded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    worker_id: str | None = None
+    """The worker process holding the job while it is in flight (the last one after)."""
+    lease_token: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    """Fencing token: bumped by every claim, takeover and user action; every write by a
+    worker names the token it holds, so a writer whose lease moved on changes nothing."""
 
 
 class Attempt(SQLModel, table=True):
@@ -190,6 +196,34 @@ class Event(SQLModel, table=True):
     detail: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))
 
 
+class Worker(SQLModel, table=True):
+    """One worker process (``run`` or ``work``) and its heartbeat, in database time."""
+
+    __tablename__: ClassVar[str] = "workers"
+
+    id: str = Field(primary_key=True)
+    host: str
+    pid: int
+    machine: str
+    """Host, boot and pid namespace: workers with the same one can see each other's pids."""
+    batch: str | None = None
+    lease_seconds: float
+    """How long the worker's jobs stay its own without a heartbeat."""
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    heartbeat_at: datetime = Field(sa_type=UTCDateTime)
+    stopped_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    stop_reason: str | None = None
+
+
+class Pacer(SQLModel, table=True):
+    """A shared rate limit: the next moment a submit may start, for every worker."""
+
+    __tablename__: ClassVar[str] = "pacers"
+
+    name: str = Field(primary_key=True)
+    next_at: datetime = Field(sa_type=UTCDateTime)
+
+
 metadata = SQLModel.metadata
 """The metadata Alembic compares migrations against."""
 
@@ -197,3 +231,5 @@ BATCHES: Table = metadata.tables["batches"]
 JOBS: Table = metadata.tables["jobs"]
 ATTEMPTS: Table = metadata.tables["attempts"]
 EVENTS: Table = metadata.tables["events"]
+WORKERS: Table = metadata.tables["workers"]
+PACERS: Table = metadata.tables["pacers"]
