@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install check test demo bench soak clean format browser
+.PHONY: install check test demo bench soak clean format browser postgres
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,15 @@ browser:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 		else echo "chromium not installed: the browser test will be skipped"; fi; }
 
-test: check browser
+# The store contract and the multi-worker tests run on a throwaway PostgreSQL server that the
+# tests start from the machine's binaries (tests/pg_server.py); install them when missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+		else echo "PostgreSQL server binaries not installed: its tests will be skipped"; fi; }
+
+test: check browser postgres
 	$(BIN)/pytest --cov --cov-report=term -q
 
 demo: $(STAMP)

@@ -77,6 +77,13 @@ def add_engine_options(
         env="ORCHESTRATOR_POLL_MAX",
         help="longest wait between two status polls of a job, in seconds (default: 60)",
     )
+    parser.add_argument(
+        "--lease-seconds",
+        action=env_action,
+        env="ORCHESTRATOR_LEASE_SECONDS",
+        help="how long this worker's jobs stay its own without a heartbeat before another "
+        "worker sharing the --db takes them over (default: 60)",
+    )
     flag(parser, "--quiet", "ORCHESTRATOR_QUIET", "no progress display, only the summary")
     flag(
         parser,

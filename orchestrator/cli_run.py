@@ -45,6 +45,7 @@ def engine_settings(
     max_spend = _option(args.max_spend, float, "--max-spend", minimum=0)
     if max_spend is None and limits is not None:
         max_spend = limits.max_spend
+    lease = _option(getattr(args, "lease_seconds", None), float, "--lease-seconds", minimum=1)
     fast = args.simulate  # simulated minutes last seconds: poll accordingly
     return EngineSettings(
         batch=batch,
@@ -58,6 +59,7 @@ def engine_settings(
         poll=poll_policy(args),
         idle_check=0.1 if fast else 0.5,
         cancel_on_exit=bool(args.cancel_on_exit),
+        lease_seconds=lease or 60.0,
     )
 
 
@@ -172,7 +174,7 @@ def _finish(store: Store, batch: str | None, report: EngineReport, out: TextIO) 
     print_run_summary(store, batch, report, out)
     if report.stopped_by == "interrupted":
         return EXIT_INTERRUPTED
-    if report.auth_error:
+    if report.auth_error or report.lease_lost:
         return EXIT_FAILED
     counts = store.counts(batch)
     total = sum(counts.values())

@@ -15,6 +15,8 @@ from orchestrator.manifest import Expansion
 from orchestrator.planning import PlanSummary
 from orchestrator.problems import Problem
 from orchestrator.store import JobView, Store
+from orchestrator.store.work import WorkQueue
+from orchestrator.store.workers import WorkerRegistry, WorkerView
 
 PREVIEW_JOBS = 20
 
@@ -237,6 +239,7 @@ def print_status(store: Store, batch: str | None, out: TextIO, *, as_json: bool)
                     for b in batches
                 ],
                 "by_model": store.counts_by_model(batch),
+                "workers": [w.as_dict() for w in live_workers(store)],
             },
             out,
             indent=2,
@@ -245,11 +248,35 @@ def print_status(store: Store, batch: str | None, out: TextIO, *, as_json: bool)
         return
     if batch is not None:
         print_run_summary(store, batch, None, out)
+    else:
+        out.write(f"{len(batches)} batch(es): {total} job(s), spent {usd(spend)}\n")
+        nonzero = [[state, number] for state, number in counts.items() if number]
+        if nonzero:
+            out.write(table(nonzero, ["state", "jobs"], {1}) + "\n")
+    print_workers(store, out)
+
+
+def live_workers(store: Store) -> list[WorkerView]:
+    return WorkerRegistry(WorkQueue(store)).live()
+
+
+def print_workers(store: Store, out: TextIO) -> None:
+    """The workers sharing this store and what each holds (nothing when none is running)."""
+    workers = live_workers(store)
+    if not workers:
         return
-    out.write(f"{len(batches)} batch(es): {total} job(s), spent {usd(spend)}\n")
-    nonzero = [[state, number] for state, number in counts.items() if number]
-    if nonzero:
-        out.write(table(nonzero, ["state", "jobs"], {1}) + "\n")
+    rows = [
+        [
+            w.id,
+            w.batch or "(all)",
+            f"{w.heartbeat_age:.0f}s ago"
+            + (" (late)" if w.heartbeat_age > w.lease_seconds else ""),
+            ", ".join(f"{n} {state}" for state, n in sorted(w.holds.items())) or "nothing",
+        ]
+        for w in workers
+    ]
+    out.write(f"\n{len(workers)} live worker(s):\n")
+    out.write(table(rows, ["worker", "batch", "heartbeat", "holds"], set()) + "\n")
 
 
 def print_run_summary(store: Store, batch: str | None, report: Any | None, out: TextIO) -> None:
@@ -259,7 +286,11 @@ def print_run_summary(store: Store, batch: str | None, report: Any | None, out: 
     total = sum(counts.values())
     scope = f"batch {batch!r}" if batch else "all batches"
     stopped_by = report.stopped_by if report is not None else "done"
-    stop = {"interrupted": " (interrupted)", "auth": " (stopped: authentication failed)"}
+    stop = {
+        "interrupted": " (interrupted)",
+        "auth": " (stopped: authentication failed)",
+        "lease_lost": " (stopped: presumed dead, its jobs were taken over)",
+    }
     out.write(f"\n{scope}: {total} job(s){stop.get(stopped_by, '')}\n")
     nonzero = [[state, number] for state, number in counts.items() if number]
     if nonzero:

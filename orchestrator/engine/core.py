@@ -35,6 +35,7 @@ from orchestrator.engine.download import Downloader
 from orchestrator.engine.settings import EngineSettings
 from orchestrator.store.states import JobState
 from orchestrator.store.work import WorkItem, WorkQueue
+from orchestrator.store.workers import WorkerRegistry
 
 log = structlog.get_logger("orchestrator.engine")
 #: Consecutive failed polls of one job (about an hour at the capped backoff) before it is
@@ -54,6 +55,9 @@ class EngineReport:
     balance_error: str | None = None
     spend_capped: bool = False
     cancelled_remote: int = 0
+    adopted: int = 0
+    """Jobs taken over from workers that died or stopped."""
+    lease_lost: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -79,6 +83,9 @@ class EngineCore:
         self.rng = rng or random.Random()
         self.monotonic = monotonic
         self.report = EngineReport()
+        self.workers = WorkerRegistry(queue)
+        self.worker_id: str | None = None
+        """Set by :meth:`Engine.run` once this process is registered as a worker."""
         self.limit = AdaptiveLimit(float(settings.max_in_flight), settings.max_in_flight)
         self.run_times = RunTimes()
         self._schedule: list[tuple[float, int, int]] = []
@@ -92,7 +99,6 @@ class EngineCore:
         self._stop = anyio.Event()
         self._busy = 0
         self._submits_running = 0
-        self._next_submit_at = 0.0
         self._send: MemoryObjectSendStream[tuple[WorkItem, str | None]]
         self._receive: MemoryObjectReceiveStream[tuple[WorkItem, str | None]]
 
@@ -138,8 +144,10 @@ class EngineCore:
                 error=values.get("error"),
             )
         else:
-            # Someone else moved the job first (another worker, a user command): the store
-            # kept their change; this one is dropped, not forced.
+            # Someone else moved the job first (a user command), or took it over while this
+            # worker looked dead (its lease token moved on): the store kept their change;
+            # this one is dropped, not forced, and the job is no longer ours to watch.
+            self._watched.pop(item.row_id, None)
             log.warning(
                 "stale transition dropped",
                 batch=item.batch,
@@ -148,6 +156,7 @@ class EngineCore:
                 request_id=item.request_id,
                 from_state=item.state.value,
                 to_state=target.value,
+                lease=item.lease_token,
             )
         return moved
 

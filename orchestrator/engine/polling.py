@@ -109,7 +109,9 @@ class Polling(EngineCore):
             fields: dict[str, Any] = {"remote_status": status, "queue_position": position}
             if status == "in_progress":
                 fields["started_at"] = self.queue.now()
-            await anyio.to_thread.run_sync(self.queue.note, item, fields)
+            if not await anyio.to_thread.run_sync(self.queue.note, item, fields):
+                self._watched.pop(item.row_id, None)  # moved on or taken over: not ours
+                return
             item = _after(item, item.state, remote_status=status)
         delay = poll_interval(
             status,

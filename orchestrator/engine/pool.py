@@ -41,33 +41,85 @@ class Engine(Submitting, Polling, Downloading):
         self._send, self._receive = anyio.create_memory_object_stream[tuple[WorkItem, str | None]](
             math.inf
         )
-        recovered = await anyio.to_thread.run_sync(self.queue.recover, self.settings.batch)
-        if recovered:
+        settings = self.settings
+        self.worker_id = await anyio.to_thread.run_sync(
+            lambda: self.workers.register(
+                batch=settings.batch, lease_seconds=settings.lease_seconds
+            )
+        )
+        reason = "exited"
+        try:
+            # What a dead or stopped worker (this one's previous run, say) left in flight.
+            await self._take_over()
+            with self._send, self._receive:
+                async with anyio.create_task_group() as group:
+                    group.start_soon(self._submitter, group)
+                    group.start_soon(self._poller, group)
+                    for _ in range(settings.max_downloads):
+                        group.start_soon(self._downloader)
+                    group.start_soon(self._keep_lease)
+                    group.start_soon(self._watch_for_end, group, stop)
+            if settings.cancel_on_exit and self.report.stopped_by == "interrupted":
+                with anyio.CancelScope(shield=True):
+                    await self._cancel_queued_remote()
+            reason = self.report.stopped_by
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._leave(reason)
+        return self.report
+
+    async def _take_over(self) -> None:
+        """Adopt the jobs of dead workers: poll or download them; park their submits."""
+        assert self.worker_id is not None
+        taken = await anyio.to_thread.run_sync(
+            self.workers.take_over, self.worker_id, self.settings.batch
+        )
+        for worker, why in taken.dead.items():
+            log.warning("worker taken over", worker=worker, reason=why, by=self.worker_id)
+        if taken.parked:
             self.report.notes.append(
-                f"{recovered} job(s) were interrupted while submitting and need a decision "
+                f"{taken.parked} job(s) were interrupted while submitting and need a decision "
                 "(orchestrator reconcile)"
             )
-        for item in await anyio.to_thread.run_sync(self.queue.active, self.settings.batch):
+        self.report.adopted += len(taken.adopted)
+        for item in taken.adopted:
             if item.state == JobState.DOWNLOADING:
                 self._send.send_nowait((item, None))
             else:
                 self._watch(item, delay=0.0)
-        with self._send, self._receive:
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._submitter, group)
-                group.start_soon(self._poller, group)
-                for _ in range(self.settings.max_downloads):
-                    group.start_soon(self._downloader)
-                group.start_soon(self._watch_for_end, group, stop)
-        if self.settings.cancel_on_exit and self.report.stopped_by == "interrupted":
-            with anyio.CancelScope(shield=True):
-                await self._cancel_queued_remote()
-        return self.report
+
+    async def _keep_lease(self) -> None:
+        """Heartbeat, and take over workers that stopped beating; stop if presumed dead."""
+        assert self.worker_id is not None
+        while True:
+            await anyio.sleep(self.settings.heartbeat_every)
+            if not await anyio.to_thread.run_sync(self.workers.heartbeat, self.worker_id):
+                # Another worker declared this one dead (a pause longer than the lease) and
+                # took its jobs: every write it would make is fenced off anyway. Stop.
+                self.report.lease_lost = True
+                self.report.notes.append(
+                    "this worker was presumed dead (no heartbeat within its lease) and its "
+                    "jobs were taken over by another worker; it stopped"
+                )
+                log.error("lease lost: this worker was taken over", worker=self.worker_id)
+                return
+            await self._take_over()
+
+    async def _leave(self, reason: str) -> None:
+        if self.worker_id is None:
+            return
+        try:
+            await anyio.to_thread.run_sync(self.workers.stop, self.worker_id, reason)
+        except Exception as exc:  # the lease then expires on its own
+            log.warning("could not deregister the worker", worker=self.worker_id, error=str(exc))
 
     async def _watch_for_end(self, group: TaskGroup, stop: anyio.Event) -> None:
         while True:
             with anyio.move_on_after(self.settings.idle_check):
                 await stop.wait()
+            if self.report.lease_lost:
+                self.report.stopped_by = "lease_lost"
+                break
             if stop.is_set():
                 self.report.stopped_by = "interrupted"
                 break

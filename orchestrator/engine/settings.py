@@ -32,3 +32,13 @@ class EngineSettings:
     """Stop once no job of the batch needs more work (``run``); ``work`` keeps serving."""
     cancel_on_exit: bool = False
     include_model_in_logs: bool = True
+    lease_seconds: float = 60.0
+    """How long this worker's jobs stay its own without a heartbeat before another worker
+    takes them over. Longer is safer (a slow database must not look like a dead worker);
+    shorter recovers sooner. A worker on the same machine whose process is gone is taken
+    over at the next sweep whatever the lease."""
+
+    @property
+    def heartbeat_every(self) -> float:
+        """Seconds between heartbeats (and sweeps for dead workers): a few per lease."""
+        return min(10.0, self.lease_seconds / 3)

@@ -30,6 +30,7 @@ from orchestrator.engine.decisions import (
 from orchestrator.media import ImageError
 from orchestrator.store.states import JobState
 from orchestrator.store.work import WorkItem
+from orchestrator.store.workers import SUBMIT_PACER
 
 
 class Submitting(EngineCore):
@@ -56,33 +57,28 @@ class Submitting(EngineCore):
                     await self._wake_submitter.wait()
 
     async def _claim(self, at_most: int) -> list[WorkItem]:
-        in_flight = await anyio.to_thread.run_sync(self.queue.in_flight, None)
-        room = min(at_most, self.limit.value - sum(in_flight.values()))
-        if room <= 0:
-            return []
-        budget: float | None = None
-        if self.settings.max_spend is not None and self.settings.batch is not None:
-            committed = await anyio.to_thread.run_sync(
-                self.queue.committed_spend, self.settings.batch
-            )
-            if committed >= self.settings.max_spend:
-                self._stop_submitting(spend=True)
-                return []
-            budget = self.settings.max_spend - committed
-        per_model = None
-        per_model_cap = self.settings.max_in_flight_per_model
-        if per_model_cap is not None:
-            per_model = {m: max(0, per_model_cap - n) for m, n in in_flight.items()}
+        settings = self.settings
+        spend_cap = settings.max_spend if settings.batch is not None else None
+        # The limits are counted inside the claim's transaction, over every worker sharing
+        # the store: max_in_flight holds for all of them together, not per process.
         claimed = await anyio.to_thread.run_sync(
-            lambda: self.queue.claim(self.settings.batch, room, per_model, per_model_cap, budget)
-        )
-        if budget is not None and not claimed:
-            # Only claim jobs whose estimate still fits: the cap is never passed, and once
-            # the next job does not fit, submitting stops.
-            upcoming = await anyio.to_thread.run_sync(
-                self.queue.next_pending_cost, self.settings.batch
+            lambda: self.queue.claim(
+                settings.batch,
+                at_most,
+                worker_id=self.worker_id,
+                max_in_flight=self.limit.value,
+                per_model_cap=settings.max_in_flight_per_model,
+                max_spend=spend_cap,
             )
-            if upcoming is not None and upcoming > budget + 1e-9:
+        )
+        if spend_cap is not None and settings.batch is not None and not claimed:
+            # Only jobs whose estimate still fits are claimed: the cap is never passed, and
+            # once the next job does not fit, submitting stops.
+            committed = await anyio.to_thread.run_sync(self.queue.committed_spend, settings.batch)
+            upcoming = await anyio.to_thread.run_sync(self.queue.next_pending_cost, settings.batch)
+            if committed >= spend_cap or (
+                upcoming is not None and committed + upcoming > spend_cap + 1e-9
+            ):
                 self._stop_submitting(spend=True)
         return claimed
 
@@ -97,15 +93,14 @@ class Submitting(EngineCore):
                 )
 
     async def _pace(self) -> None:
-        """The submit rate limit: at most ``submits_per_second`` POSTs per second."""
+        """The submit rate limit: at most ``submits_per_second`` POSTs per second, shared by
+        every worker on the store (each submit reserves the next slot in the database)."""
         rate = self.settings.submits_per_second
         if not rate:
             return
-        now = self.monotonic()
-        start = max(now, self._next_submit_at)
-        self._next_submit_at = start + 1 / rate
-        if start > now:
-            await anyio.sleep(start - now)
+        wait = await anyio.to_thread.run_sync(self.workers.reserve, SUBMIT_PACER, 1 / rate)
+        if wait > 0:
+            await anyio.sleep(wait)
 
     async def _submit_one(self, item: WorkItem, limiter: anyio.CapacityLimiter) -> None:
         """Submit a claimed job and record the answer, even when the run is being stopped:

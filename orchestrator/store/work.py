@@ -1,8 +1,11 @@
 """The engine's side of the store: claim, transition, recover - each one short transaction.
 
 Every state change goes through :meth:`WorkQueue.transition`, which updates the job only if
-it is still in the state the caller saw (zero rows updated = someone else moved it; the
-change is dropped and reported) and appends the event in the same transaction.
+it is still in the state the caller saw *and* still carries the lease token the caller
+holds (zero rows updated = someone else moved it or took it over; the change is dropped and
+reported) and appends the event in the same transaction. Claims count the global limits
+inside their own transaction, so they hold for every worker together
+(:mod:`orchestrator.store.workers` has the rest of the multi-worker protocol).
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from orchestrator.store.store import Store
 from orchestrator.store.tables import ATTEMPTS, BATCHES, EVENTS, JOBS
 
 TRANSITION = "transition"
+STALE_WRITE = "stale_write"
 REMOTE_ACTIVE = frozenset({JobState.SUBMITTING, JobState.SUBMITTED})
+HELD = frozenset({JobState.SUBMITTING, JobState.SUBMITTED, JobState.DOWNLOADING})
+"""States in which a job belongs to one worker (its lease)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,8 @@ class WorkItem:
     submitted_at: datetime | None
     started_at: datetime | None
     attempt_kind: str | None = None
+    worker_id: str | None = None
+    lease_token: int = 0
 
 
 def _item(row: Any, kind: str | None = None) -> WorkItem:
@@ -65,6 +73,8 @@ def _item(row: Any, kind: str | None = None) -> WorkItem:
         submitted_at=row.submitted_at,
         started_at=row.started_at,
         attempt_kind=kind,
+        worker_id=row.worker_id,
+        lease_token=row.lease_token,
     )
 
 
@@ -89,6 +99,10 @@ class WorkQueue:
         A job being downloaded no longer holds a remote slot, so it does not count: the
         next submit can take the slot the moment the remote job finishes.
         """
+        with self.store.read() as connection:
+            return self._in_flight(connection, batch)
+
+    def _in_flight(self, connection: Connection, batch: str | None) -> dict[str, int]:
         query = (
             select(JOBS.c.model_id, func.count())
             .where(JOBS.c.state.in_([s.value for s in REMOTE_ACTIVE]))
@@ -96,11 +110,14 @@ class WorkQueue:
         )
         if batch is not None:
             query = query.where(JOBS.c.batch == batch)
-        with self.store.read() as connection:
-            return {model: number for model, number in connection.execute(query)}
+        return {model: number for model, number in connection.execute(query)}
 
     def committed_spend(self, batch: str) -> float:
         """Money spent plus the estimate of jobs still in flight (for the spend cap)."""
+        with self.store.read() as connection:
+            return self._committed_spend(connection, batch)
+
+    def _committed_spend(self, connection: Connection, batch: str) -> float:
         in_flight = [s.value for s in IN_FLIGHT]
         spent = func.coalesce(func.sum(JOBS.c.cost_usd), 0.0)
         pending = func.coalesce(
@@ -109,8 +126,7 @@ class WorkQueue:
             ),
             0.0,
         )
-        with self.store.read() as connection:
-            row = connection.execute(select(spent, pending).where(JOBS.c.batch == batch)).one()
+        row = connection.execute(select(spent, pending).where(JOBS.c.batch == batch)).one()
         return float(row[0]) + float(row[1])
 
     def active(self, batch: str | None = None) -> list[WorkItem]:
@@ -192,25 +208,12 @@ class WorkQueue:
     # -- writes ----------------------------------------------------------------------------
 
     def recover(self, batch: str | None = None) -> int:
-        """After a crash: a job caught in ``submitting`` may have been paid for, so it goes
-        to ``needs_reconcile``; it is never resubmitted on its own. Returns how many."""
-        query = select(JOBS.c.id).where(JOBS.c.state == JobState.SUBMITTING.value)
-        if batch is not None:
-            query = query.where(JOBS.c.batch == batch)
-        moved = 0
-        with self.store.write() as connection:
-            for (row_id,) in connection.execute(query).all():
-                moved += self._move(
-                    connection,
-                    row_id,
-                    JobState.SUBMITTING,
-                    JobState.NEEDS_RECONCILE,
-                    "crash_recovered",
-                    {"error": "interrupted while submitting: the job may exist on RunComfy"},
-                    {"reason": "found in submitting after a restart"},
-                )
-                _update_latest_attempt(connection, row_id, {"outcome": "crash_recovered"})
-        return moved
+        """After a crash: a job caught in ``submitting`` by no live worker may have been
+        paid for, so it goes to ``needs_reconcile``; it is never resubmitted on its own.
+        Returns how many (see :meth:`WorkerRegistry.take_over`)."""
+        from orchestrator.store.workers import WorkerRegistry
+
+        return WorkerRegistry(self).take_over(None, batch).parked
 
     def release_due(self, batch: str | None = None) -> int:
         """Move ``retry_wait`` jobs whose ``next_attempt_at`` has passed back to pending."""
@@ -241,12 +244,54 @@ class WorkQueue:
         per_model_room: Mapping[str, int] | None = None,
         default_room: int | None = None,
         budget: float | None = None,
+        *,
+        worker_id: str | None = None,
+        max_in_flight: int | None = None,
+        per_model_cap: int | None = None,
+        max_spend: float | None = None,
     ) -> list[WorkItem]:
-        """Take up to ``limit`` pending jobs: write the intent (``submitting``) and count the
-        attempt, before any network I/O. ``per_model_room`` caps jobs per model; ``budget``
-        (USD) stops the claim at the first job whose estimate would not fit in it."""
+        """Take up to ``limit`` pending jobs: write the intent (``submitting``), count the
+        attempt and stamp the lease, before any network I/O.
+
+        ``per_model_room`` caps jobs per model; ``budget`` (USD) stops the claim at the
+        first job whose estimate would not fit in it. The keyword limits are counted inside
+        the claim's own transaction, across every worker sharing the store:
+        ``max_in_flight`` (jobs submitting or submitted, all batches), ``per_model_cap``
+        (the same per model) and ``max_spend`` (the batch's spend plus the estimates of its
+        jobs in flight). On PostgreSQL rows are picked ``FOR UPDATE SKIP LOCKED`` under an
+        advisory lock that serialises claims; on SQLite ``BEGIN IMMEDIATE`` does.
+        """
+        from orchestrator.store.workers import lock_claims
+
         if limit <= 0:
             return []
+        with self.store.write() as connection:
+            lock_claims(connection)
+            if max_in_flight is not None or per_model_cap is not None:
+                counts = self._in_flight(connection, None)
+                if max_in_flight is not None:
+                    limit = min(limit, max_in_flight - sum(counts.values()))
+                if per_model_cap is not None:
+                    per_model_room = {m: max(0, per_model_cap - n) for m, n in counts.items()}
+                    default_room = per_model_cap
+            if max_spend is not None and batch is not None:
+                budget = max_spend - self._committed_spend(connection, batch)
+            if limit <= 0 or (budget is not None and budget < -1e-9):
+                return []
+            return self._claim_rows(
+                connection, batch, limit, per_model_room, default_room, budget, worker_id
+            )
+
+    def _claim_rows(
+        self,
+        connection: Connection,
+        batch: str | None,
+        limit: int,
+        per_model_room: Mapping[str, int] | None,
+        default_room: int | None,
+        budget: float | None,
+        worker_id: str | None,
+    ) -> list[WorkItem]:
         committed = 0.0
         query = _select_items().where(JOBS.c.state == JobState.PENDING.value)
         if batch is not None:
@@ -256,38 +301,47 @@ class WorkQueue:
         full = [m for m, room in (per_model_room or {}).items() if room <= 0]
         if full:  # models at their cap never crowd the others out of the candidate rows
             query = query.where(JOBS.c.model_id.not_in(full))
-        with self.store.write() as connection:
-            for row in connection.execute(query.order_by(JOBS.c.id).limit(limit * 4)).all():
-                if len(claimed) >= limit:
-                    break
-                room = (per_model_room or {}).get(row.model_id, default_room)
-                if room is not None and taken.get(row.model_id, 0) >= room:
-                    continue
-                cost = row.estimated_cost_usd or 0.0
-                if budget is not None and committed + cost > budget + 1e-9:
-                    break
-                kind = self._attempt_kind(connection, row.id)
-                number = row.attempts + 1
-                if not self._move(
-                    connection,
-                    row.id,
-                    JobState.PENDING,
-                    JobState.SUBMITTING,
-                    "claimed",
-                    {"attempts": number},
-                    {"attempt": number, "kind": kind},
-                ):
-                    continue
-                connection.execute(
-                    insert(ATTEMPTS).values(
-                        job_id=row.id, number=number, kind=kind, started_at=self.now()
-                    )
+        query = query.order_by(JOBS.c.id).limit(limit * 4)
+        for row in connection.execute(query.with_for_update(skip_locked=True, of=JOBS)).all():
+            if len(claimed) >= limit:
+                break
+            room = (per_model_room or {}).get(row.model_id, default_room)
+            if room is not None and taken.get(row.model_id, 0) >= room:
+                continue
+            cost = row.estimated_cost_usd or 0.0
+            if budget is not None and committed + cost > budget + 1e-9:
+                break
+            kind = self._attempt_kind(connection, row.id)
+            number = row.attempts + 1
+            token = row.lease_token + 1
+            if not self._move(
+                connection,
+                row.id,
+                JobState.PENDING,
+                JobState.SUBMITTING,
+                "claimed",
+                {"attempts": number, "worker_id": worker_id, "lease_token": token},
+                {"attempt": number, "kind": kind}
+                | ({} if worker_id is None else {"worker": worker_id, "lease": token}),
+                lease=row.lease_token,
+            ):
+                continue
+            connection.execute(
+                insert(ATTEMPTS).values(
+                    job_id=row.id, number=number, kind=kind, started_at=self.now()
                 )
-                taken[row.model_id] = taken.get(row.model_id, 0) + 1
-                committed += cost
-                claimed.append(
-                    replace(_item(row, kind), state=JobState.SUBMITTING, attempts=number)
+            )
+            taken[row.model_id] = taken.get(row.model_id, 0) + 1
+            committed += cost
+            claimed.append(
+                replace(
+                    _item(row, kind),
+                    state=JobState.SUBMITTING,
+                    attempts=number,
+                    worker_id=worker_id,
+                    lease_token=token,
                 )
+            )
         return claimed
 
     def _attempt_kind(self, connection: Connection, row_id: int) -> str:
@@ -319,12 +373,25 @@ class WorkQueue:
         detail: Mapping[str, Any] | None = None,
         attempt: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Move one job from ``item.state``; False if it was no longer in that state."""
+        """Move one job from ``item.state``; False if it was no longer in that state or its
+        lease moved on (``item.lease_token`` is stale: the write is dropped and recorded as a
+        ``stale_write`` event, with any request id it carried, for reconciliation)."""
+        if item.worker_id is not None:
+            detail = {**dict(detail or {}), "worker": item.worker_id, "lease": item.lease_token}
         with self.store.write() as connection:
             moved = self._move(
-                connection, item.row_id, item.state, to_state, outcome, fields, detail
+                connection,
+                item.row_id,
+                item.state,
+                to_state,
+                outcome,
+                fields,
+                detail,
+                lease=item.lease_token,
             )
-            if moved and attempt:
+            if not moved:
+                self._record_stale(connection, item, to_state, outcome, fields, attempt)
+            elif attempt:
                 _update_latest_attempt(connection, item.row_id, attempt)
                 if "cost_usd" in attempt:
                     # A job's cost is what all its paid attempts cost: a failed generation
@@ -339,12 +406,66 @@ class WorkQueue:
                     )
         return bool(moved)
 
+    def _record_stale(
+        self,
+        connection: Connection,
+        item: WorkItem,
+        to_state: JobState,
+        outcome: str,
+        fields: Mapping[str, Any] | None,
+        attempt: Mapping[str, Any] | None,
+    ) -> None:
+        """Keep what a fenced writer knew: a request id from a submit whose lease was taken
+        over is the one fact reconciliation needs."""
+        current = connection.execute(
+            select(JOBS.c.lease_token).where(JOBS.c.id == item.row_id)
+        ).first()
+        if current is None or current.lease_token == item.lease_token:
+            return  # a plain state race (a user command got there first): nothing to keep
+        request_id = (fields or {}).get("request_id") or (attempt or {}).get("request_id")
+        self.record(
+            connection,
+            item,
+            STALE_WRITE,
+            _known(
+                {
+                    "worker": item.worker_id,
+                    "lease": item.lease_token,
+                    "holder_lease": current.lease_token,
+                    "wanted": to_state.value,
+                    "outcome": outcome,
+                    "request_id": request_id,
+                }
+            ),
+        )
+
+    def record(
+        self, connection: Connection, item: WorkItem, kind: str, detail: Mapping[str, Any]
+    ) -> None:
+        """Append an event about one job (no state change) in ``connection``'s transaction."""
+        connection.execute(
+            insert(EVENTS).values(
+                job_id=item.row_id,
+                batch=item.batch,
+                at=self.now(),
+                kind=kind,
+                from_state=item.state.value,
+                to_state=item.state.value,
+                detail=dict(detail),
+            )
+        )
+
     def note(self, item: WorkItem, fields: Mapping[str, Any]) -> bool:
-        """Update facts of a job without changing its state (remote status, queue place)."""
+        """Update facts of a job without changing its state (remote status, queue place);
+        False if the job moved on or its lease did."""
         with self.store.write() as connection:
             result = connection.execute(
                 update(JOBS)
-                .where(JOBS.c.id == item.row_id, JOBS.c.state == item.state.value)
+                .where(
+                    JOBS.c.id == item.row_id,
+                    JOBS.c.state == item.state.value,
+                    JOBS.c.lease_token == item.lease_token,
+                )
                 .values(updated_at=self.now(), **fields)
             )
         return bool(result.rowcount)
@@ -358,11 +479,18 @@ class WorkQueue:
         outcome: str,
         fields: Mapping[str, Any] | None,
         detail: Mapping[str, Any] | None,
+        *,
+        lease: int | None = None,
     ) -> int:
+        """Move one job if it is in ``from_state`` (and holds lease ``lease``, if given),
+        appending the transition event; returns 1 if it moved, else 0."""
         now = self.now()
+        guard = [JOBS.c.id == row_id, JOBS.c.state == from_state.value]
+        if lease is not None:
+            guard.append(JOBS.c.lease_token == lease)
         result = connection.execute(
             update(JOBS)
-            .where(JOBS.c.id == row_id, JOBS.c.state == from_state.value)
+            .where(*guard)
             .values(state=to_state.value, updated_at=now, **dict(fields or {}))
         )
         if not result.rowcount:
@@ -399,8 +527,10 @@ class WorkQueue:
         moved: list[str] = []
         with self.store.write() as connection:
             for row_id, name, state in connection.execute(query).all():
+                # A user's decision fences out any worker still holding the job.
+                values = {**dict(fields or {}), "lease_token": JOBS.c.lease_token + 1}
                 if self._move(
-                    connection, row_id, JobState(state), to_state, outcome, fields, {"by": "user"}
+                    connection, row_id, JobState(state), to_state, outcome, values, {"by": "user"}
                 ):
                     moved.append(name)
         return moved
@@ -416,3 +546,8 @@ def _update_latest_attempt(connection: Connection, row_id: int, values: Mapping[
         .where(ATTEMPTS.c.job_id == row_id, ATTEMPTS.c.number == latest)
         .values(**values)
     )
+
+
+def _known(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """``detail`` without its None values (events keep only what is known)."""
+    return {key: value for key, value in detail.items() if value is not None}
