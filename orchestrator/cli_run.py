@@ -25,7 +25,7 @@ from orchestrator.engine.runner import (
 from orchestrator.engine.settings import EngineSettings
 from orchestrator.logs import configure_logging
 from orchestrator.manifest import BatchSettings
-from orchestrator.planning import enqueue, output_root, stored_output_root
+from orchestrator.planning import enqueue, output_root, stored_output_root, stored_settings
 from orchestrator.store import JobState, Store
 from orchestrator.store.work import WorkQueue
 from orchestrator.views import print_run_summary, table
@@ -158,7 +158,9 @@ def work(args: argparse.Namespace, out: TextIO) -> int:
     """``work``: drain whatever is queued (every batch, or ``--batch``)."""
     try:
         with connection_for(args) as connection, Store.open(args.db) as store:
-            settings = engine_settings(args, args.batch, None)
+            # A batch's own limits and retries, as its manifest set them, on every host.
+            stored = stored_settings(store, args.batch) if args.batch else None
+            settings = engine_settings(args, args.batch, stored)
             progress = progress_for(args, store, args.batch)
             catalog = load_catalog(getattr(args, "catalog", None))
             report = drain(WorkQueue(store), catalog, connection, settings, progress=progress)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.catalog import PriceTable
-from orchestrator.manifest import Expansion, JobSpec
+from orchestrator.manifest import BatchSettings, Expansion, JobSpec
 from orchestrator.store import EnqueueResult, JobState, NewJob, Store
 
 
@@ -153,6 +153,14 @@ def stored_output_root(store: Store, batch: str) -> str | None:
     for view in store.batches():
         if view.name == batch:
             return view.output_root
+    return None
+
+
+def stored_settings(store: Store, batch: str) -> BatchSettings | None:
+    """The settings a batch was enqueued with (its manifest's limits and retries)."""
+    for view in store.batches():
+        if view.name == batch:
+            return BatchSettings.from_dict(batch, view.manifest_path, view.settings)
     return None
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Awaitable, Callable
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,3 +215,32 @@ def stop_when(condition: Callable[[], bool]) -> Callable[[Engine, anyio.Event], 
 def simulator(profile: Profile, **kwargs: Any) -> SimulatorServer:
     """A server for ``profile`` accepting only :data:`TOKEN` (use it as a context manager)."""
     return SimulatorServer(profile, token=TOKEN, **kwargs)
+
+
+def check_paid_once(attempts: Sequence[Sequence[Any]], ledger: Mapping[str, Any]) -> int:
+    """A payload the simulator accepted twice must belong to one job whose store recorded
+    each of those submits as an attempt (a re-roll or resubmit). ``attempts`` rows are
+    ``(job_id, number, kind, request_id, outcome)``; returns how many payloads were re-rolled.
+    """
+    job_of_request = {rid: job for job, _n, _kind, rid, _outcome in attempts if rid}
+    # Attempts that may have reached RunComfy: everything but submits refused unsent.
+    sendable: dict[Any, list[str]] = defaultdict(list)
+    for job, _number, kind, _rid, outcome in attempts:
+        if outcome not in ("not_sent", "held"):
+            sendable[job].append(kind)
+    by_payload: dict[str, list[str]] = defaultdict(list)
+    for rid, timeline in ledger["jobs"].items():
+        by_payload[timeline["payload_hash"]].append(rid)
+    rerolled = 0
+    for payload, request_ids in by_payload.items():
+        if len(request_ids) < 2:
+            continue
+        owners = {job_of_request.get(rid) for rid in request_ids}
+        owners.discard(None)
+        assert len(owners) == 1, f"payload {payload[:8]} accepted for several jobs: {owners}"
+        (owner,) = owners
+        assert len(request_ids) <= len(sendable[owner]), "a submit was not recorded"
+        assert set(sendable[owner][1:]) <= {"reroll", "submit"}
+        assert "reroll" in sendable[owner]
+        rerolled += 1
+    return rerolled

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections import defaultdict
 from pathlib import Path
 
 import anyio
 import httpx
+from engine_helpers import check_paid_once
 
 from orchestrator.api import RunComfyClient
 from orchestrator.catalog import builtin_catalog
@@ -102,26 +102,6 @@ def test_flaky_300_jobs(tmp_path: Path) -> None:
     # Accepted-then-500 submits end in needs_reconcile (never blindly resubmitted).
     assert states.get("needs_reconcile", 0) >= ledger["faults"]["submit_accepted_then_error"]
     # A payload accepted twice must be a re-roll the store recorded for one job.
-    job_of_request = {rid: job for job, _n, _kind, rid, _outcome in attempts if rid}
-    # Attempts that may have reached RunComfy: everything but submits refused unsent.
-    sendable = defaultdict(list)
-    for job, _number, kind, _rid, outcome in attempts:
-        if outcome not in ("not_sent", "held"):
-            sendable[job].append(kind)
-    by_payload = defaultdict(list)
-    for rid, timeline in ledger["jobs"].items():
-        by_payload[timeline["payload_hash"]].append(rid)
-    rerolled = 0
-    for payload, request_ids in by_payload.items():
-        if len(request_ids) < 2:
-            continue
-        owners = {job_of_request.get(rid) for rid in request_ids}
-        owners.discard(None)
-        assert len(owners) == 1, f"payload {payload[:8]} accepted for several jobs: {owners}"
-        (owner,) = owners
-        assert len(request_ids) <= len(sendable[owner]), "a submit was not recorded"
-        assert set(sendable[owner][1:]) <= {"reroll", "submit"}
-        assert "reroll" in sendable[owner]
-        rerolled += 1
+    rerolled = check_paid_once(attempts, ledger)
     assert rerolled > 0
     assert not list((tmp_path / "out").rglob("*.part"))

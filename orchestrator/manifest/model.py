@@ -87,6 +87,23 @@ class BatchSettings:
     limits: Limits = field(default_factory=Limits)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
+    @classmethod
+    def from_dict(cls, batch: str, manifest_path: str, data: Mapping[str, Any]) -> BatchSettings:
+        """Rebuild what :meth:`as_dict` stored (missing sections take their defaults), so
+        ``work --batch`` on another host follows the manifest's limits and retries.
+
+        >>> s = BatchSettings("b", "m.yaml", limits=Limits(max_in_flight=3))
+        >>> BatchSettings.from_dict("b", "m.yaml", s.as_dict()) == s
+        True
+        """
+        return cls(
+            batch=batch,
+            manifest_path=manifest_path,
+            output=OutputSpec(**data.get("output", {})),
+            limits=Limits(**data.get("limits", {})),
+            retry=RetryPolicy(**data.get("retry", {})),
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "output": {"dir": self.output.dir, "pattern": self.output.pattern},
