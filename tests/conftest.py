@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pg_server import PostgresUnavailable, ThrowawayPostgres
 from PIL import Image
 
 from orchestrator.manifest import Expansion, load_manifest
 from orchestrator.problems import InputError, Problem
-from pg_server import PostgresUnavailable, ThrowawayPostgres
 
 ImageFactory = Callable[..., Path]
 #: Encoded images by recipe: each is encoded once per test session, then only written.
