@@ -10,76 +10,31 @@ inside their own transaction, so they hold for every worker together
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
+from orchestrator.store.items import (
+    WorkItem,
+    _item,
+    _known,
+    _select_items,
+    _update_latest_attempt,
+)
 from orchestrator.store.states import IN_FLIGHT, TERMINAL, AttemptKind, JobState
 from orchestrator.store.store import Store
-from orchestrator.store.tables import ATTEMPTS, BATCHES, EVENTS, JOBS
+from orchestrator.store.tables import ATTEMPTS, EVENTS, JOBS
+
+__all__ = ["HELD", "REMOTE_ACTIVE", "STALE_WRITE", "TRANSITION", "WorkItem", "WorkQueue"]
 
 TRANSITION = "transition"
 STALE_WRITE = "stale_write"
 REMOTE_ACTIVE = frozenset({JobState.SUBMITTING, JobState.SUBMITTED})
 HELD = frozenset({JobState.SUBMITTING, JobState.SUBMITTED, JobState.DOWNLOADING})
 """States in which a job belongs to one worker (its lease)."""
-
-
-@dataclass(frozen=True, slots=True)
-class WorkItem:
-    """A job as the engine needs it (a snapshot; the store stays the truth)."""
-
-    row_id: int
-    batch: str
-    name: str
-    key: str
-    model_id: str
-    state: JobState
-    payload: dict[str, Any]
-    output_path: str
-    output_root: str
-    attempts: int
-    max_attempts: int
-    request_id: str | None
-    remote_status: str | None
-    estimated_cost_usd: float | None
-    submitted_at: datetime | None
-    started_at: datetime | None
-    attempt_kind: str | None = None
-    worker_id: str | None = None
-    lease_token: int = 0
-
-
-def _item(row: Any, kind: str | None = None) -> WorkItem:
-    return WorkItem(
-        row_id=row.id,
-        batch=row.batch,
-        name=row.name,
-        key=row.key,
-        model_id=row.model_id,
-        state=JobState(row.state),
-        payload=json.loads(row.payload),
-        output_path=row.output_path,
-        output_root=row.output_root,
-        attempts=row.attempts,
-        max_attempts=row.max_attempts,
-        request_id=row.request_id,
-        remote_status=row.remote_status,
-        estimated_cost_usd=row.estimated_cost_usd,
-        submitted_at=row.submitted_at,
-        started_at=row.started_at,
-        attempt_kind=kind,
-        worker_id=row.worker_id,
-        lease_token=row.lease_token,
-    )
-
-
-def _select_items() -> Any:
-    return select(JOBS, BATCHES.c.output_root).join(BATCHES, BATCHES.c.name == JOBS.c.batch)
 
 
 class WorkQueue:
@@ -534,20 +489,3 @@ class WorkQueue:
                 ):
                     moved.append(name)
         return moved
-
-
-def _update_latest_attempt(connection: Connection, row_id: int, values: Mapping[str, Any]) -> None:
-    """Record facts on a job's most recent attempt (the one a transition concludes)."""
-    latest = (
-        select(func.max(ATTEMPTS.c.number)).where(ATTEMPTS.c.job_id == row_id).scalar_subquery()
-    )
-    connection.execute(
-        update(ATTEMPTS)
-        .where(ATTEMPTS.c.job_id == row_id, ATTEMPTS.c.number == latest)
-        .values(**values)
-    )
-
-
-def _known(detail: Mapping[str, Any]) -> dict[str, Any]:
-    """``detail`` without its None values (events keep only what is known)."""
-    return {key: value for key, value in detail.items() if value is not None}

@@ -40,17 +40,16 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from orchestrator.store.database import CLAIM_LOCK
-from orchestrator.store.states import JobState
-from orchestrator.store.tables import JOBS, PACERS, WORKERS
-from orchestrator.store.work import (
-    HELD,
+from orchestrator.store.items import (
     WorkItem,
-    WorkQueue,
     _item,
     _known,
     _select_items,
     _update_latest_attempt,
 )
+from orchestrator.store.states import JobState
+from orchestrator.store.tables import JOBS, PACERS, WORKERS
+from orchestrator.store.work import HELD, WorkQueue
 
 #: Stopped workers are forgotten after this long (their jobs keep ``worker_id`` as history).
 FORGET_STOPPED_AFTER = timedelta(days=7)
