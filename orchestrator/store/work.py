@@ -26,7 +26,7 @@ from orchestrator.store.items import (
 )
 from orchestrator.store.states import IN_FLIGHT, TERMINAL, AttemptKind, JobState
 from orchestrator.store.store import Store
-from orchestrator.store.tables import ATTEMPTS, EVENTS, JOBS
+from orchestrator.store.tables import ATTEMPTS, EVENTS, JOBS, WORKERS
 
 __all__ = ["HELD", "REMOTE_ACTIVE", "STALE_WRITE", "TRANSITION", "WorkItem", "WorkQueue"]
 
@@ -222,6 +222,10 @@ class WorkQueue:
             return []
         with self.store.write() as connection:
             lock_claims(connection)
+            if worker_id is not None and _stopped(connection, worker_id):
+                # Declared dead while paused: whatever it claimed now would be taken over
+                # as soon as it was written. It learns at its next heartbeat and stops.
+                return []
             if max_in_flight is not None or per_model_cap is not None:
                 counts = self._in_flight(connection, None)
                 if max_in_flight is not None:
@@ -489,3 +493,8 @@ class WorkQueue:
                 ):
                     moved.append(name)
         return moved
+
+
+def _registered_live(connection: Connection, worker_id: str) -> bool:
+    row = connection.execute(select(WORKERS.c.stopped_at).where(WORKERS.c.id == worker_id)).first()
+    return row is not None and row.stopped_at is None
