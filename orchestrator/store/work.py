@@ -495,6 +495,7 @@ class WorkQueue:
         return moved
 
 
-def _registered_live(connection: Connection, worker_id: str) -> bool:
+def _stopped(connection: Connection, worker_id: str) -> bool:
+    """True if the worker is registered and stopped (declared dead, or it exited)."""
     row = connection.execute(select(WORKERS.c.stopped_at).where(WORKERS.c.id == worker_id)).first()
-    return row is not None and row.stopped_at is None
+    return row is not None and row.stopped_at is not None
