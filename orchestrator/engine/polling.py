@@ -49,6 +49,14 @@ class Polling(EngineCore):
                 await self._wake_poller.wait()
 
     async def _poll_one(self, item: WorkItem, limiter: anyio.CapacityLimiter) -> None:
+        # Busy until what the poll found is written (and a finished job handed to the
+        # downloaders): "nothing busy, nothing in flight" must never be seen in between.
+        try:
+            await self._poll_and_apply(item, limiter)
+        finally:
+            self._busy -= 1
+
+    async def _poll_and_apply(self, item: WorkItem, limiter: anyio.CapacityLimiter) -> None:
         assert item.request_id is not None
         try:
             async with limiter:
@@ -95,8 +103,6 @@ class Polling(EngineCore):
             )
             self._watch(item, delay)
             return
-        finally:
-            self._busy -= 1
         self._transient.pop(item.row_id, None)
         await self._finished_remotely(item, result)
 
@@ -109,7 +115,7 @@ class Polling(EngineCore):
             fields: dict[str, Any] = {"remote_status": status, "queue_position": position}
             if status == "in_progress":
                 fields["started_at"] = self.queue.now()
-            if not await anyio.to_thread.run_sync(self.queue.note, item, fields):
+            if not await self._db(self.queue.note, item, fields):
                 self._watched.pop(item.row_id, None)  # moved on or taken over: not ours
                 return
             item = _after(item, item.state, remote_status=status)
@@ -164,7 +170,7 @@ class Polling(EngineCore):
             )
             # max_attempts bounds paid generations: a refused (429) or held submit was
             # counted as an attempt but never billed, so it does not use up a re-roll.
-            paid = await anyio.to_thread.run_sync(self.queue.paid_attempts, item.row_id)
+            paid = await self._db(self.queue.paid_attempts, item.row_id)
             await self._retry_later(
                 replace(item, attempts=paid),
                 Outcome.REMOTE_FAILED,

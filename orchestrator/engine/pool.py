@@ -42,7 +42,7 @@ class Engine(Submitting, Polling, Downloading):
             math.inf
         )
         settings = self.settings
-        self.worker_id = await anyio.to_thread.run_sync(
+        self.worker_id = await self._db(
             lambda: self.workers.register(
                 batch=settings.batch, lease_seconds=settings.lease_seconds
             )
@@ -71,9 +71,7 @@ class Engine(Submitting, Polling, Downloading):
     async def _take_over(self) -> None:
         """Adopt the jobs of dead workers: poll or download them; park their submits."""
         assert self.worker_id is not None
-        taken = await anyio.to_thread.run_sync(
-            self.workers.take_over, self.worker_id, self.settings.batch
-        )
+        taken = await self._db(self.workers.take_over, self.worker_id, self.settings.batch)
         for worker, why in taken.dead.items():
             log.warning("worker taken over", worker=worker, reason=why, by=self.worker_id)
         if taken.parked:
@@ -93,7 +91,7 @@ class Engine(Submitting, Polling, Downloading):
         assert self.worker_id is not None
         while True:
             await anyio.sleep(self.settings.heartbeat_every)
-            if not await anyio.to_thread.run_sync(self.workers.heartbeat, self.worker_id):
+            if not await self._db(self.workers.heartbeat, self.worker_id):
                 # Another worker declared this one dead (a pause longer than the lease) and
                 # took its jobs: every write it would make is fenced off anyway. Stop.
                 self.report.lease_lost = True
@@ -109,7 +107,7 @@ class Engine(Submitting, Polling, Downloading):
         if self.worker_id is None:
             return
         try:
-            await anyio.to_thread.run_sync(self.workers.stop, self.worker_id, reason)
+            await self._db(self.workers.stop, self.worker_id, reason)
         except Exception as exc:  # the lease then expires on its own
             log.warning("could not deregister the worker", worker=self.worker_id, error=str(exc))
 
@@ -135,10 +133,11 @@ class Engine(Submitting, Polling, Downloading):
             return False
         batch = self.settings.batch
         if self._submitting_allowed:
-            return await anyio.to_thread.run_sync(self.queue.unfinished, batch) == 0
-        # Submitting has stopped (balance, spend cap): done once nothing is in flight.
-        active = await anyio.to_thread.run_sync(self.queue.in_flight, batch)
-        return not active and self._receive.statistics().current_buffer_used == 0
+            return await self._db(self.queue.unfinished, batch) == 0
+        # Submitting has stopped (balance, spend cap): done once nothing is in flight or
+        # still downloading.
+        held = await self._db(self.queue.held, batch)
+        return not held and self._receive.statistics().current_buffer_used == 0
 
     async def _cancel_queued_remote(self) -> None:
         """``--cancel-on-exit``: cancel remote jobs still queued (running ones cannot be)."""

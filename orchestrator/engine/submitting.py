@@ -45,7 +45,10 @@ class Submitting(EngineCore):
             free = self.settings.max_concurrent_submits - self._submits_running
             allowed = self._submitting_allowed and not self._stop.is_set()  # stop: no new ones
             if allowed and not self.report.auth_error and free > 0:
-                await anyio.to_thread.run_sync(self.queue.release_due, self.settings.batch)
+                now = self.monotonic()
+                if now >= self._next_release:  # retries come due on a clock, not on events
+                    self._next_release = now + self.settings.idle_check
+                    await self._db(self.queue.release_due, self.settings.batch)
                 claimed = await self._claim(free)
             for item in claimed:
                 self._busy += 1
@@ -61,7 +64,7 @@ class Submitting(EngineCore):
         spend_cap = settings.max_spend if settings.batch is not None else None
         # The limits are counted inside the claim's transaction, over every worker sharing
         # the store: max_in_flight holds for all of them together, not per process.
-        claimed = await anyio.to_thread.run_sync(
+        claimed = await self._db(
             lambda: self.queue.claim(
                 settings.batch,
                 at_most,
@@ -74,8 +77,8 @@ class Submitting(EngineCore):
         if spend_cap is not None and settings.batch is not None and not claimed:
             # Only jobs whose estimate still fits are claimed: the cap is never passed, and
             # once the next job does not fit, submitting stops.
-            committed = await anyio.to_thread.run_sync(self.queue.committed_spend, settings.batch)
-            upcoming = await anyio.to_thread.run_sync(self.queue.next_pending_cost, settings.batch)
+            committed = await self._db(self.queue.committed_spend, settings.batch)
+            upcoming = await self._db(self.queue.next_pending_cost, settings.batch)
             if committed >= spend_cap or (
                 upcoming is not None and committed + upcoming > spend_cap + 1e-9
             ):
@@ -98,7 +101,7 @@ class Submitting(EngineCore):
         rate = self.settings.submits_per_second
         if not rate:
             return
-        wait = await anyio.to_thread.run_sync(self.workers.reserve, SUBMIT_PACER, 1 / rate)
+        wait = await self._db(self.workers.reserve, SUBMIT_PACER, 1 / rate)
         if wait > 0:
             await anyio.sleep(wait)
 
@@ -115,7 +118,6 @@ class Submitting(EngineCore):
         )
         try:
             async with limiter:
-                await self._pace()
                 model = self.catalog.get(item.model_id)
                 try:
                     body = await anyio.to_thread.run_sync(
@@ -130,6 +132,7 @@ class Submitting(EngineCore):
                     )
                     return
                 failpoints.reached("after_claim")
+                await self._pace()  # last, so nothing between the slot and the POST
                 try:
                     submitted = await self.api.submit(item.model_id, body)
                 except RunComfyError as exc:

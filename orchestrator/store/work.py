@@ -94,6 +94,14 @@ class WorkQueue:
         with self.store.read() as connection:
             return [_item(row) for row in connection.execute(query.order_by(JOBS.c.id))]
 
+    def held(self, batch: str | None = None) -> int:
+        """Jobs submitting, submitted or downloading (held by some worker)."""
+        query = select(func.count()).select_from(JOBS).where(JOBS.c.state.in_(_values(HELD)))
+        if batch is not None:
+            query = query.where(JOBS.c.batch == batch)
+        with self.store.read() as connection:
+            return int(connection.execute(query).scalar_one())
+
     def unfinished(self, batch: str | None = None) -> int:
         """Jobs that still need work (not terminal, not waiting for a user decision)."""
         parked = [s.value for s in TERMINAL] + [JobState.NEEDS_RECONCILE.value]
@@ -499,3 +507,7 @@ def _stopped(connection: Connection, worker_id: str) -> bool:
     """True if the worker is registered and stopped (declared dead, or it exited)."""
     row = connection.execute(select(WORKERS.c.stopped_at).where(WORKERS.c.id == worker_id)).first()
     return row is not None and row.stopped_at is not None
+
+
+def _values(states: frozenset[JobState]) -> list[str]:
+    return sorted(state.value for state in states)
