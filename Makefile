@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/simulator_load.py --seconds 5 --write BENCHMARKS.md
 	$(BIN)/python bench/engine_makespan.py --jobs 2000 --slots 50 --write BENCHMARKS.md
 	$(BIN)/python bench/store_status.py --jobs 1000000 --write BENCHMARKS.md
+	$(BIN)/python bench/workers_scaling.py --jobs 5000 --slots 200 --workers 1,2,4 --write BENCHMARKS.md
 
 # The long reliability run (issue 7): hostile profile, kill -9 restarts; writes RELIABILITY.md.
 soak: $(STAMP)

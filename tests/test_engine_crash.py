@@ -1,7 +1,7 @@
 """kill -9 at named points of the engine, then a re-run: nothing lost, nothing paid twice.
 
 Each case runs ``orchestrator run`` as a subprocess against a simulator in this process,
-SIGKILLs it at one crash point (:mod:`orchestrator.engine.failpoints`), runs it again to
+SIGKILLs it at one crash point (:mod:`orchestrator.failpoints`), runs it again to
 completion, and checks the store, the files and the simulator's ledger.
 """
 
@@ -35,6 +35,9 @@ CRASH_POINTS = [
     "before_rename:2",
     "before_rename:6",
     "after_rename:3",
+    "after_status:2",
+    "before_commit:1",
+    "before_commit:9",
 ]
 
 

@@ -816,3 +816,14 @@ def test_queued_jobs_are_watched_until_a_slot_frees(tmp_path: Path) -> None:
     assert max_overlap([(j["started_at"], j["finished_at"]) for j in jobs.values()]) == 1
     assert run.report.polls > 3
     assert run.engine.run_times.typical(PRO) is not None  # learnt from the server's stamps
+
+
+def test_a_file_that_cannot_be_written_fails_the_job_not_the_worker(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 2)
+    (tmp_path / "out").write_text("a file where the output folder should be")
+    with simulator(make_profile()) as server:
+        run = run_engine(store, server, fast_settings())
+    jobs = by_name(store)
+    assert {j.state for j in jobs.values()} == {S.FAILED}
+    assert all("download failed" in (j.error or "") for j in jobs.values())
+    assert run.report.stopped_by == "done"

@@ -168,7 +168,9 @@ def test_three_workers_one_killed_1000_jobs(tmp_path: Path, pg_url: str) -> None
     enqueue(tmp_path, pg_url)
     with SimulatorServer(profile, token=TOKEN) as server:
         workers = [
-            start_worker(tmp_path, pg_url, server.api_base, "many", "--lease-seconds", "3")
+            # The kill is seen at once (same machine, pid gone); a long lease keeps a worker
+            # slowed by a busy machine from being taken for dead.
+            start_worker(tmp_path, pg_url, server.api_base, "many", "--lease-seconds", "30")
             for _ in range(3)
         ]
         victim = workers[1]

@@ -102,6 +102,7 @@ class EngineCore:
         self._submits_running = 0
         self._next_release = 0.0
         self._store_limiter: anyio.CapacityLimiter | None = None
+        self._heartbeat_limiter: anyio.CapacityLimiter | None = None
         self._send: MemoryObjectSendStream[tuple[WorkItem, str | None]]
         self._receive: MemoryObjectReceiveStream[tuple[WorkItem, str | None]]
 

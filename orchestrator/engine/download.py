@@ -23,7 +23,7 @@ import anyio
 import av
 import httpx
 
-from orchestrator.engine import failpoints
+from orchestrator import failpoints
 
 RUNCOMFY_DOMAINS = ("runcomfy.net", "runcomfy.com")
 DEFAULT_MAX_BYTES = 2 * 1024**3  # the official CLI's cap
@@ -183,6 +183,11 @@ class Downloader:
             probe = await anyio.to_thread.run_sync(probe_video, temp)
             failpoints.reached("before_rename")
             await anyio.to_thread.run_sync(_publish, temp, target)
+        except OSError as exc:
+            # A full disk, a vanished folder, or another worker that took this job over
+            # while we looked dead cleaning up our temp file: retry, don't crash the worker.
+            temp.unlink(missing_ok=True)
+            raise DownloadError(f"could not write the file: {exc}", retryable=True) from exc
         except BaseException:
             temp.unlink(missing_ok=True)
             raise

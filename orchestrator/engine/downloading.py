@@ -7,10 +7,10 @@ from typing import Any
 
 import anyio
 
+from orchestrator import failpoints
 from orchestrator.api import (
     RunComfyError,
 )
-from orchestrator.engine import failpoints
 from orchestrator.engine.core import EngineCore, log
 from orchestrator.engine.decisions import (
     Outcome,
@@ -30,6 +30,11 @@ class Downloading(EngineCore):
             self._busy += 1
             try:
                 await self._download_one(item, url)
+            except Exception as exc:  # one odd file must not stop the whole worker
+                log.exception(
+                    "download crashed", batch=item.batch, job=item.name, attempt=item.attempts
+                )
+                await self._settle(item, Outcome.DOWNLOAD_FAILED, error=f"download failed: {exc!r}")
             finally:
                 self._busy -= 1
 

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from orchestrator import failpoints
 from orchestrator.api import (
     AuthError,
     RateLimited,
@@ -62,6 +63,7 @@ class Polling(EngineCore):
             async with limiter:
                 self.report.polls += 1
                 status = await self.api.status(item.request_id)
+                failpoints.reached("after_status")
                 if not status.terminal:
                     await self._still_running(item, status.status, status.queue_position)
                     return

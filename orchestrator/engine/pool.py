@@ -42,6 +42,7 @@ class Engine(Submitting, Polling, Downloading):
             math.inf
         )
         settings = self.settings
+        self._heartbeat_limiter = anyio.CapacityLimiter(1)
         self.worker_id = await self._db(
             lambda: self.workers.register(
                 batch=settings.batch, lease_seconds=settings.lease_seconds
@@ -91,7 +92,12 @@ class Engine(Submitting, Polling, Downloading):
         assert self.worker_id is not None
         while True:
             await anyio.sleep(self.settings.heartbeat_every)
-            if not await self._db(self.workers.heartbeat, self.worker_id):
+            # Its own thread: a heartbeat queued behind a burst of store writes could miss
+            # the lease on a busy machine and get this live worker taken over.
+            beat = await anyio.to_thread.run_sync(
+                self.workers.heartbeat, self.worker_id, limiter=self._heartbeat_limiter
+            )
+            if not beat:
                 # Another worker declared this one dead (a pause longer than the lease) and
                 # took its jobs: every write it would make is fenced off anyway. Stop.
                 self.report.lease_lost = True

@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from orchestrator import failpoints
 from orchestrator.api import (
     AmbiguousSubmission,
     AuthError,
@@ -21,7 +22,6 @@ from orchestrator.api import (
     TransientError,
     build_request_payload,
 )
-from orchestrator.engine import failpoints
 from orchestrator.engine.core import EngineCore, _after, log
 from orchestrator.engine.decisions import (
     Outcome,

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
+from orchestrator import failpoints
 from orchestrator.store.items import (
     WorkItem,
     _item,
@@ -356,6 +357,7 @@ class WorkQueue:
                 detail,
                 lease=item.lease_token,
             )
+            failpoints.reached("before_commit")
             if not moved:
                 self._record_stale(connection, item, to_state, outcome, fields, attempt)
             elif attempt:

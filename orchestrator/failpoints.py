@@ -7,7 +7,11 @@ Unset, :func:`reached` costs one dictionary lookup.
 Points: ``after_claim`` (intent written, nothing sent), ``after_post`` (RunComfy accepted
 the job, its request id not yet committed), ``after_accept`` (request id committed),
 ``before_download`` (remote job done, file not fetched), ``before_rename`` (verified temp
-file on disk, not yet renamed), ``after_rename`` (file in place, success not committed).
+file on disk, not yet renamed), ``after_rename`` (file in place, success not committed),
+``after_status`` (a poll answered, nothing written yet) and ``before_commit`` (a state
+change written inside its transaction, not committed: SQLite must roll it back).
+
+It lives outside ``engine`` so the store can name its own point without importing the engine.
 """
 
 from __future__ import annotations
