@@ -228,7 +228,7 @@ def section(rows: list[Row], jobs: int, slots: int, run_seconds: float, scale: f
     return f"""{START}
 ## Several workers sharing one PostgreSQL queue
 
-`make bench` (`bench/workers_scaling.py --jobs {jobs} --slots {slots} --workers
+`make bench-workers` (`bench/workers_scaling.py --jobs {jobs} --slots {slots} --workers
 {",".join(str(r.workers) for r in rows)}`): {jobs:,} Runway jobs enqueued into a fresh
 database on a throwaway local PostgreSQL server (fsync off), then K `orchestrator work`
 processes started at once (`limits.max_in_flight: {slots}`, shared by all of them). A fresh
