@@ -52,9 +52,7 @@ def upgrade() -> None:
     # Plain ADD COLUMN on both engines (SQLite needs no table rebuild for these).
     with op.batch_alter_table("jobs") as jobs:
         jobs.add_column(sa.Column("worker_id", sa.String(), nullable=True))
-        jobs.add_column(
-            sa.Column("lease_token", sa.Integer(), nullable=False, server_default="0")
-        )
+        jobs.add_column(sa.Column("lease_token", sa.Integer(), nullable=False, server_default="0"))
     op.create_index("ix_jobs_worker_id_state", "jobs", ["worker_id", "state"])
 
 
