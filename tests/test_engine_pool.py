@@ -12,8 +12,10 @@ import io
 import json
 import random
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -40,7 +42,7 @@ from model_ids import LITE, PRO
 from sqlalchemy import select
 from test_engine_download import ok, tiny_video
 
-from orchestrator.api import RunComfyClient
+from orchestrator.api import RateLimited, RunComfyClient
 from orchestrator.catalog import builtin_catalog
 from orchestrator.cli import main
 from orchestrator.engine.decisions import PollPolicy
@@ -827,3 +829,43 @@ def test_a_file_that_cannot_be_written_fails_the_job_not_the_worker(tmp_path: Pa
     assert {j.state for j in jobs.values()} == {S.FAILED}
     assert all("download failed" in (j.error or "") for j in jobs.values())
     assert run.report.stopped_by == "done"
+
+
+class _ResultAfterA429:
+    """An API whose ``/result`` answers 429 once, then a finished video (a takeover's
+    first look at a job left in ``downloading``)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def result(self, request_id: str, include_cost: bool = False) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            raise RateLimited("HTTP 429: slow down", retry_after=0.0)
+        return SimpleNamespace(succeeded=True, video_url="https://files.test/v.mp4")
+
+
+def test_a_transient_error_while_refreshing_the_url_is_retried_not_failed(
+    tmp_path: Path,
+) -> None:
+    store = seed_store(tmp_path, 1)
+    queue = WorkQueue(store)
+    (item,) = queue.claim(BATCH, 1)  # claimed by no worker: the engine adopts it
+    assert queue.transition(item, S.SUBMITTED, "accepted", {"request_id": "req-1"})
+    item = replace(item, state=S.SUBMITTED, request_id="req-1")
+    assert queue.transition(item, S.DOWNLOADING, "remote_succeeded")
+    stale = tmp_path / "out" / f".{item.output_path}.dead.part"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"left by a kill -9")
+    api = _ResultAfterA429()
+
+    async def main() -> None:
+        transport = httpx.MockTransport(lambda request: ok(tiny_video()))
+        async with Downloader(trusted_hosts=["files.test"], transport=transport) as files:
+            engine = Engine(queue, api, files, builtin_catalog(), fast_settings())  # type: ignore[arg-type]
+            await engine.run()
+
+    anyio.run(main)
+    (job,) = by_name(store).values()
+    assert (job.state, api.calls) == (S.SUCCEEDED, 2)
+    assert part_files(tmp_path) == []

@@ -175,8 +175,7 @@ class Downloader:
         if refused:
             raise DownloadError(refused)
         target.parent.mkdir(parents=True, exist_ok=True)
-        for stale in target.parent.glob(f".{target.name}.*.part"):
-            stale.unlink(missing_ok=True)  # left by a crash mid-download
+        remove_stale_parts(target)
         temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
         try:
             size, digest = await self._stream(url, temp)
@@ -225,6 +224,13 @@ class Downloader:
         except httpx.HTTPError as exc:
             raise DownloadError(f"download failed: {type(exc).__name__}", retryable=True) from exc
         return size, digest.hexdigest()
+
+
+def remove_stale_parts(target: Path) -> None:
+    """Delete temp files a crash mid-download left beside ``target``."""
+    if target.parent.is_dir():
+        for stale in target.parent.glob(f".{target.name}.*.part"):
+            stale.unlink(missing_ok=True)
 
 
 def _publish(temp: Path, target: Path) -> None:

@@ -10,13 +10,14 @@ import anyio
 from orchestrator import failpoints
 from orchestrator.api import (
     RunComfyError,
+    TransientError,
 )
 from orchestrator.engine.core import EngineCore, log
 from orchestrator.engine.decisions import (
     Outcome,
     retry_delay,
 )
-from orchestrator.engine.download import DownloadError
+from orchestrator.engine.download import DownloadError, remove_stale_parts
 from orchestrator.outputs.paths import OutputPathError, resolve_inside
 from orchestrator.outputs.sidecar import write_sidecar
 from orchestrator.store.work import WorkItem
@@ -47,16 +48,18 @@ class Downloading(EngineCore):
         except OutputPathError as exc:
             await self._settle(item, Outcome.DOWNLOAD_FAILED, error=str(exc))
             return
+        # Leftovers of a run killed mid-download go now, whatever happens next.
+        await anyio.to_thread.run_sync(remove_stale_parts, target)
         refreshed = False
         error = "no download URL"
         for attempt in range(1, self.settings.max_download_tries + 1):
-            if url is None:
-                url = await self._fresh_url(item)
-                if url is None:
-                    error = "the result has no video URL any more"
-                    break
-            failpoints.reached("before_download")
             try:
+                if url is None:
+                    url = await self._fresh_url(item)
+                    if url is None:
+                        error = "the result has no video URL any more"
+                        break
+                failpoints.reached("before_download")
                 done = await self.downloader.fetch(url, target)
             except DownloadError as exc:
                 error = str(exc)
@@ -98,6 +101,10 @@ class Downloading(EngineCore):
         assert item.request_id is not None
         try:
             result = await self.api.result(item.request_id, include_cost=True)
+        except TransientError as exc:
+            # A 429 or 5xx while asking again: the paid video is still there, so this is a
+            # retry (with the download's backoff), never a reason to fail the job.
+            raise DownloadError(f"asking for a fresh URL: {exc}", retryable=True) from exc
         except RunComfyError:
             return None
         return result.video_url if result.succeeded else None
