@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install check test demo bench bench-workers soak clean format browser postgres
+.PHONY: install check test demo bench bench-smoke bench-workers soak clean format browser postgres
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/simulator_load.py --seconds 5 --write BENCHMARKS.md
 	$(BIN)/python bench/engine_makespan.py --jobs 2000 --slots 50 --write BENCHMARKS.md
 	$(BIN)/python bench/store_status.py --jobs 1000000 --write BENCHMARKS.md
+
+# A few seconds of each benchmark, so none of them can rot (CI runs it; no time is asserted).
+bench-smoke: $(STAMP)
+	$(BIN)/python bench/engine_makespan.py --smoke
+	$(BIN)/python bench/compare.py --smoke
+	$(BIN)/python bench/workers_scaling.py --smoke
+	$(BIN)/python bench/kill_trials.py --smoke
 
 # Issue 6: 1, 2 and 4 worker processes on one PostgreSQL queue (5,000 jobs: about 13 minutes,
 # so it is kept out of `make bench`).
