@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from model_ids import PRO, RUNWAY
 
@@ -330,3 +331,39 @@ def test_pick_edges() -> None:
         assert decider.pick("t", str(n), {"a": 1.0, "b": 1.0}) == "a"  # first wins
         assert decider.pick("t", str(n), {"a": 0.0}) is None
         assert decider.pick("t", str(n), {}) is None
+
+
+def test_a_client_gone_mid_upload_creates_no_job() -> None:
+    """A submitter killed while sending its body (kill -9 trials) leaves no remote job and
+    no server traceback."""
+    from simulator_helpers import TOKEN, profile
+
+    from orchestrator.simulator import Simulator
+    from orchestrator.simulator.app import build_app
+
+    sim = Simulator(profile(), token=TOKEN)
+    app = build_app(sim)
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/models/runwayml/runway-gen-4/turbo/image-to-video",
+        "raw_path": b"/v1/models/runwayml/runway-gen-4/turbo/image-to-video",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {TOKEN}".encode())],
+        "scheme": "http",
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 5000),
+        "http_version": "1.1",
+        "root_path": "",
+    }
+    anyio.run(app, scope, receive, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 499
+    assert sim.snapshot()["jobs"] == {}

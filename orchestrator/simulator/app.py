@@ -29,7 +29,7 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -128,7 +128,10 @@ def build_app(
 
     async def submit(request: Request) -> Response:
         model_id = request.path_params["model_id"]
-        raw = await request.body()
+        try:
+            raw = await request.body()
+        except ClientDisconnect:  # the client died mid-upload (kill -9 tests): no job
+            return Response(status_code=499)
         try:
             body = json.loads(raw) if raw else None
         except json.JSONDecodeError:
