@@ -727,19 +727,12 @@ def test_an_unknown_failure_state_names_the_remote_status(tmp_path: Path) -> Non
     assert engine.limit.value < fast_settings().max_in_flight  # and slowed us down
 
 
-@pytest.mark.parametrize(
-    "refresh",
-    [ok_json({"status": "completed", "output": {}}), httpx.Response(503)],
-    ids=["no-url-any-more", "result-fails"],
-)
-def test_an_expired_url_without_a_fresh_one_fails_the_download(
-    tmp_path: Path, refresh: httpx.Response
-) -> None:
+def test_an_expired_url_without_a_fresh_one_fails_the_download(tmp_path: Path) -> None:
     store = seed_store(tmp_path, 1)
     script = Scripted(
         submit=[SUBMITTED],
         status=[ok_json({"status": "completed"})],
-        result=[DONE, refresh],
+        result=[DONE, ok_json({"status": "completed", "output": {}})],
         file=[httpx.Response(403)],
     )
     run_scripted(store, script, fast_settings())
@@ -747,6 +740,25 @@ def test_an_expired_url_without_a_fresh_one_fails_the_download(
     assert job.state == S.FAILED
     assert job.error == "download failed: the result has no video URL any more"
     assert script.calls["file"] == 1 and script.calls["result"] == 2
+
+
+def test_a_result_that_keeps_failing_while_refreshing_is_retried_then_fails(
+    tmp_path: Path,
+) -> None:
+    # The paid video may still be there: a 503 on the refresh is retried with the
+    # download's backoff, and only the last try gives up.
+    store = seed_store(tmp_path, 1)
+    script = Scripted(
+        submit=[SUBMITTED],
+        status=[ok_json({"status": "completed"})],
+        result=[DONE, httpx.Response(503)],
+        file=[httpx.Response(403)],
+    )
+    run_scripted(store, script, fast_settings(max_download_tries=3))
+    job = by_name(store)["job0"]
+    assert job.state == S.FAILED
+    assert job.error is not None and "asking for a fresh URL" in job.error
+    assert script.calls["file"] == 1 and script.calls["result"] == 1 + 2
 
 
 def test_submits_that_cannot_connect_are_retried_then_given_up(tmp_path: Path) -> None:
