@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/simulator_load.py --seconds 5 --write BENCHMARKS.md
 	$(BIN)/python bench/engine_makespan.py --jobs 2000 --slots 50 --write BENCHMARKS.md
 	$(BIN)/python bench/store_status.py --jobs 1000000 --write BENCHMARKS.md
+	$(BIN)/python bench/compare.py --jobs 100,1000 --slots 50,500 --tools sequential,gather,orchestrator,orchestrator-tuned --write BENCHMARKS.md
 
 # A few seconds of each benchmark, so none of them can rot (CI runs it; no time is asserted).
 bench-smoke: $(STAMP)

@@ -203,8 +203,10 @@ def table(rows: list[Row]) -> str:
     for r in rows:
         name = f"{r.tool} (projected from N={SEQUENTIAL_MAX})" if r.projected else r.tool
         done = "-" if r.projected else f"{r.succeeded:,}"
+        # With nothing delivered there is no makespan to compare, only the time to fail.
+        ratio = "-" if r.succeeded == 0 and not r.projected else f"{100 * r.ratio:.1f}%"
         lines.append(
-            f"| {r.jobs:,} | {r.slots} | {name} | {r.makespan_s:.1f} s | {100 * r.ratio:.1f}% "
+            f"| {r.jobs:,} | {r.slots} | {name} | {r.makespan_s:.1f} s | {ratio} "
             f"| {r.calls_per_job:.1f} ({r.status_per_job:.1f}) | {r.cpu_ms_per_job:.1f} ms "
             f"| {r.rss_mb:.0f} MB | {r.sim_cpu_ms_per_job:.1f} ms "
             f"| {r.latency_p50_ms:.0f} / {r.latency_p99_ms:.0f} ms | {done} | {r.duplicates} |"
