@@ -69,6 +69,7 @@ bench-workers: $(STAMP)
 
 # The long reliability run (issue 7): hostile profile, kill -9 restarts; writes RELIABILITY.md.
 soak: $(STAMP)
+	$(BIN)/python bench/kill_trials.py --trials 30 --seed 7 --jobs 8 --write RELIABILITY.md
 	$(BIN)/python bench/soak.py --jobs 2000 --restarts 4 --write RELIABILITY.md
 
 clean:
