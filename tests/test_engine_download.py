@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from orchestrator.engine.download import (
+    Leftovers,
     Downloader,
     DownloadError,
     VideoProbe,
@@ -381,6 +382,28 @@ def test_probe_falls_back_to_the_container_duration(tmp_path: Path) -> None:
     probe = probe_video(path)
     assert probe.codec == "h264" and (probe.width, probe.height) == (32, 32)
     assert probe.duration_s == pytest.approx(1.0, abs=0.3)
+
+
+def test_leftovers_are_listed_once_per_folder_and_parts_written_later_are_kept(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / ".a.mp4.0badf00d.part").write_bytes(b"killed run")
+    (folder / ".b.mp4.1.part").write_bytes(b"killed run")
+    (folder / ".part").write_bytes(b"not ours")
+    found = Leftovers()
+    found.remove(folder / "a.mp4")
+    assert leftovers(folder) == [".b.mp4.1.part", ".part"]
+    # Written after the folder was listed: a download running now, left alone...
+    (folder / ".a.mp4.cafe.part").write_bytes(b"in progress")
+    found.remove(folder / "a.mp4")
+    assert ".a.mp4.cafe.part" in leftovers(folder)
+    # ...unless the job was taken over from a dead worker, whose part it is.
+    found.remove(folder / "a.mp4", rescan=True)
+    found.remove(folder / "b.mp4")
+    assert leftovers(folder) == [".part"]
+    found.remove(tmp_path / "missing" / "c.mp4")  # a folder not made yet: nothing to do
 
 
 @pytest.mark.anyio

@@ -93,6 +93,7 @@ class EngineCore:
         self._watched: dict[int, WorkItem] = {}
         self._seen_running: dict[int, float] = {}
         self._transient: dict[int, int] = {}
+        self._adopted: set[int] = set()
         self._seq = itertools.count()
         self._wake_submitter = anyio.Event()
         self._wake_poller = anyio.Event()

@@ -150,6 +150,7 @@ class Downloader:
     ) -> None:
         self.trusted_hosts = tuple(trusted_hosts)
         self.max_bytes = max_bytes
+        self.leftovers = Leftovers()
         self._http = httpx.AsyncClient(
             timeout=timeout or httpx.Timeout(60.0, connect=10.0),
             follow_redirects=False,
@@ -175,7 +176,7 @@ class Downloader:
         if refused:
             raise DownloadError(refused)
         target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_parts(target)
+        self.leftovers.remove(target)
         temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
         try:
             size, digest = await self._stream(url, temp)
@@ -226,11 +227,40 @@ class Downloader:
         return size, digest.hexdigest()
 
 
-def remove_stale_parts(target: Path) -> None:
-    """Delete temp files a crash mid-download left beside ``target``."""
-    if target.parent.is_dir():
-        for stale in target.parent.glob(f".{target.name}.*.part"):
-            stale.unlink(missing_ok=True)
+class Leftovers:
+    """Temp files a killed run left beside its targets, found with one listing per folder.
+
+    A glob per download lists the whole folder each time: quadratic in a folder of 10,000
+    videos. The first visit to a folder indexes its ``.<name>.<hex>.part`` files by target
+    name; later visits only look the target up. Parts written after that listing belong to
+    downloads running now (here or on another worker) and are left alone, unless the job was
+    taken over from a dead worker: ``rescan`` lists the folder again for it.
+    """
+
+    def __init__(self) -> None:
+        self._by_folder: dict[Path, dict[str, list[str]]] = {}
+
+    def remove(self, target: Path, *, rescan: bool = False) -> None:
+        folder = target.parent
+        index = self._by_folder.get(folder)
+        if index is None or rescan:
+            index = self._by_folder[folder] = _index_parts(folder)
+        for name in index.pop(target.name, ()):
+            (folder / name).unlink(missing_ok=True)
+
+
+def _index_parts(folder: Path) -> dict[str, list[str]]:
+    index: dict[str, list[str]] = {}
+    try:
+        entries = [entry.name for entry in os.scandir(folder)]
+    except (FileNotFoundError, NotADirectoryError):
+        return index
+    for name in entries:
+        if name.startswith(".") and name.endswith(".part"):
+            target, _dot, _tag = name[1:-5].rpartition(".")
+            if target:
+                index.setdefault(target, []).append(name)
+    return index
 
 
 def _publish(temp: Path, target: Path) -> None:

@@ -17,7 +17,7 @@ from orchestrator.engine.decisions import (
     Outcome,
     retry_delay,
 )
-from orchestrator.engine.download import DownloadError, remove_stale_parts
+from orchestrator.engine.download import DownloadError
 from orchestrator.outputs.paths import OutputPathError, resolve_inside
 from orchestrator.outputs.sidecar import write_sidecar
 from orchestrator.store.work import WorkItem
@@ -49,7 +49,11 @@ class Downloading(EngineCore):
             await self._settle(item, Outcome.DOWNLOAD_FAILED, error=str(exc))
             return
         # Leftovers of a run killed mid-download go now, whatever happens next.
-        await anyio.to_thread.run_sync(remove_stale_parts, target)
+        rescan = item.row_id in self._adopted  # its dead worker may have left a part since
+        self._adopted.discard(item.row_id)
+        await anyio.to_thread.run_sync(
+            lambda: self.downloader.leftovers.remove(target, rescan=rescan)
+        )
         refreshed = False
         error = "no download URL"
         for attempt in range(1, self.settings.max_download_tries + 1):

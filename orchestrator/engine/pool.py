@@ -83,6 +83,7 @@ class Engine(Submitting, Polling, Downloading):
         self.report.adopted += len(taken.adopted)
         for item in taken.adopted:
             if item.state == JobState.DOWNLOADING:
+                self._adopted.add(item.row_id)
                 self._send.send_nowait((item, None))
             else:
                 self._watch(item, delay=0.0)
