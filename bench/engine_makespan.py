@@ -30,6 +30,7 @@ from orchestrator.catalog import builtin_catalog
 from orchestrator.engine.decisions import PollPolicy
 from orchestrator.engine.runner import Connection, drain
 from orchestrator.engine.settings import EngineSettings
+from orchestrator.logs import configure_logging
 from orchestrator.manifest import load_manifest
 from orchestrator.planning import enqueue
 from orchestrator.simulator.process import SimulatorProcess
@@ -90,7 +91,14 @@ def measure(jobs: int, slots: int, run_seconds: float, time_scale: float) -> dic
                     idle_check=0.05,
                 )
                 connection = Connection(api_base, TOKEN, ["localhost"])
-                report = drain(WorkQueue(store), builtin_catalog(), connection, settings)
+                # Logged as `orchestrator run` logs: every line to the batch's JSON file,
+                # info lines to the console (here a discarded one).
+                with open(os.devnull, "w", encoding="utf-8") as console:
+                    configure_logging(console, json_file=folder / "makespan.jsonl")
+                    try:
+                        report = drain(WorkQueue(store), builtin_catalog(), connection, settings)
+                    finally:
+                        configure_logging()
                 makespan = time.perf_counter() - started
                 cpu = time.process_time() - cpu_before
                 succeeded = store.counts("makespan")["succeeded"]

@@ -292,6 +292,7 @@ class WorkQueue:
                 {"attempt": number, "kind": kind}
                 | ({} if worker_id is None else {"worker": worker_id, "lease": token}),
                 lease=row.lease_token,
+                batch=row.batch,
             ):
                 continue
             connection.execute(
@@ -356,6 +357,7 @@ class WorkQueue:
                 fields,
                 detail,
                 lease=item.lease_token,
+                batch=item.batch,
             )
             failpoints.reached("before_commit")
             if not moved:
@@ -450,6 +452,7 @@ class WorkQueue:
         detail: Mapping[str, Any] | None,
         *,
         lease: int | None = None,
+        batch: str | None = None,
     ) -> int:
         """Move one job if it is in ``from_state`` (and holds lease ``lease``, if given),
         appending the transition event; returns 1 if it moved, else 0."""
@@ -464,7 +467,8 @@ class WorkQueue:
         )
         if not result.rowcount:
             return 0
-        batch = connection.execute(select(JOBS.c.batch).where(JOBS.c.id == row_id)).scalar_one()
+        if batch is None:
+            batch = connection.execute(select(JOBS.c.batch).where(JOBS.c.id == row_id)).scalar_one()
         connection.execute(
             insert(EVENTS).values(
                 job_id=row_id,
