@@ -44,7 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine_makespan import TOKEN, make_manifest, simulator
 from plan_enqueue import machine, write_section
 
-START, END = "<!-- bench:compare:start -->", "<!-- bench:compare:end -->"
 HERE = Path(__file__).resolve().parent
 SEQUENTIAL_MAX = 100
 DEFAULT_TOOLS = "sequential,gather,orchestrator"
@@ -182,14 +181,16 @@ def measure(tool: str, jobs: int, slots: int, run_seconds: float, scale: float) 
     )
 
 
-def project(measured: Row, jobs: int, run_seconds: float, scale: float) -> Row:
-    """The sequential baseline at ``jobs``: makespan per job is constant, so scale it."""
+def project(measured: Row, jobs: int, slots: int, run_seconds: float, scale: float) -> Row:
+    """The sequential baseline at ``jobs`` and ``slots``: one job at a time uses one slot
+    whatever the account has, so its makespan per job is constant; scale it."""
     return replace(
         measured,
         jobs=jobs,
-        ideal_s=math.ceil(jobs / measured.slots) * run_seconds * scale,
+        slots=slots,
+        ideal_s=math.ceil(jobs / slots) * run_seconds * scale,
         makespan_s=measured.makespan_s * jobs / measured.jobs,
-        projected=True,
+        projected=(jobs, slots) != (measured.jobs, measured.slots),
     )
 
 
@@ -201,7 +202,7 @@ def table(rows: list[Row]) -> str:
         "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        name = f"{r.tool} (projected from N={SEQUENTIAL_MAX})" if r.projected else r.tool
+        name = f"{r.tool} (projected)" if r.projected else r.tool
         done = "-" if r.projected else f"{r.succeeded:,}"
         # With nothing delivered there is no makespan to compare, only the time to fail.
         ratio = "-" if r.succeeded == 0 and not r.projected else f"{100 * r.ratio:.1f}%"
@@ -216,8 +217,12 @@ def table(rows: list[Row]) -> str:
 
 def section(rows: list[Row], args: argparse.Namespace) -> str:
     real = args.run_seconds * args.time_scale
-    return f"""{START}
-## Orchestrator versus a hand-written script (issue 7)
+    # Each size set owns its section: `make bench` keeps the quick sizes, `make bench-large`
+    # the 10,000-job ones, and neither run erases the other's table.
+    name = "compare" if args.section == "default" else f"compare_{args.section}"
+    sizes = " and ".join(f"{int(n):,}" for n in args.jobs.split(","))
+    return f"""<!-- bench:{name}:start -->
+## Orchestrator versus a hand-written script, N = {sizes} (issue 7)
 
 `bench/compare.py --jobs {args.jobs} --slots {args.slots} --run-seconds {args.run_seconds:g}
 --time-scale {args.time_scale:g}`: N Runway jobs over one image; each tool runs as a
@@ -226,7 +231,8 @@ subprocess against a fresh simulator process with the given slots and a fixed ru
 clock: the baselines every 2 s x time scale, the orchestrator with its default `--poll-min 2
 --poll-max 60` x time scale; otherwise the orchestrator keeps its default limits (max in
 flight 8, so at most 8 / slots of the account is used). `sequential` is the official CLI's
-flow one job at a time (measured at N <= {SEQUENTIAL_MAX}, larger N projected linearly);
+flow one job at a time, measured once at N = min(first N, {SEQUENTIAL_MAX}) and projected
+linearly to the other rows (it holds one slot, whatever the account has);
 `gather` a naive `asyncio.gather` script on one default `httpx.AsyncClient` (pool of 100
 connections, 5 s timeouts), no limit, no retries: any error fails the job.
 Ideal = ceil(N / slots) x run time. Makespan: tool start to the last video's mtime.
@@ -239,7 +245,7 @@ measures client CPU rather than scheduling.
 Machine: {machine()}.
 
 {table(rows)}
-{END}
+<!-- bench:{name}:end -->
 """
 
 
@@ -251,27 +257,27 @@ def main() -> int:
     parser.add_argument("--time-scale", type=float, default=0.005)
     parser.add_argument("--tools", default=DEFAULT_TOOLS, help="also: orchestrator-tuned")
     parser.add_argument("--write", type=Path)
+    parser.add_argument(
+        "--section", default="default", help="BENCHMARKS.md section to own (e.g. large)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI (writes nothing)")
     args = parser.parse_args()
     if args.smoke:
         args.jobs, args.slots, args.time_scale, args.write = "20", "4", 0.002, None
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     rows: list[Row] = []
-    cached: dict[int, Row] = {}
+    sequential: Row | None = None  # measured once: it never uses more than one slot
     for slots in (int(s) for s in args.slots.split(",")):
         for jobs in (int(n) for n in args.jobs.split(",")):
             for tool in tools:
                 t0 = time.perf_counter()
-                if tool == "sequential" and jobs > SEQUENTIAL_MAX:
-                    if slots not in cached:
-                        cached[slots] = measure(
-                            tool, SEQUENTIAL_MAX, slots, args.run_seconds, args.time_scale
-                        )
-                    row = project(cached[slots], jobs, args.run_seconds, args.time_scale)
+                if tool == "sequential":
+                    if sequential is None:
+                        size = min(jobs, SEQUENTIAL_MAX)
+                        sequential = measure(tool, size, slots, args.run_seconds, args.time_scale)
+                    row = project(sequential, jobs, slots, args.run_seconds, args.time_scale)
                 else:
                     row = measure(tool, jobs, slots, args.run_seconds, args.time_scale)
-                    if tool == "sequential" and jobs == SEQUENTIAL_MAX:
-                        cached[slots] = row
                 rows.append(row)
                 print(
                     f"# {tool} N={jobs} slots={slots}: {row.makespan_s:.1f} s "

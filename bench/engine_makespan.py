@@ -20,6 +20,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -38,6 +39,7 @@ from orchestrator.store import Store
 from orchestrator.store.work import WorkQueue
 
 START, END = "<!-- bench:engine_makespan:start -->", "<!-- bench:engine_makespan:end -->"
+WIDE_START, WIDE_END = "<!-- bench:in_flight:start -->", "<!-- bench:in_flight:end -->"
 TOKEN = "bench-token"
 
 
@@ -121,7 +123,26 @@ def measure(jobs: int, slots: int, run_seconds: float, time_scale: float) -> dic
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "polls": report.polls,
         "duplicates": len(ledger["duplicates"]),
+        "peak_running": peak_running(ledger["jobs"].values()),
     }
+
+
+def peak_running(jobs: Any) -> int:
+    """The most remote jobs running at one moment (from the ledger's start/finish times)."""
+    edges = sorted(
+        edge
+        for job in jobs
+        if job["started_at"] is not None
+        for edge in (
+            (job["started_at"], 1),
+            (job["finished_at"] if job["finished_at"] is not None else math.inf, -1),
+        )
+    )
+    running = peak = 0
+    for _at, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
 
 
 def section(figures: dict[str, float], run_seconds: float, time_scale: float) -> str:
@@ -153,6 +174,33 @@ Machine: {machine()}.
 """
 
 
+def wide_section(f: dict[str, float], run_seconds: float, time_scale: float) -> str:
+    return f"""{WIDE_START}
+## Engine memory with {f["jobs"]:,} jobs in flight at once
+
+`bench/engine_makespan.py --all-in-flight --jobs {f["jobs"]} --run-seconds {run_seconds:g}`
+(`make bench-large`): the simulator gets as many slots as there are jobs and a fixed
+run time of {run_seconds:g} simulated seconds ({run_seconds * time_scale:g} s real), long
+enough for every job to be submitted before the first one finishes;
+`max_in_flight` = {f["jobs"]:,}. Peak running is read from the simulator's ledger
+(the most jobs between their start and finish at one moment). Target (issue 7): RSS under
+300 MB at 10,000 in flight.
+
+Machine: {machine()}.
+
+| figure | value |
+|---|---|
+| jobs succeeded | {f["succeeded"]:,} / {f["jobs"]:,} |
+| peak jobs running remotely at once | {f["peak_running"]:,} |
+| engine peak RSS (store, enqueue and run, one process) | {f["peak_rss_mb"]:.0f} MB |
+| engine CPU per job | {f["cpu_ms_per_job"]:.1f} ms |
+| API calls per job (submit + status + result) | {f["api_calls_per_job"]:.2f} |
+| makespan | {f["makespan_s"]:.1f} s (ideal {f["ideal_s"]:.1f} s) |
+| payloads submitted twice | {f["duplicates"]} |
+{WIDE_END}
+"""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2000)
@@ -161,12 +209,20 @@ def main() -> int:
     parser.add_argument("--time-scale", type=float, default=0.05)
     parser.add_argument("--write", type=Path)
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI (no figures kept)")
+    parser.add_argument(
+        "--all-in-flight",
+        action="store_true",
+        help="slots = jobs: measure memory with every job in flight at once",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.jobs, args.slots, args.time_scale = 20, 5, 0.002
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    if args.all_in_flight:
+        args.slots = args.jobs
     figures = measure(args.jobs, args.slots, args.run_seconds, args.time_scale)
-    text = section(figures, args.run_seconds, args.time_scale)
+    write = wide_section if args.all_in_flight else section
+    text = write(figures, args.run_seconds, args.time_scale)
     print(text)
     if args.write and not args.smoke:
         write_section(args.write, text)

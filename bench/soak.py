@@ -35,6 +35,9 @@ START, END = "<!-- soak:start -->", "<!-- soak:end -->"
 TOKEN = "soak-token"
 
 
+SLOTS = 16
+
+
 def manifest(folder: Path, jobs: int) -> Path:
     Image.new("RGB", (640, 360), (90, 40, 160)).save(folder / "frame.jpg")
     seeds = ", ".join(str(s) for s in range(jobs))
@@ -68,6 +71,10 @@ def run_command(folder: Path, api_base: str) -> list[str]:
         "0.02",
         "--poll-max",
         "1",
+        # As many in flight as the simulated account has slots (the default, 8, would
+        # leave half of them idle and double the soak's hour).
+        "--max-in-flight",
+        str(SLOTS),
         "--quiet",
     ]
 
@@ -84,7 +91,7 @@ def soak(jobs: int, restarts: int, seed: int) -> dict[str, object]:
             "--time-scale",
             "0.002",
             "--slots",
-            "16",
+            str(SLOTS),
             "--seed",
             str(seed),
             "--token",
@@ -163,7 +170,10 @@ def main() -> int:
     section = f"""{START}
 ## Soak: hostile profile, {args.jobs:,} jobs, {figures["kills"]} kill -9 restarts
 
-`make soak` (`bench/soak.py --jobs {args.jobs} --restarts {args.restarts}`), machine:
+`make soak` (`bench/soak.py --jobs {args.jobs} --restarts {args.restarts}`): the simulator's
+`hostile` profile ({SLOTS} slots, time scale 0.002) and `orchestrator run --max-in-flight
+{SLOTS}`, killed with SIGKILL at a random moment {args.restarts} times (2-8 s into each run),
+then run to the end. Retry waits are real seconds, as against the real API. Machine:
 {machine()}. Faults the simulator injected: {faults}.
 
 | figure | value |

@@ -147,6 +147,7 @@ class Downloader:
         max_bytes: int = DEFAULT_MAX_BYTES,
         timeout: httpx.Timeout | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 8,
     ) -> None:
         self.trusted_hosts = tuple(trusted_hosts)
         self.max_bytes = max_bytes
@@ -156,6 +157,11 @@ class Downloader:
             follow_redirects=False,
             transport=transport,
             trust_env=False,
+            # As many as downloads run at once: every request checks each pooled
+            # connection, so idle extras cost CPU on every download.
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
             headers={"Accept": "video/*, application/octet-stream"},
         )
 

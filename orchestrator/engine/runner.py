@@ -91,7 +91,9 @@ def drain(
         cap = DEFAULT_MAX_BYTES if max_download_bytes is None else max_download_bytes
         async with (
             RunComfyClient(connection.api_base, token=connection.token) as api,
-            Downloader(trusted_hosts=trusted, max_bytes=cap) as downloader,
+            Downloader(
+                trusted_hosts=trusted, max_bytes=cap, max_connections=settings.max_downloads
+            ) as downloader,
             anyio.create_task_group() as group,
         ):
             group.start_soon(_watch_signals, stop, group.cancel_scope)
