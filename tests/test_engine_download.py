@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from orchestrator.engine.download import (
-    Leftovers,
     Downloader,
     DownloadError,
+    Leftovers,
     VideoProbe,
     host_allowed,
     is_loopback,

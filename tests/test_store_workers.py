@@ -271,6 +271,26 @@ def test_take_over_without_a_worker_parks_but_adopts_nothing(
     assert (adopted.name, adopted.lease_token) == ("a-x", 2)
 
 
+def test_a_sweeping_worker_never_declares_itself_dead(
+    store: Store, queue: WorkQueue, clock: Clock
+) -> None:
+    # A sweeps late (its own heartbeat is past its lease): it must not stop itself and
+    # then adopt jobs under its stopped id.
+    a, a_id, _, _ = doomed_worker(store, queue, ProcessIdentity("host-a", 4242, "elsewhere"))
+    expire(store, clock, a_id)
+    assert a.take_over(a_id, None) == workers_module.TakeOver()
+    assert [(w.state, w.worker_id) for w in map(lambda n: job_row(store, n), ("a-x", "a-y"))] == [
+        ("submitted", a_id),
+        ("submitting", a_id),
+    ]
+    # B declares A dead and takes its job; A, sweeping again, adopts nothing.
+    b = WorkerRegistry(queue, ProcessIdentity("host-b", os.getpid(), "elsewhere/boot-2/ns-2"))
+    b_id = b.register(batch=None, lease_seconds=30)
+    assert [i.name for i in b.take_over(b_id, None).adopted] == ["a-x"]
+    assert a.take_over(a_id, None) == workers_module.TakeOver()
+    assert job_row(store, "a-x").worker_id == b_id
+
+
 def test_the_batch_filter_limits_the_sweep(store: Store, queue: WorkQueue) -> None:
     a, a_id, _, _ = doomed_worker(store, queue, ProcessIdentity("host-a", 4242, "elsewhere"))
     add(store, "b", "x", "y")

@@ -289,11 +289,15 @@ class WorkerRegistry:
             live: set[str] = set()
             dead: dict[str, str] = {}
             for row in rows:
-                reason = why_dead(row, now=now, here=self.here)
+                # The caller is running (it beat just before this sweep): it never declares
+                # itself dead, which would let it adopt jobs under a stopped id.
+                reason = None if row.id == worker_id else why_dead(row, now=now, here=self.here)
                 if reason is None:
                     live.add(row.id)
                 else:
                     dead[row.id] = reason
+            if worker_id not in live:
+                worker_id = None  # stopped already (taken over itself): it adopts nothing
             for dead_id, reason in dead.items():
                 connection.execute(
                     update(WORKERS)
