@@ -33,6 +33,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, replace
@@ -66,6 +67,8 @@ class Row:
     succeeded: int
     duplicates: int
     projected: bool = False
+    killed_after: float | None = None
+    """Seconds after which the tool was stopped (still running at the cap)."""
 
     @property
     def ratio(self) -> float:
@@ -132,7 +135,10 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
 
 
-def measure(tool: str, jobs: int, slots: int, run_seconds: float, scale: float) -> Row:
+BASELINES = frozenset({"sequential", "gather"})
+
+
+def measure(tool: str, jobs: int, slots: int, run_seconds: float, scale: float, cap: float) -> Row:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         make_manifest(folder, jobs)
@@ -143,10 +149,24 @@ def measure(tool: str, jobs: int, slots: int, run_seconds: float, scale: float) 
             started = time.time()
             with open(folder / "tool.log", "wb") as log:
                 process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+                # A tool still running at the cap is stopped and reported as such: the
+                # naive script at N = 10,000 spins in its own connection pool for many
+                # minutes.
+                stopped: list[bool] = []
+
+                def stop() -> None:
+                    stopped.append(True)
+                    process.kill()
+
+                timer = threading.Timer(cap, stop)
+                if tool in BASELINES:
+                    timer.start()
                 _pid, status, usage = os.wait4(process.pid, 0)
+                timer.cancel()
+                killed = bool(stopped)
             ended = time.time()
             process.returncode = os.waitstatus_to_exitcode(status)
-            if process.returncode != 0:
+            if process.returncode != 0 and not killed:
                 tail = (folder / "tool.log").read_text(errors="replace")[-1500:]
                 print(f"{tool} N={jobs} exited {process.returncode}:\n{tail}", file=sys.stderr)
             ledger = fetch(f"{sim.api_base}/_sim/ledger")
@@ -178,6 +198,7 @@ def measure(tool: str, jobs: int, slots: int, run_seconds: float, scale: float) 
         latency_p99_ms=percentile(latencies, 0.99),
         succeeded=len(done),
         duplicates=len(ledger["duplicates"]),
+        killed_after=cap if killed else None,
     )
 
 
@@ -203,6 +224,8 @@ def table(rows: list[Row]) -> str:
     ]
     for r in rows:
         name = f"{r.tool} (projected)" if r.projected else r.tool
+        if r.killed_after is not None:
+            name = f"{r.tool} (stopped after {r.killed_after:.0f} s)"
         done = "-" if r.projected else f"{r.succeeded:,}"
         # With nothing delivered there is no makespan to compare, only the time to fail.
         ratio = "-" if r.succeeded == 0 and not r.projected else f"{100 * r.ratio:.1f}%"
@@ -235,6 +258,7 @@ flow one job at a time, measured once at N = min(first N, {SEQUENTIAL_MAX}) and 
 linearly to the other rows (it holds one slot, whatever the account has);
 `gather` a naive `asyncio.gather` script on one default `httpx.AsyncClient` (pool of 100
 connections, 5 s timeouts), no limit, no retries: any error fails the job.
+A baseline still running after {args.cap:g} s is stopped, and labelled so.
 Ideal = ceil(N / slots) x run time. Makespan: tool start to the last video's mtime.
 Completion -> disk: the simulator's finish time (ledger, converted to wall clock through
 /result's `finished_at`) to the video file's mtime. API calls = submit + status + result.
@@ -258,6 +282,9 @@ def main() -> int:
     parser.add_argument("--tools", default=DEFAULT_TOOLS, help="also: orchestrator-tuned")
     parser.add_argument("--write", type=Path)
     parser.add_argument(
+        "--cap", type=float, default=300.0, help="stop a baseline still running after this (s)"
+    )
+    parser.add_argument(
         "--section", default="default", help="BENCHMARKS.md section to own (e.g. large)"
     )
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI (writes nothing)")
@@ -274,10 +301,12 @@ def main() -> int:
                 if tool == "sequential":
                     if sequential is None:
                         size = min(jobs, SEQUENTIAL_MAX)
-                        sequential = measure(tool, size, slots, args.run_seconds, args.time_scale)
+                        sequential = measure(
+                            tool, size, slots, args.run_seconds, args.time_scale, args.cap
+                        )
                     row = project(sequential, jobs, slots, args.run_seconds, args.time_scale)
                 else:
-                    row = measure(tool, jobs, slots, args.run_seconds, args.time_scale)
+                    row = measure(tool, jobs, slots, args.run_seconds, args.time_scale, args.cap)
                 rows.append(row)
                 print(
                     f"# {tool} N={jobs} slots={slots}: {row.makespan_s:.1f} s "
