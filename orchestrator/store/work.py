@@ -15,7 +15,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.sql import ClauseElement
 
 from orchestrator import failpoints
 from orchestrator.store.items import (
@@ -36,6 +37,32 @@ STALE_WRITE = "stale_write"
 REMOTE_ACTIVE = frozenset({JobState.SUBMITTING, JobState.SUBMITTED})
 HELD = frozenset({JobState.SUBMITTING, JobState.SUBMITTED, JobState.DOWNLOADING})
 """States in which a job belongs to one worker (its lease)."""
+
+# The hot path's statements, built once with bound parameters (see items.py for why).
+_UNPAID = ("not_sent", "held", "rejected")
+_MOVE = update(JOBS).where(JOBS.c.id == bindparam("p_id"), JOBS.c.state == bindparam("p_from"))
+_MOVE_FENCED = _MOVE.where(JOBS.c.lease_token == bindparam("p_lease"))
+_ADD_EVENT = insert(EVENTS)
+_ADD_ATTEMPT = insert(ATTEMPTS)
+_JOB_COST = (
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("p_id"))
+    .values(
+        cost_usd=select(func.sum(ATTEMPTS.c.cost_usd))
+        .where(ATTEMPTS.c.job_id == bindparam("p_id"))
+        .scalar_subquery()
+    )
+)
+_LAST_PAID_OUTCOME = (
+    select(ATTEMPTS.c.outcome)
+    .where(
+        ATTEMPTS.c.job_id == bindparam("p_id"),
+        or_(ATTEMPTS.c.outcome.is_(None), ATTEMPTS.c.outcome.not_in(_UNPAID)),
+    )
+    .order_by(ATTEMPTS.c.number.desc())
+    .limit(1)
+)
+_WORKER_STOPPED_AT = select(WORKERS.c.stopped_at).where(WORKERS.c.id == bindparam("p_id"))
 
 
 class WorkQueue:
@@ -296,9 +323,8 @@ class WorkQueue:
             ):
                 continue
             connection.execute(
-                insert(ATTEMPTS).values(
-                    job_id=row.id, number=number, kind=kind, started_at=self.now()
-                )
+                _ADD_ATTEMPT,
+                {"job_id": row.id, "number": number, "kind": kind, "started_at": self.now()},
             )
             taken[row.model_id] = taken.get(row.model_id, 0) + 1
             committed += cost
@@ -317,16 +343,7 @@ class WorkQueue:
         # Submits that never left or were refused outright (429, connect error, held, a
         # clean 4xx) were never paid for and do not change why the next one is made: a
         # re-roll refused once with a 429 is still a re-roll, a retried rejection a submit.
-        unpaid = ("not_sent", "held", "rejected")
-        last = connection.execute(
-            select(ATTEMPTS.c.outcome)
-            .where(
-                ATTEMPTS.c.job_id == row_id,
-                or_(ATTEMPTS.c.outcome.is_(None), ATTEMPTS.c.outcome.not_in(unpaid)),
-            )
-            .order_by(ATTEMPTS.c.number.desc())
-            .limit(1)
-        ).first()
+        last = connection.execute(_LAST_PAID_OUTCOME, {"p_id": row_id}).first()
         if last is None:
             return AttemptKind.SUBMIT.value
         if last.outcome in ("ambiguous", "crash_recovered", "remote_lost"):
@@ -367,14 +384,7 @@ class WorkQueue:
                 if "cost_usd" in attempt:
                     # A job's cost is what all its paid attempts cost: a failed generation
                     # that was billed stays in the spend after the re-roll.
-                    total = (
-                        select(func.sum(ATTEMPTS.c.cost_usd))
-                        .where(ATTEMPTS.c.job_id == item.row_id)
-                        .scalar_subquery()
-                    )
-                    connection.execute(
-                        update(JOBS).where(JOBS.c.id == item.row_id).values(cost_usd=total)
-                    )
+                    connection.execute(_JOB_COST, {"p_id": item.row_id})
         return bool(moved)
 
     def _record_stale(
@@ -415,15 +425,16 @@ class WorkQueue:
     ) -> None:
         """Append an event about one job (no state change) in ``connection``'s transaction."""
         connection.execute(
-            insert(EVENTS).values(
-                job_id=item.row_id,
-                batch=item.batch,
-                at=self.now(),
-                kind=kind,
-                from_state=item.state.value,
-                to_state=item.state.value,
-                detail=dict(detail),
-            )
+            _ADD_EVENT,
+            {
+                "job_id": item.row_id,
+                "batch": item.batch,
+                "at": self.now(),
+                "kind": kind,
+                "from_state": item.state.value,
+                "to_state": item.state.value,
+                "detail": dict(detail),
+            },
         )
 
     def note(self, item: WorkItem, fields: Mapping[str, Any]) -> bool:
@@ -431,13 +442,14 @@ class WorkQueue:
         False if the job moved on or its lease did."""
         with self.store.write() as connection:
             result = connection.execute(
-                update(JOBS)
-                .where(
-                    JOBS.c.id == item.row_id,
-                    JOBS.c.state == item.state.value,
-                    JOBS.c.lease_token == item.lease_token,
-                )
-                .values(updated_at=self.now(), **fields)
+                _MOVE_FENCED,
+                {
+                    "p_id": item.row_id,
+                    "p_from": item.state.value,
+                    "p_lease": item.lease_token,
+                    "updated_at": self.now(),
+                    **fields,
+                },
             )
         return bool(result.rowcount)
 
@@ -457,28 +469,34 @@ class WorkQueue:
         """Move one job if it is in ``from_state`` (and holds lease ``lease``, if given),
         appending the transition event; returns 1 if it moved, else 0."""
         now = self.now()
-        guard = [JOBS.c.id == row_id, JOBS.c.state == from_state.value]
-        if lease is not None:
-            guard.append(JOBS.c.lease_token == lease)
-        result = connection.execute(
-            update(JOBS)
-            .where(*guard)
-            .values(state=to_state.value, updated_at=now, **dict(fields or {}))
-        )
+        values = {"state": to_state.value, "updated_at": now, **dict(fields or {})}
+        if any(isinstance(value, ClauseElement) for value in values.values()):
+            # A SQL expression (a user action bumps the lease in SQL): built for this call.
+            guard = [JOBS.c.id == row_id, JOBS.c.state == from_state.value]
+            if lease is not None:
+                guard.append(JOBS.c.lease_token == lease)
+            result = connection.execute(update(JOBS).where(*guard).values(**values))
+        else:
+            params = {"p_id": row_id, "p_from": from_state.value, **values}
+            if lease is None:
+                result = connection.execute(_MOVE, params)
+            else:
+                result = connection.execute(_MOVE_FENCED, {"p_lease": lease, **params})
         if not result.rowcount:
             return 0
         if batch is None:
             batch = connection.execute(select(JOBS.c.batch).where(JOBS.c.id == row_id)).scalar_one()
         connection.execute(
-            insert(EVENTS).values(
-                job_id=row_id,
-                batch=batch,
-                at=now,
-                kind=TRANSITION,
-                from_state=from_state.value,
-                to_state=to_state.value,
-                detail={"outcome": outcome, **dict(detail or {})},
-            )
+            _ADD_EVENT,
+            {
+                "job_id": row_id,
+                "batch": batch,
+                "at": now,
+                "kind": TRANSITION,
+                "from_state": from_state.value,
+                "to_state": to_state.value,
+                "detail": {"outcome": outcome, **dict(detail or {})},
+            },
         )
         return 1
 
@@ -511,7 +529,7 @@ class WorkQueue:
 
 def _stopped(connection: Connection, worker_id: str) -> bool:
     """True if the worker is registered and stopped (declared dead, or it exited)."""
-    row = connection.execute(select(WORKERS.c.stopped_at).where(WORKERS.c.id == worker_id)).first()
+    row = connection.execute(_WORKER_STOPPED_AT, {"p_id": worker_id}).first()
     return row is not None and row.stopped_at is not None
 
 
