@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, BinaryIO, Self
 from urllib.parse import urlsplit
 
 import anyio
@@ -186,9 +186,7 @@ class Downloader:
         temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
         try:
             size, digest = await self._stream(url, temp)
-            probe = await anyio.to_thread.run_sync(probe_video, temp)
-            failpoints.reached("before_rename")
-            await anyio.to_thread.run_sync(_publish, temp, target)
+            probe = await anyio.to_thread.run_sync(_verify_and_publish, temp, target)
         except OSError as exc:
             # A full disk, a vanished folder, or another worker that took this job over
             # while we looked dead cleaning up our temp file: retry, don't crash the worker.
@@ -215,15 +213,19 @@ class Downloader:
                 expected = int(announced) if announced and announced.isdigit() else None
                 if expected is not None and expected > self.max_bytes:
                     raise DownloadError(f"{expected:,} bytes is over the {self.max_bytes:,} cap")
-                async with await anyio.open_file(temp, "wb") as handle:
+                # Plain file calls, each chunk written in a worker thread, the end (flush,
+                # fsync, close) in one: anyio's async file costs a thread hop per call.
+                handle = await anyio.to_thread.run_sync(open, temp, "wb")
+                try:
                     async for chunk in response.aiter_raw(CHUNK):
                         size += len(chunk)
                         if size > self.max_bytes:
                             raise DownloadError(f"over the {self.max_bytes:,} byte cap")
                         digest.update(chunk)
-                        await handle.write(chunk)
-                    await handle.flush()
-                    await anyio.to_thread.run_sync(os.fsync, handle.wrapped.fileno())
+                        await anyio.to_thread.run_sync(handle.write, chunk)
+                    await anyio.to_thread.run_sync(_flush_to_disk, handle)
+                finally:
+                    handle.close()
                 if expected is not None and size != expected:
                     raise DownloadError(
                         f"truncated: {size:,} of {expected:,} bytes", retryable=True
@@ -267,6 +269,20 @@ def _index_parts(folder: Path) -> dict[str, list[str]]:
             if target:
                 index.setdefault(target, []).append(name)
     return index
+
+
+def _flush_to_disk(handle: BinaryIO) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
+
+
+def _verify_and_publish(temp: Path, target: Path) -> VideoProbe:
+    """Probe the downloaded file and, if it is a real video, rename it into place."""
+    probe = probe_video(temp)
+    failpoints.reached("before_rename")
+    _publish(temp, target)
+    return probe
 
 
 def _publish(temp: Path, target: Path) -> None:

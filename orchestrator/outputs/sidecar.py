@@ -28,8 +28,8 @@ def write_sidecar(video: Path, record: Mapping[str, Any]) -> Path:
     document = {"schema": SCHEMA, "orchestrator": __version__, **record}
     temp = path.with_name(f".{path.name}.part")
     with open(temp, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=2, sort_keys=True, default=str)
-        handle.write("\n")
+        # One write of the whole text: json.dump writes each token separately.
+        handle.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, path)
