@@ -198,6 +198,7 @@ def reconcile(args: argparse.Namespace, out: TextIO) -> int:
     them as new paid attempts (after you checked RunComfy's dashboard)."""
     with Store.open(args.db) as store:
         waiting = store.list_jobs(batch=args.batch, state=JobState.NEEDS_RECONCILE.value)
+        late = store.late_request_ids(args.batch)
         names = [n.strip() for n in (args.ids or "").split(",") if n.strip()] or None
         if names:
             waiting = [j for j in waiting if j.id in names]
@@ -215,7 +216,13 @@ def reconcile(args: argparse.Namespace, out: TextIO) -> int:
                 )
     if args.json:
         json.dump(
-            {"needs_reconcile": [j.as_dict() for j in waiting], "resubmitted": moved},
+            {
+                "needs_reconcile": [
+                    {**j.as_dict(), "late_request_ids": late.get((j.batch, j.id), [])}
+                    for j in waiting
+                ],
+                "resubmitted": moved,
+            },
             out,
             indent=2,
             default=str,
@@ -227,6 +234,13 @@ def reconcile(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK
     rows = [[j.batch, j.id, j.model, j.attempts, j.error or ""] for j in waiting]
     out.write(table(rows, ["batch", "job", "model", "tries", "why"], {3}) + "\n")
+    for (batch, name), ids in sorted(late.items()):
+        # A worker paused past its lease got these after its job was parked: RunComfy
+        # accepted the submit, so it is paid for and can be looked up, not resubmitted.
+        out.write(
+            f"{batch}/{name}: RunComfy accepted it as request {', '.join(ids)} "
+            "(answer reached a worker that had lost its lease)\n"
+        )
     if args.resubmit:
         out.write(
             f"{len(moved)} job(s) queued again as new paid attempts; "

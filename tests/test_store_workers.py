@@ -6,6 +6,8 @@ tests that need two handles on one database skip the in-memory one (it is per-St
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from engine_helpers import attempt_rows, new_job
 from model_ids import LITE, PRO
 from sqlalchemy import select, text
 
+from orchestrator.cli import main
 from orchestrator.store import JobState, Store
 from orchestrator.store import workers as workers_module
 from orchestrator.store.tables import JOBS
@@ -289,6 +292,31 @@ def test_a_sweeping_worker_never_declares_itself_dead(
     assert [i.name for i in b.take_over(b_id, None).adopted] == ["a-x"]
     assert a.take_over(a_id, None) == workers_module.TakeOver()
     assert job_row(store, "a-x").worker_id == b_id
+
+
+def test_reconcile_shows_the_request_id_a_fenced_submitter_received(
+    store: Store, queue: WorkQueue, clock: Clock, tmp_path: Path
+) -> None:
+    # A posts a-x, pauses past its lease; B parks the job (its outcome is unknown); then A
+    # wakes with RunComfy's answer. The write is fenced, but the request id must reach the
+    # person reconciling: the job was accepted and is paid for.
+    _, a_id, _, parked = doomed_worker(store, queue, ProcessIdentity("host-a", 4242, "elsewhere"))
+    expire(store, clock, a_id)
+    b = WorkerRegistry(queue, ProcessIdentity("host-b", os.getpid(), MACHINE))
+    assert b.take_over(b.register(batch=None, lease_seconds=30), None).parked == 1
+    assert not queue.transition(parked, S.SUBMITTED, "accepted", {"request_id": "req-late"})
+    assert store.late_request_ids() == {("a", "a-y"): ["req-late"]}
+    assert store.late_request_ids("b") == {}
+    database = store.engine.url.database
+    if store.engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return  # the CLI part opens the SQLite file itself
+    out = io.StringIO()
+    assert main(["reconcile", "--db", database], out=out) == 0
+    assert "a/a-y: RunComfy accepted it as request req-late" in out.getvalue()
+    out = io.StringIO()
+    assert main(["reconcile", "--db", database, "--json"], out=out) == 0
+    (listed,) = json.loads(out.getvalue())["needs_reconcile"]
+    assert (listed["id"], listed["late_request_ids"]) == ("a-y", ["req-late"])
 
 
 def test_the_batch_filter_limits_the_sweep(store: Store, queue: WorkQueue) -> None:

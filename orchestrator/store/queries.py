@@ -243,6 +243,33 @@ def event_views(
     ]
 
 
+def late_request_ids(
+    connection: Connection, *, batch: str | None
+) -> dict[tuple[str, str], list[str]]:
+    """(batch, job name) -> request ids RunComfy gave a worker whose lease had already moved
+    on, for jobs waiting in ``needs_reconcile``: the submit was accepted, so the person
+    reconciling should look the job up instead of paying for it again."""
+    query = (
+        select(JOBS.c.batch, JOBS.c.name, EVENTS.c.detail)
+        .join(EVENTS, EVENTS.c.job_id == JOBS.c.id)
+        .where(
+            EVENTS.c.kind == "stale_write",
+            JOBS.c.state == JobState.NEEDS_RECONCILE.value,
+        )
+        .order_by(EVENTS.c.id)
+    )
+    if batch is not None:
+        query = query.where(JOBS.c.batch == batch)
+    found: dict[tuple[str, str], list[str]] = {}
+    for row in connection.execute(query):
+        request_id = (row.detail or {}).get("request_id")
+        if request_id:
+            ids = found.setdefault((row.batch, row.name), [])
+            if request_id not in ids:
+                ids.append(request_id)
+    return found
+
+
 def _job_view(row: Row[Any]) -> JobView:
     return JobView(
         id=row.name,

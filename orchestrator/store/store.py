@@ -234,6 +234,11 @@ class Store:
             first, last = connection.execute(query).one()
         return _aware(first), _aware(last)
 
+    def late_request_ids(self, batch: str | None = None) -> dict[tuple[str, str], list[str]]:
+        """Request ids fenced-off workers received for jobs now in ``needs_reconcile``."""
+        with self.read() as connection:
+            return queries.late_request_ids(connection, batch=batch)
+
     def events(self, batch: str | None = None, job_id: int | None = None) -> list[EventView]:
         """The audit log, oldest first, optionally for one batch or one job (``row_id``)."""
         with self.read() as connection:
