@@ -224,6 +224,11 @@ def table(rows: list[Row]) -> str:
     ]
     for r in rows:
         name = f"{r.tool} (projected)" if r.projected else r.tool
+        latency = (  # no video, no latency
+            "-"
+            if math.isnan(r.latency_p50_ms)
+            else f"{r.latency_p50_ms:.0f} / {r.latency_p99_ms:.0f} ms"
+        )
         if r.killed_after is not None:
             name = f"{r.tool} (stopped after {r.killed_after:.0f} s)"
         done = "-" if r.projected else f"{r.succeeded:,}"
@@ -233,7 +238,7 @@ def table(rows: list[Row]) -> str:
             f"| {r.jobs:,} | {r.slots} | {name} | {r.makespan_s:.1f} s | {ratio} "
             f"| {r.calls_per_job:.1f} ({r.status_per_job:.1f}) | {r.cpu_ms_per_job:.1f} ms "
             f"| {r.rss_mb:.0f} MB | {r.sim_cpu_ms_per_job:.1f} ms "
-            f"| {r.latency_p50_ms:.0f} / {r.latency_p99_ms:.0f} ms | {done} | {r.duplicates} |"
+            f"| {latency} | {done} | {r.duplicates} |"
         )
     return "\n".join(lines)
 
