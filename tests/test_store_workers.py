@@ -319,6 +319,20 @@ def test_reconcile_shows_the_request_id_a_fenced_submitter_received(
     assert (listed["id"], listed["late_request_ids"]) == ("a-y", ["req-late"])
 
 
+def test_a_claim_does_not_wait_for_a_worker_paused_inside_its_claim(
+    store: Store, queue: WorkQueue, other: WorkQueue
+) -> None:
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises claims with BEGIN IMMEDIATE")
+    add(store, "a", "x")
+    # The other worker is stopped mid-claim: its transaction holds the claim lock.
+    with other.store.write() as connection:
+        workers_module.lock_claims(connection)
+        assert queue.claim("a", 1, worker_id="w1") == []  # nothing this round, no hang
+    (item,) = queue.claim("a", 1, worker_id="w1")  # released: the next round claims
+    assert item.name == "a-x"
+
+
 def test_the_batch_filter_limits_the_sweep(store: Store, queue: WorkQueue) -> None:
     a, a_id, _, _ = doomed_worker(store, queue, ProcessIdentity("host-a", 4242, "elsewhere"))
     add(store, "b", "x", "y")

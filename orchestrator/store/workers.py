@@ -392,6 +392,19 @@ def lock_claims(connection: Connection) -> None:
         connection.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
 
 
+def try_lock_claims(connection: Connection) -> bool:
+    """:func:`lock_claims` without waiting: False if another worker holds the lock now.
+
+    A claim finding the lock taken claims nothing this round and tries again at its next
+    look: a worker paused (SIGSTOP, a frozen VM) inside its claim transaction holds the
+    lock until it resumes, and waiting for it would hang every other worker's claim, and
+    their exit, with it.
+    """
+    if connection.dialect.name != "postgresql":
+        return True  # BEGIN IMMEDIATE has already serialised this transaction
+    return bool(connection.execute(select(func.pg_try_advisory_xact_lock(CLAIM_LOCK))).scalar())
+
+
 __all__ = [
     "ProcessIdentity",
     "TakeOver",
@@ -401,5 +414,6 @@ __all__ = [
     "lock_claims",
     "process_exists",
     "this_process",
+    "try_lock_claims",
     "why_dead",
 ]
