@@ -214,7 +214,7 @@ class Downloader:
                 if expected is not None and expected > self.max_bytes:
                     raise DownloadError(f"{expected:,} bytes is over the {self.max_bytes:,} cap")
                 # Plain file calls, each chunk written in a worker thread, the end (flush,
-                # fsync, close) in one: anyio's async file costs a thread hop per call.
+                # fsync) in one: anyio's async file costs a thread hop per call.
                 handle = await anyio.to_thread.run_sync(open, temp, "wb")
                 try:
                     async for chunk in response.aiter_raw(CHUNK):
@@ -274,7 +274,6 @@ def _index_parts(folder: Path) -> dict[str, list[str]]:
 def _flush_to_disk(handle: BinaryIO) -> None:
     handle.flush()
     os.fsync(handle.fileno())
-    handle.close()
 
 
 def _verify_and_publish(temp: Path, target: Path) -> VideoProbe:

@@ -253,7 +253,7 @@ def late_request_ids(
         select(JOBS.c.batch, JOBS.c.name, EVENTS.c.detail)
         .join(EVENTS, EVENTS.c.job_id == JOBS.c.id)
         .where(
-            EVENTS.c.kind == "stale_write",
+            EVENTS.c.kind == EventKind.STALE_WRITE.value,
             JOBS.c.state == JobState.NEEDS_RECONCILE.value,
         )
         .order_by(EVENTS.c.id)

@@ -81,3 +81,5 @@ class EventKind(StrEnum):
 
     ENQUEUED = "enqueued"
     TRANSITION = "transition"
+    STALE_WRITE = "stale_write"
+    """A write dropped because its lease had moved on (it keeps any request id)."""

@@ -26,20 +26,21 @@ from orchestrator.store.items import (
     _select_items,
     _update_latest_attempt,
 )
-from orchestrator.store.states import IN_FLIGHT, TERMINAL, AttemptKind, JobState
+from orchestrator.store.states import IN_FLIGHT, TERMINAL, AttemptKind, EventKind, JobState
 from orchestrator.store.store import Store
 from orchestrator.store.tables import ATTEMPTS, EVENTS, JOBS, WORKERS
 
 __all__ = ["HELD", "REMOTE_ACTIVE", "STALE_WRITE", "TRANSITION", "WorkItem", "WorkQueue"]
 
-TRANSITION = "transition"
-STALE_WRITE = "stale_write"
+TRANSITION = EventKind.TRANSITION.value
+STALE_WRITE = EventKind.STALE_WRITE.value
 REMOTE_ACTIVE = frozenset({JobState.SUBMITTING, JobState.SUBMITTED})
 HELD = frozenset({JobState.SUBMITTING, JobState.SUBMITTED, JobState.DOWNLOADING})
 """States in which a job belongs to one worker (its lease)."""
 
 # The hot path's statements, built once with bound parameters (see items.py for why).
 _UNPAID = ("not_sent", "held", "rejected")
+_MAY_BE_PAID = or_(ATTEMPTS.c.outcome.is_(None), ATTEMPTS.c.outcome.not_in(_UNPAID))
 _MOVE = update(JOBS).where(JOBS.c.id == bindparam("p_id"), JOBS.c.state == bindparam("p_from"))
 _MOVE_FENCED = _MOVE.where(JOBS.c.lease_token == bindparam("p_lease"))
 _ADD_EVENT = insert(EVENTS)
@@ -55,10 +56,7 @@ _JOB_COST = (
 )
 _LAST_PAID_OUTCOME = (
     select(ATTEMPTS.c.outcome)
-    .where(
-        ATTEMPTS.c.job_id == bindparam("p_id"),
-        or_(ATTEMPTS.c.outcome.is_(None), ATTEMPTS.c.outcome.not_in(_UNPAID)),
-    )
+    .where(ATTEMPTS.c.job_id == bindparam("p_id"), _MAY_BE_PAID)
     .order_by(ATTEMPTS.c.number.desc())
     .limit(1)
 )
@@ -159,14 +157,10 @@ class WorkQueue:
     def paid_attempts(self, row_id: int) -> int:
         """Attempts that may have been billed: every one except submits that provably never
         reached RunComfy (``not_sent``, ``held``) or were refused (``rejected``)."""
-        unpaid = ("not_sent", "held", "rejected")
         query = (
             select(func.count())
             .select_from(ATTEMPTS)
-            .where(
-                ATTEMPTS.c.job_id == row_id,
-                or_(ATTEMPTS.c.outcome.is_(None), ATTEMPTS.c.outcome.not_in(unpaid)),
-            )
+            .where(ATTEMPTS.c.job_id == row_id, _MAY_BE_PAID)
         )
         with self.store.read() as connection:
             return int(connection.execute(query).scalar_one())
