@@ -822,8 +822,9 @@ def test_run_times_from_server_stamps(start: str | None, end: str | None, second
 
 def test_queued_jobs_are_watched_until_a_slot_frees(tmp_path: Path) -> None:
     store = seed_store(tmp_path, 3)
-    # One slot, 20 simulated seconds (40 ms) each: two jobs wait in RunComfy's queue.
-    with simulator(make_profile(slots=1, durations={"default": 20})) as server:
+    # One slot, 100 simulated seconds (200 ms) each: two jobs wait in RunComfy's queue,
+    # the last for 400 ms, far longer than the longest poll interval (200 ms).
+    with simulator(make_profile(slots=1, durations={"default": 100})) as server:
         run = run_engine(store, server, fast_settings())
         jobs = server.simulator.snapshot()["jobs"]
     assert {j.state for j in by_name(store).values()} == {S.SUCCEEDED}

@@ -244,8 +244,8 @@ class WorkQueue:
         ``max_in_flight`` (jobs submitting or submitted, all batches), ``per_model_cap``
         (the same per model) and ``max_spend`` (the batch's spend plus the estimates of its
         jobs in flight). On PostgreSQL rows are picked ``FOR UPDATE SKIP LOCKED`` under an
-        advisory lock that serialises claims (taken without waiting: while another worker holds
-        it, this claim takes nothing); on SQLite ``BEGIN IMMEDIATE`` does.
+        advisory lock that serialises claims (waiting for it briefly: if another worker
+        still holds it, this claim takes nothing); on SQLite ``BEGIN IMMEDIATE`` does.
         """
         from orchestrator.store.workers import try_lock_claims
 
@@ -253,7 +253,7 @@ class WorkQueue:
             return []
         with self.store.write() as connection:
             if not try_lock_claims(connection):
-                return []  # another worker is claiming (or paused mid-claim): next round
+                return []  # another worker is still claiming (or paused mid-claim): next round
             if worker_id is not None and _stopped(connection, worker_id):
                 # Declared dead while paused: whatever it claimed now would be taken over
                 # as soon as it was written. It learns at its next heartbeat and stops.

@@ -37,7 +37,8 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from orchestrator.store.database import CLAIM_LOCK
 from orchestrator.store.items import (
@@ -382,6 +383,12 @@ class WorkerRegistry:
         return (start - now).total_seconds()
 
 
+#: How long a claim waits for another worker's claim to finish (milliseconds).
+CLAIM_LOCK_WAIT_MS = 200
+#: PostgreSQL's SQLSTATE for a lock wait that ran past ``lock_timeout``.
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
 def lock_claims(connection: Connection) -> None:
     """Serialise claims and pace reservations across workers for this transaction.
 
@@ -392,17 +399,29 @@ def lock_claims(connection: Connection) -> None:
         connection.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
 
 
-def try_lock_claims(connection: Connection) -> bool:
-    """:func:`lock_claims` without waiting: False if another worker holds the lock now.
+def try_lock_claims(connection: Connection, wait_ms: int = CLAIM_LOCK_WAIT_MS) -> bool:
+    """:func:`lock_claims`, waiting at most ``wait_ms``: False if another worker still holds it.
 
-    A claim finding the lock taken claims nothing this round and tries again at its next
-    look: a worker paused (SIGSTOP, a frozen VM) inside its claim transaction holds the
-    lock until it resumes, and waiting for it would hang every other worker's claim, and
-    their exit, with it.
+    Another worker's claim holds the lock for milliseconds, so a short wait keeps claims
+    flowing to every worker. The bound matters when the holder is paused (SIGSTOP, a frozen
+    VM) inside its claim transaction: it holds the lock until it resumes, and an unbounded
+    wait would hang every other worker's claim, and their exit, with it. A claim that gives
+    up takes nothing this round and tries again at its next look.
     """
     if connection.dialect.name != "postgresql":
         return True  # BEGIN IMMEDIATE has already serialised this transaction
-    return bool(connection.execute(select(func.pg_try_advisory_xact_lock(CLAIM_LOCK))).scalar())
+    connection.execute(text(f"SET LOCAL lock_timeout = {int(wait_ms)}"))
+    try:
+        # A savepoint, so a timed-out wait leaves the claim's transaction usable.
+        with connection.begin_nested():
+            connection.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+            raise
+        return False
+    finally:
+        connection.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+    return True
 
 
 __all__ = [
