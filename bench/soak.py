@@ -79,7 +79,7 @@ def run_command(folder: Path, api_base: str) -> list[str]:
     ]
 
 
-def soak(jobs: int, restarts: int, seed: int) -> dict[str, object]:
+def soak(jobs: int, restarts: int, seed: int, final_timeout: float) -> dict[str, object]:
     rng = random.Random(seed)
     env = {**os.environ, "RUNCOMFY_API_TOKEN": TOKEN}
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,7 +116,7 @@ def soak(jobs: int, restarts: int, seed: int) -> dict[str, object]:
             final = subprocess.run(
                 run_command(folder, sim.api_base),
                 env=env,
-                timeout=3600,
+                timeout=final_timeout,
                 capture_output=True,
                 text=True,
                 check=False,
@@ -158,8 +158,14 @@ def main() -> int:
     parser.add_argument("--restarts", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--write", type=Path)
+    parser.add_argument(
+        "--final-timeout",
+        type=float,
+        default=4 * 3600.0,
+        help="seconds the last run may take (about 21 jobs a minute against this profile)",
+    )
     args = parser.parse_args()
-    figures = soak(args.jobs, args.restarts, args.seed)
+    figures = soak(args.jobs, args.restarts, args.seed, args.final_timeout)
     unfinished = {
         k: v
         for k, v in figures["states"].items()  # type: ignore[union-attr]

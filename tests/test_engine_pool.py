@@ -40,6 +40,7 @@ from engine_helpers import (
 )
 from model_ids import LITE, PRO
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from test_engine_download import ok, tiny_video
 
 from orchestrator.api import RateLimited, RunComfyClient
@@ -883,3 +884,37 @@ def test_a_transient_error_while_refreshing_the_url_is_retried_not_failed(
     (job,) = by_name(store).values()
     assert (job.state, api.calls) == (S.SUCCEEDED, 2)
     assert part_files(tmp_path) == []
+
+
+def test_a_store_call_the_database_rolled_back_is_run_again(tmp_path: Path) -> None:
+    """PostgreSQL rolls a transaction back on its own after a deadlock, or when it ends a
+    session left idle inside it (a paused worker): nothing was committed, so the call runs
+    again, up to three times; any other database error is raised at once."""
+    store = seed_store(tmp_path, 1)
+
+    def error(sqlstate: str) -> DBAPIError:
+        return DBAPIError("UPDATE jobs", None, SimpleNamespace(sqlstate=sqlstate))  # type: ignore[arg-type]
+
+    calls: list[str] = []
+
+    def fails(errors: list[DBAPIError]) -> str:
+        calls.append("call")
+        if errors:
+            raise errors.pop(0)
+        return "committed"
+
+    async def main() -> None:
+        async with Downloader(trusted_hosts=["files.test"]) as files:
+            engine = Engine(WorkQueue(store), None, files, builtin_catalog(), fast_settings())  # type: ignore[arg-type]
+            assert await engine._db(fails, [error("25P03"), error("40P01")]) == "committed"
+            assert len(calls) == 3
+            calls.clear()
+            with pytest.raises(DBAPIError):
+                await engine._db(fails, [error("40P01")] * 3)
+            assert len(calls) == 3
+            calls.clear()
+            with pytest.raises(DBAPIError):
+                await engine._db(fails, [error("23505")])
+            assert len(calls) == 1
+
+    anyio.run(main)

@@ -155,18 +155,23 @@ def test_plain_paths_and_urls() -> None:
     assert to_url("postgresql+psycopg://u:p@h/db").get_backend_name() == "postgresql"
 
 
-def test_other_backends_pass_through(monkeypatch: pytest.MonkeyPatch) -> None:
-    # No PostgreSQL driver is installed here: check what would reach create_engine.
+def test_postgresql_urls_pass_through_with_a_bound_on_idle_transactions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Check what would reach create_engine, without a server.
     calls: list[tuple[Any, dict[str, Any]]] = []
     monkeypatch.setattr(
         database, "create_engine", lambda url, **kwargs: calls.append((url, kwargs))
     )
 
     database.make_engine("postgresql+psycopg://user@localhost/orchestrator")
+    database.make_engine("postgresql+psycopg://user@localhost/orchestrator?options=-c%20x%3D1")
 
-    ((url, kwargs),) = calls
+    (url, kwargs), (_, own) = calls
     assert url.render_as_string() == "postgresql+psycopg://user@localhost/orchestrator"
-    assert "poolclass" not in kwargs and "connect_args" not in kwargs
+    assert "poolclass" not in kwargs
+    assert kwargs["connect_args"] == {"options": "-c idle_in_transaction_session_timeout=60000"}
+    assert own["connect_args"] == {}  # the URL's own options win
 
 
 def test_an_old_sqlite_is_refused_with_a_clear_message() -> None:

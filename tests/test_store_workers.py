@@ -23,10 +23,12 @@ import pytest
 from engine_helpers import attempt_rows, new_job
 from model_ids import LITE, PRO
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 from orchestrator.cli import main
 from orchestrator.store import JobState, Store
 from orchestrator.store import workers as workers_module
+from orchestrator.store.database import retry_safe
 from orchestrator.store.tables import JOBS
 from orchestrator.store.work import STALE_WRITE, WorkItem, WorkQueue
 from orchestrator.store.workers import ProcessIdentity, WorkerRegistry, why_dead
@@ -330,6 +332,53 @@ def test_a_claim_does_not_wait_for_a_worker_paused_inside_its_claim(
         workers_module.lock_claims(connection)
         assert queue.claim("a", 1, worker_id="w1") == []  # nothing this round, no hang
     (item,) = queue.claim("a", 1, worker_id="w1")  # released: the next round claims
+    assert item.name == "a-x"
+
+
+def test_releasing_due_retries_skips_rows_another_worker_holds(
+    store: Store, queue: WorkQueue, other: WorkQueue, clock: Clock
+) -> None:
+    """Two workers releasing due retries at once each take the rows the other does not
+    hold: neither waits on the other (they deadlocked when each took them in its order)."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers with BEGIN IMMEDIATE")
+    add(store, "a", "x", "y")
+    for item in queue.claim("a", 2):
+        assert queue.transition(
+            item, JobState.RETRY_WAIT, "not_sent", {"next_attempt_at": clock.now}, None, None
+        )
+    x_id = job_row(store, "a-x").id
+    with other.store.write() as releasing:  # the other worker is in the middle of its release
+        releasing.execute(select(JOBS.c.id).where(JOBS.c.id == x_id).with_for_update())
+        assert queue.release_due("a") == 1  # a-y, at once: a-x is skipped, not waited for
+    assert (job_row(store, "a-x").state, job_row(store, "a-y").state) == ("retry_wait", "pending")
+    assert queue.release_due("a") == 1  # a-x is released at the next look
+
+
+def test_a_worker_paused_inside_a_transaction_loses_its_session_and_its_locks(
+    pg_url: str, clock: Clock, tmp_path: Path
+) -> None:
+    """PostgreSQL ends a session idle inside a transaction (here after 0.3 s; 60 s by
+    default), so a worker paused while holding the claim lock stops holding up the pacer and
+    the claims of the others, and finds its session gone when it resumes."""
+    short = f"{pg_url}{'&' if '?' in pg_url else '?'}options=" + (
+        "-c%20idle_in_transaction_session_timeout%3D300"
+    )
+    with open_store(pg_url, clock, tmp_path) as seeded:
+        add(seeded, "a", "x")
+    with Store.open(short, clock=clock) as paused, Store.open(pg_url, clock=clock) as live:
+        with (
+            pytest.raises(DBAPIError, match="idle-in-transaction") as error,
+            paused.write() as stopped,
+        ):
+            workers_module.lock_claims(stopped)
+            with live.write() as pacer:
+                # A bound of its own, so a broken timeout fails here instead of hanging.
+                pacer.execute(text("SET LOCAL lock_timeout = '20s'"))
+                workers_module.lock_claims(pacer)  # returns once the server ended `stopped`
+            stopped.execute(select(1))  # the paused worker resumes: its session is gone
+        assert retry_safe(error.value)  # what the engine retries on a new connection
+        (item,) = WorkQueue(live).claim("a", 1, worker_id="w1")
     assert item.name == "a-x"
 
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from sqlalchemy.exc import DBAPIError
 
 from orchestrator.api import (
     RunComfyClient,
@@ -33,6 +34,7 @@ from orchestrator.engine.decisions import (
 )
 from orchestrator.engine.download import Downloader
 from orchestrator.engine.settings import EngineSettings
+from orchestrator.store.database import retry_safe
 from orchestrator.store.states import JobState
 from orchestrator.store.work import REMOTE_ACTIVE, WorkItem, WorkQueue
 from orchestrator.store.workers import WorkerRegistry
@@ -42,6 +44,8 @@ _T = TypeVar("_T")
 #: Consecutive failed polls of one job (about an hour at the capped backoff) before it is
 #: handed to a person as needs_reconcile instead of being polled forever.
 POLL_PATIENCE = 60
+#: Runs of a store call the database rolled back on its own (see ``retry_safe``).
+STORE_TRIES = 3
 
 
 @dataclass
@@ -114,7 +118,23 @@ class EngineCore:
         if self._store_limiter is None:
             sqlite = self.queue.store.engine.dialect.name == "sqlite"
             self._store_limiter = anyio.CapacityLimiter(1 if sqlite else 4)
-        return await anyio.to_thread.run_sync(call, *args, limiter=self._store_limiter)
+        return await self._in_thread(call, *args, limiter=self._store_limiter)
+
+    async def _in_thread(
+        self, call: Callable[..., _T], *args: Any, limiter: anyio.CapacityLimiter | None
+    ) -> _T:
+        for attempt in range(1, STORE_TRIES + 1):
+            try:
+                return await anyio.to_thread.run_sync(call, *args, limiter=limiter)
+            except DBAPIError as error:
+                if attempt == STORE_TRIES or not retry_safe(error):
+                    raise
+                # PostgreSQL rolled the transaction back (a deadlock; or this process was
+                # paused inside it long enough for its session to be ended): nothing was
+                # committed, so run it again. If this worker's lease ran out meanwhile, the
+                # store's lease checks drop the write.
+                log.warning("database transaction rolled back; retrying", error=str(error.orig))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _watch(self, item: WorkItem, delay: float) -> None:
         self._watched[item.row_id] = item

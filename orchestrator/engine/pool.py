@@ -95,7 +95,7 @@ class Engine(Submitting, Polling, Downloading):
             await anyio.sleep(self.settings.heartbeat_every)
             # Its own thread: a heartbeat queued behind a burst of store writes could miss
             # the lease on a busy machine and get this live worker taken over.
-            beat = await anyio.to_thread.run_sync(
+            beat = await self._in_thread(
                 self.workers.heartbeat, self.worker_id, limiter=self._heartbeat_limiter
             )
             if not beat:

@@ -16,7 +16,16 @@ connection was marked read-only with :func:`read_transaction`. Any transaction t
 write therefore takes the write lock up front and waits on ``busy_timeout`` instead of
 failing halfway; read-only transactions stay deferred so they never queue behind a writer.
 
-Other SQLAlchemy URLs (``postgresql+psycopg://...``) pass through unchanged.
+PostgreSQL URLs (``postgresql+psycopg://...``) pass through, with one session setting
+added unless the URL sets libpq ``options`` itself: a session left idle inside a
+transaction for :data:`PG_IDLE_IN_TRANSACTION_MS` is ended by the server. Our transactions
+last milliseconds; one left open that long belongs to a worker that is paused (SIGSTOP, a
+frozen VM) or wedged, and ending it releases the claim lock and the row locks it held, which
+would otherwise hold up every other worker until it resumed. Its lease has run out by then
+(the default lease is as long), so the work it held may already be another worker's; when
+it resumes, its next statement fails with :func:`retry_safe` true, the engine runs that
+store call again on a new connection, and the lease checks fence it off if it was taken
+over.
 """
 
 from __future__ import annotations
@@ -42,6 +51,9 @@ SCHEMA_REVISION: Final = "0002"
 MIGRATION_LOCK: Final = 0x6F726368  # "orch": the PostgreSQL advisory lock for migrations
 CLAIM_LOCK: Final = 0x6F726369
 """PostgreSQL advisory lock held by each claim, so global limits see every other claim."""
+
+PG_IDLE_IN_TRANSACTION_MS: Final = 60_000
+"""How long PostgreSQL lets a session sit idle inside a transaction (the default lease)."""
 
 MIN_SQLITE_VERSION: Final = (3, 35, 0)
 """``UPDATE ... RETURNING`` and ``INSERT ... RETURNING`` need 3.35."""
@@ -107,7 +119,9 @@ def make_engine(url_or_path: str) -> Engine:
     """An engine for a path or URL; SQLite engines get the durability settings above."""
     url = to_url(url_or_path)
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, json_serializer=dump_json, pool_pre_ping=True)
+        return create_engine(
+            url, json_serializer=dump_json, pool_pre_ping=True, connect_args=_session_options(url)
+        )
     check_sqlite_version()
     path = sqlite_file(url)
     if path is None:
@@ -123,6 +137,36 @@ def make_engine(url_or_path: str) -> Engine:
     event.listen(engine, "connect", _sqlite_connect_listener(expect_wal=path is not None))
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
+
+
+def retry_safe(error: BaseException) -> bool:
+    """True if PostgreSQL rolled the whole transaction back on its own, so the store call
+    that failed can run again as it was: a deadlock (SQLSTATE 40P01), a serialization
+    failure (40001), or the session ended for idling in a transaction (25P03).
+
+    >>> from types import SimpleNamespace
+    >>> retry_safe(DBAPIError("SELECT 1", None, SimpleNamespace(sqlstate="40P01")))
+    True
+    >>> retry_safe(DBAPIError("SELECT 1", None, SimpleNamespace(sqlstate="23505")))
+    False
+    """
+    return isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) in _RETRY_SAFE
+
+
+_RETRY_SAFE: Final = frozenset({"25P03", "40001", "40P01"})
+
+
+def _session_options(url: URL) -> dict[str, str]:
+    """libpq ``options`` bounding idle transactions, unless the URL sets its own.
+
+    >>> _session_options(to_url("postgresql+psycopg://u@h/db"))
+    {'options': '-c idle_in_transaction_session_timeout=60000'}
+    >>> _session_options(to_url("postgresql+psycopg://u@h/db?options=-c%20work_mem%3D64MB"))
+    {}
+    """
+    if url.get_backend_name() != "postgresql" or "options" in url.query:
+        return {}
+    return {"options": f"-c idle_in_transaction_session_timeout={PG_IDLE_IN_TRANSACTION_MS}"}
 
 
 def _sqlite_connect_listener(*, expect_wal: bool) -> Callable[[Any, Any], None]:

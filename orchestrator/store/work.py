@@ -208,6 +208,9 @@ class WorkQueue:
         )
         if batch is not None:
             query = query.where(JOBS.c.batch == batch)
+        # Several workers release at once on PostgreSQL: each takes the due rows no other
+        # holds, so two never wait on each other's rows (they deadlocked, in opposite order).
+        query = query.order_by(JOBS.c.id).with_for_update(skip_locked=True)
         moved = 0
         with self.store.write() as connection:
             for (row_id,) in connection.execute(query).all():

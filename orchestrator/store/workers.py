@@ -286,7 +286,9 @@ class WorkerRegistry:
         parked = 0
         with self.queue.store.write() as connection:
             now = self._now(connection)
-            rows = connection.execute(select(WORKERS).where(WORKERS.c.stopped_at.is_(None)))
+            rows = connection.execute(
+                select(WORKERS).where(WORKERS.c.stopped_at.is_(None)).order_by(WORKERS.c.id)
+            )
             live: set[str] = set()
             dead: dict[str, str] = {}
             for row in rows:
@@ -299,6 +301,8 @@ class WorkerRegistry:
                     dead[row.id] = reason
             if worker_id not in live:
                 worker_id = None  # stopped already (taken over itself): it adopts nothing
+            # In id order, so two workers sweeping at once lock the rows in the same order
+            # (one waits for the other) instead of each holding what the other needs.
             for dead_id, reason in dead.items():
                 connection.execute(
                     update(WORKERS)
