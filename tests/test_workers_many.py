@@ -1,8 +1,9 @@
-"""Several ``orchestrator work`` processes sharing one PostgreSQL queue, over real sockets.
+"""Several ``orchestrator work`` processes sharing one queue, over real sockets.
 
-- Three workers drain 1,000 jobs against the ``flaky`` simulator; one is SIGKILLed while it
-  holds jobs. The others take them over: every job ends, nothing is paid for twice without
-  a recorded attempt, and no job was ever written by a worker that did not hold its lease.
+- Three workers drain 1,000 jobs (on PostgreSQL; 300 on one SQLite file) against the
+  ``flaky`` simulator; one is SIGKILLed while it holds jobs. The others take them over:
+  every job ends, nothing is paid for twice without a recorded attempt, and no job was
+  ever written by a worker that did not hold its lease.
 - Fencing: a worker paused (SIGSTOP) past its lease is taken over; when it resumes it
   cannot change the job, which the new holder already finished.
 """
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -124,7 +126,7 @@ def check_leases_never_overlap(db: str) -> dict[str, int]:
     holder: dict[int, tuple[str | None, int]] = {}
     seen = {"claimed": 0, "adopted": 0, "stale_write": 0, "checked": 0}
     for job_id, kind, raw in events:
-        detail = raw if isinstance(raw, dict) else {}
+        detail = json.loads(raw) if isinstance(raw, str) else raw or {}
         lease = detail.get("lease")
         worker = detail.get("worker")
         if kind == "adopted" or detail.get("outcome") == "claimed":
@@ -140,9 +142,18 @@ def check_leases_never_overlap(db: str) -> dict[str, int]:
     return seen
 
 
+@pytest.fixture(params=[("postgresql", 1000), ("sqlite", 300)], ids=["postgresql", "sqlite"])
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, int]:
+    """A queue several processes share, and how many jobs to put through it."""
+    backend, jobs = request.param
+    if backend == "sqlite":
+        return str(tmp_path / "queue.db"), jobs
+    return str(request.getfixturevalue("pg_url")), jobs
+
+
 @pytest.mark.timeout(420)
-def test_three_workers_one_killed_1000_jobs(tmp_path: Path, pg_url: str) -> None:
-    jobs = 1000
+def test_three_workers_one_killed(tmp_path: Path, shared: tuple[str, int]) -> None:
+    db, jobs = shared
     write_manifest(
         tmp_path,
         "many",
@@ -165,18 +176,18 @@ def test_three_workers_one_killed_1000_jobs(tmp_path: Path, pg_url: str) -> None
         },
         name="flaky-many",
     )
-    enqueue(tmp_path, pg_url)
+    enqueue(tmp_path, db)
     with SimulatorServer(profile, token=TOKEN) as server:
         workers = [
             # The kill is seen at once (same machine, pid gone); a long lease keeps a worker
             # slowed by a busy machine from being taken for dead.
-            start_worker(tmp_path, pg_url, server.api_base, "many", "--lease-seconds", "30")
+            start_worker(tmp_path, db, server.api_base, "many", "--lease-seconds", "30")
             for _ in range(3)
         ]
         victim = workers[1]
         try:
             # Kill it mid-run, while it holds jobs and plenty of work is left.
-            wait_until(lambda: held_by(pg_url, victim.pid) >= 3)
+            wait_until(lambda: held_by(db, victim.pid) >= 3)
             victim.send_signal(signal.SIGKILL)
             victim.communicate()  # reaped, so its pid is gone for the survivors too
             outputs = [w.communicate(timeout=360) for w in (workers[0], workers[2])]
@@ -190,42 +201,40 @@ def test_three_workers_one_killed_1000_jobs(tmp_path: Path, pg_url: str) -> None
     for worker, (_out, err) in zip((workers[0], workers[2]), outputs, strict=True):
         assert worker.returncode in (0, 1), err  # 1: some jobs failed, as flaky ones do
         assert "Traceback" not in err, err
-    states = dict(rows(pg_url, "SELECT state, count(*) FROM jobs GROUP BY state"))
+    states = dict(rows(db, "SELECT state, count(*) FROM jobs GROUP BY state"))
     assert sum(states.values()) == jobs
     assert set(states) <= TERMINAL, states
     assert states.get("succeeded", 0) > jobs * 0.7, states
     (unexplained,) = rows(
-        pg_url, "SELECT count(*) FROM jobs WHERE state = 'failed' AND coalesce(error, '') = ''"
+        db, "SELECT count(*) FROM jobs WHERE state = 'failed' AND coalesce(error, '') = ''"
     )
     assert unexplained[0] == 0
     # The victim was declared dead and what it held was taken over (adopted or parked).
     taken = rows(
-        pg_url,
+        db,
         "SELECT stop_reason FROM workers WHERE pid = :pid",
         pid=victim.pid,
     )
     assert [r[0].startswith("taken over") for r in taken] == [True]
     from_victim = rows(
-        pg_url,
+        db,
         "SELECT count(*) FROM events WHERE (kind = 'adopted' OR kind = 'transition')"
-        " AND detail::text LIKE :pattern",
+        " AND CAST(detail AS TEXT) LIKE :pattern",
         pattern=f'%"from_worker":"%:{victim.pid}:%',
     )
     assert from_victim[0][0] >= 1
     # Nothing paid for twice unless recorded; no write from a worker without the lease.
     attempts = rows(
-        pg_url,
+        db,
         "SELECT job_id, number, kind, request_id, outcome FROM attempts ORDER BY job_id, number",
     )
     check_paid_once(attempts, ledger)
-    seen = check_leases_never_overlap(pg_url)
+    seen = check_leases_never_overlap(db)
     assert seen["claimed"] >= jobs and seen["checked"] > jobs
     # Every video on disk matches its recorded digest; no partial file is left.
     out = tmp_path / "out"
     assert not list(out.rglob("*.part"))
-    for path, digest in rows(
-        pg_url, "SELECT output_path, sha256 FROM jobs WHERE state = 'succeeded'"
-    ):
+    for path, digest in rows(db, "SELECT output_path, sha256 FROM jobs WHERE state = 'succeeded'"):
         video = next(out.rglob(path))
         assert hashlib.sha256(video.read_bytes()).hexdigest() == digest
 
