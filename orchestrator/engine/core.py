@@ -129,8 +129,9 @@ class EngineCore:
             except DBAPIError as error:
                 if attempt == STORE_TRIES or not retry_safe(error):
                     raise
-                # PostgreSQL rolled the transaction back (a deadlock; or this process was
-                # paused inside it long enough for its session to be ended): nothing was
+                # The database rolled the transaction back (a PostgreSQL deadlock, or this
+                # process paused inside it long enough for its session to be ended; SQLite
+                # still locked by another process after busy_timeout): nothing was
                 # committed, so run it again. If this worker's lease ran out meanwhile, the
                 # store's lease checks drop the write.
                 log.warning("database transaction rolled back; retrying", error=str(error.orig))

@@ -140,20 +140,29 @@ def make_engine(url_or_path: str) -> Engine:
 
 
 def retry_safe(error: BaseException) -> bool:
-    """True if PostgreSQL rolled the whole transaction back on its own, so the store call
-    that failed can run again as it was: a deadlock (SQLSTATE 40P01), a serialization
-    failure (40001), or the session ended for idling in a transaction (25P03).
+    """True if the database rolled the whole transaction back on its own, so the store call
+    that failed can run again as it was. PostgreSQL: a deadlock (SQLSTATE 40P01), a
+    serialization failure (40001), or the session ended for idling in a transaction
+    (25P03). SQLite: still locked by another process after ``busy_timeout`` (SQLITE_BUSY).
 
     >>> from types import SimpleNamespace
     >>> retry_safe(DBAPIError("SELECT 1", None, SimpleNamespace(sqlstate="40P01")))
     True
+    >>> retry_safe(DBAPIError("BEGIN", None, SimpleNamespace(sqlite_errorcode=5)))
+    True
     >>> retry_safe(DBAPIError("SELECT 1", None, SimpleNamespace(sqlstate="23505")))
     False
     """
-    return isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) in _RETRY_SAFE
+    if not isinstance(error, DBAPIError):
+        return False
+    if getattr(error.orig, "sqlstate", None) in _RETRY_SAFE:
+        return True
+    # Extended codes (SQLITE_BUSY_RECOVERY, _SNAPSHOT...) keep SQLITE_BUSY in the low byte.
+    return (getattr(error.orig, "sqlite_errorcode", None) or 0) & 0xFF == _SQLITE_BUSY
 
 
 _RETRY_SAFE: Final = frozenset({"25P03", "40001", "40P01"})
+_SQLITE_BUSY: Final = 5
 
 
 def _session_options(url: URL) -> dict[str, str]:
