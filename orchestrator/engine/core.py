@@ -123,11 +123,11 @@ class EngineCore:
     async def _in_thread(
         self, call: Callable[..., _T], *args: Any, limiter: anyio.CapacityLimiter | None
     ) -> _T:
-        for attempt in range(1, STORE_TRIES + 1):
+        for _ in range(STORE_TRIES - 1):
             try:
                 return await anyio.to_thread.run_sync(call, *args, limiter=limiter)
             except DBAPIError as error:
-                if attempt == STORE_TRIES or not retry_safe(error):
+                if not retry_safe(error):
                     raise
                 # The database rolled the transaction back (a PostgreSQL deadlock, or this
                 # process paused inside it long enough for its session to be ended; SQLite
@@ -135,7 +135,7 @@ class EngineCore:
                 # committed, so run it again. If this worker's lease ran out meanwhile, the
                 # store's lease checks drop the write.
                 log.warning("database transaction rolled back; retrying", error=str(error.orig))
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await anyio.to_thread.run_sync(call, *args, limiter=limiter)
 
     def _watch(self, item: WorkItem, delay: float) -> None:
         self._watched[item.row_id] = item
