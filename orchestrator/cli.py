@@ -20,6 +20,7 @@ from orchestrator.cli_options import add_engine_options
 from orchestrator.logs import configure_logging
 from orchestrator.manifest import Expansion, load_manifest
 from orchestrator.media import ImageInfo
+from orchestrator.outputs.preflight import check_outputs, estimate_batch_bytes
 from orchestrator.planning import enqueue, output_root, stored_output_root, summarize
 from orchestrator.problems import InputError
 from orchestrator.store import JobState, Store
@@ -304,7 +305,19 @@ def _expand(args: argparse.Namespace) -> Expansion:
         from orchestrator.media.remote import probe_url
 
         probe = probe_url
-    return load_manifest(args.manifest, catalog=catalog, prices=prices, probe_url=probe)
+    expansion = load_manifest(args.manifest, catalog=catalog, prices=prices, probe_url=probe)
+    # The output side, before anything is stored or paid for: names and paths that fit the
+    # file system, a writable folder, and a warning when the free space looks short.
+    preflight = check_outputs(
+        output_root(expansion, args.out),
+        expansion.jobs,
+        estimated_bytes=estimate_batch_bytes(expansion.jobs, catalog),
+        source=expansion.settings.manifest_path,
+    )
+    if preflight.problems:
+        raise InputError(preflight.problems)
+    expansion.warnings.extend(preflight.warnings)
+    return expansion
 
 
 def _store_exists(db: str) -> bool:

@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 
 from orchestrator.outputs.paths import (
+    NAME_MAX,
     PATTERN_FIELDS,
     OutputPathError,
     check_relative,
+    part_name,
+    part_prefix,
+    part_target,
     pattern_fields,
     render_output_path,
     resolve_inside,
@@ -163,3 +167,51 @@ def test_resolve_inside_works_when_the_root_itself_is_a_symlink(tmp_path: Path) 
     real.mkdir()
     os.symlink(real, tmp_path / "root-link")
     assert resolve_inside(tmp_path / "root-link", "a.mp4") == real.resolve() / "a.mp4"
+
+
+TAG = "0a1b2c3d"
+
+
+@pytest.mark.parametrize(
+    ("name", "hashed"),
+    [
+        pytest.param("beach.mp4", False, id="short"),
+        pytest.param("x" * 236 + ".mp4", False, id="240-bytes-fits-exactly"),
+        pytest.param("x" * 237 + ".mp4", True, id="241-bytes"),
+        pytest.param("x" * 251 + ".mp4", True, id="255-bytes"),
+        pytest.param("é" * 118 + ".mp4", False, id="utf8-240-bytes"),
+        pytest.param("é" * 119 + ".mp4", True, id="utf8-242-bytes-but-123-chars"),
+    ],
+)
+def test_part_names_always_fit_and_hash_only_when_needed(name: str, hashed: bool) -> None:
+    part = part_name(name, TAG)
+    assert len(part.encode("utf-8")) <= NAME_MAX
+    assert part.startswith(".") and part.endswith(f".{TAG}.part")
+    assert (part == f".{name}.{TAG}.part") is not hashed
+    if hashed:
+        assert len(part_prefix(name)) == 33
+        assert all(c in "0123456789abcdef" for c in part_prefix(name)[1:])
+
+
+def test_part_prefixes_are_deterministic_and_tell_targets_apart() -> None:
+    names = ["a" * 250 + ".mp4", "a" * 249 + "b.mp4", "a" * 250 + ".json", "beach.mp4"]
+    prefixes = [part_prefix(n) for n in names]
+    assert prefixes == [part_prefix(n) for n in names]
+    assert len(set(prefixes)) == len(names)
+
+
+def test_a_folder_of_part_files_indexes_by_prefix(tmp_path: Path) -> None:
+    """What Leftovers does: index the part files by prefix, look a target up by its own."""
+    targets = ["beach.mp4", "y" * 245 + ".mp4", "z" * 200 + ".json"]
+    for number, target in enumerate(targets):
+        (tmp_path / part_name(target, f"{number:08x}")).write_bytes(b"")  # the file system agrees
+        (tmp_path / part_name(target, f"{number + 100:08x}")).write_bytes(b"")
+    (tmp_path / "beach.mp4").write_bytes(b"")
+    index: dict[str, list[str]] = {}
+    for entry in os.listdir(tmp_path):
+        prefix = part_target(entry)
+        if prefix is not None:
+            index.setdefault(prefix, []).append(entry)
+    for target in targets:
+        assert len(index.pop(part_prefix(target)[1:])) == 2
+    assert index == {}

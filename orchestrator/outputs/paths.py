@@ -13,6 +13,7 @@ pattern '../{id}.mp4' gives '../x.mp4', which leaves the output folder ('..' is 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import string
 from collections.abc import Mapping
@@ -33,6 +34,13 @@ PATTERN_FIELDS = (
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9._ -]+$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+#: The longest file name (UTF-8 bytes) nearly every file system allows, and the length of the
+#: random tag in a temporary download name (``secrets.token_hex(4)``).
+NAME_MAX = 255
+PART_TAG_LENGTH = 8
+_PART_SUFFIX = ".part"
+#: A hashed prefix's hex digits: 128 bits, so two targets in one folder never share one.
+_HASHED_PREFIX_LENGTH = 32
 
 
 class OutputPathError(ValueError):
@@ -109,3 +117,61 @@ def resolve_inside(root: Path, relative: str) -> Path:
     if not target.is_relative_to(base):
         raise OutputPathError(f"path {relative!r} resolves outside the output folder {root}")
     return target
+
+
+def part_prefix(name: str) -> str:
+    """The start of every temporary name for the file ``name``: ``.<name>`` when the whole
+    temporary name (``.<name>.<8 hex>.part``) fits in :data:`NAME_MAX` UTF-8 bytes, else
+    ``.<first 32 hex digits of sha256(name)>``, which still names one target, always the same.
+
+    A folder's temporary files can be indexed by ``prefix[1:]``, the text between the leading
+    ``'.'`` and the last ``'.<tag>.part'``, and a target looked up by
+    ``part_prefix(target.name)[1:]``.
+
+    >>> part_prefix("beach.mp4")
+    '.beach.mp4'
+    >>> long = "x" * 240 + ".mp4"
+    >>> hashed = part_prefix(long)
+    >>> len(hashed), hashed == part_prefix(long), hashed == part_prefix("y" * 240 + ".mp4")
+    (33, True, False)
+    >>> part_prefix("x" * 236 + ".mp4") == "." + "x" * 236 + ".mp4"  # 255 bytes exactly
+    True
+    """
+    plain = "." + name
+    longest = len(plain.encode("utf-8")) + 1 + PART_TAG_LENGTH + len(_PART_SUFFIX)
+    if longest <= NAME_MAX:
+        return plain
+    return "." + hashlib.sha256(name.encode("utf-8")).hexdigest()[:_HASHED_PREFIX_LENGTH]
+
+
+def part_name(name: str, tag: str) -> str:
+    """The temporary name a download (or a sidecar) of ``name`` is written to first.
+
+    ``tag`` tells concurrent writers apart; with an 8-character tag the result always fits in
+    :data:`NAME_MAX` bytes.
+
+    >>> part_name("beach.mp4", "0a1b2c3d")
+    '.beach.mp4.0a1b2c3d.part'
+    >>> name = "é" * 119 + ".mp4"  # 242 bytes in UTF-8: the plain form would be 257
+    >>> long = part_name(name, "0a1b2c3d")
+    >>> len(long.encode()), long.endswith(".0a1b2c3d.part")
+    (47, True)
+    >>> part_target(long) == part_prefix(name)[1:]
+    True
+    """
+    return f"{part_prefix(name)}.{tag}{_PART_SUFFIX}"
+
+
+def part_target(part: str) -> str | None:
+    """The prefix key of a temporary name (what :func:`part_prefix` gave, without its dot), or
+    ``None`` when ``part`` is not a temporary name.
+
+    >>> part_target(part_name("beach.mp4", "0a1b2c3d"))
+    'beach.mp4'
+    >>> part_target("beach.mp4") is None
+    True
+    """
+    if not (part.startswith(".") and part.endswith(_PART_SUFFIX)):
+        return None
+    prefix, _dot, _tag = part[1 : -len(_PART_SUFFIX)].rpartition(".")
+    return prefix or None
