@@ -24,6 +24,7 @@ from orchestrator.api import RunComfyClient
 from orchestrator.catalog import builtin_catalog
 from orchestrator.engine.decisions import PollPolicy
 from orchestrator.engine.download import Downloader
+from orchestrator.engine.paidwork import FetchPolicy
 from orchestrator.engine.pool import Engine, EngineReport
 from orchestrator.engine.settings import EngineSettings
 from orchestrator.simulator import Profile, SimulatorServer, parse_profile
@@ -37,6 +38,8 @@ BATCH = "eng"
 IMAGE_URL = "https://images.example/frames/beach.jpg"
 WAIT_LIMIT = 10.0
 FAST_POLL = PollPolicy(minimum=0.01, maximum=0.2, first_guess=0.05)
+#: Fetches of a rendered video retried in milliseconds; three tries before pausing.
+FAST_FETCH = FetchPolicy(base=0.005, cap=0.02, tries=3)
 #: Small, fast simulator settings: fixed 2 s jobs, tiny one-second videos.
 BASE_PROFILE: dict[str, Any] = {
     "slots": 8,
@@ -67,6 +70,7 @@ def fast_settings(**changes: Any) -> EngineSettings:
         "max_delay": 0.02,
         "max_download_tries": 5,
         "poll": FAST_POLL,
+        "fetch": FAST_FETCH,
         "idle_check": 0.05,
     }
     values.update(changes)

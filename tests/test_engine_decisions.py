@@ -39,19 +39,31 @@ EXPECTED: dict[tuple[JobState, Outcome], JobState | str] = {
     (S.SUBMITTED, O.REMOTE_LOST): S.NEEDS_RECONCILE,
     (S.SUBMITTED, O.CANCELLED): S.CANCELLED,
     (S.SUBMITTED, O.CRASH_RECOVERED): S.SUBMITTED,
+    (S.SUBMITTED, O.DISCARDED): S.CANCELLED,
     (S.DOWNLOADING, O.DOWNLOADED): S.SUCCEEDED,
-    (S.DOWNLOADING, O.DOWNLOAD_RETRY): S.DOWNLOADING,
-    (S.DOWNLOADING, O.DOWNLOAD_FAILED): S.FAILED,
+    # A rendered job is paid for: a failed download waits or pauses, it never fails.
+    (S.DOWNLOADING, O.DOWNLOAD_RETRY): S.FETCH_WAIT,
+    (S.DOWNLOADING, O.DOWNLOAD_PAUSED): S.FETCH_PAUSED,
     (S.DOWNLOADING, O.REMOTE_LOST): S.FAILED,
     (S.DOWNLOADING, O.CRASH_RECOVERED): S.DOWNLOADING,
+    (S.FETCH_WAIT, O.FETCH_DUE): S.DOWNLOADING,
+    (S.FETCH_WAIT, O.FETCH_RESUMED): S.FETCH_WAIT,
+    (S.FETCH_WAIT, O.REROLL_REQUESTED): S.PENDING,
+    (S.FETCH_WAIT, O.DISCARDED): S.CANCELLED,
+    (S.FETCH_PAUSED, O.FETCH_RESUMED): S.FETCH_WAIT,
+    (S.FETCH_PAUSED, O.REROLL_REQUESTED): S.PENDING,
+    (S.FETCH_PAUSED, O.DISCARDED): S.CANCELLED,
     (S.RETRY_WAIT, O.RETRY_DUE): S.PENDING,
     (S.RETRY_WAIT, O.CANCELLED): S.CANCELLED,
     (S.NEEDS_RECONCILE, O.RESUBMIT): S.PENDING,
     (S.NEEDS_RECONCILE, O.CANCELLED): S.CANCELLED,
     (S.FAILED, O.RETRY_REQUESTED): S.PENDING,
+    (S.FAILED, O.FETCH_RESUMED): S.FETCH_WAIT,
+    (S.FAILED, O.REROLL_REQUESTED): S.PENDING,
     (S.CANCELLED, O.RETRY_REQUESTED): S.PENDING,
 }
 PAIRS = list(itertools.product(JobState, Outcome))
+USER_REQUESTS = {O.RETRY_REQUESTED, O.FETCH_RESUMED, O.REROLL_REQUESTED}
 
 
 def test_the_table_holds_exactly_the_expected_pairs() -> None:
@@ -96,10 +108,26 @@ def test_guarantees_of_the_table() -> None:
         if outcome in (O.AMBIGUOUS, O.CRASH_RECOVERED) and state == S.SUBMITTING:
             assert target == S.NEEDS_RECONCILE
         if state in TERMINAL:
-            assert outcome == O.RETRY_REQUESTED
+            assert outcome in USER_REQUESTS
         if state == S.NEEDS_RECONCILE and target == S.PENDING:
             assert outcome == O.RESUBMIT
     assert not [pair for pair in EXPECTED if pair[0] == S.SUCCEEDED]
+
+
+def test_a_rendered_job_is_only_fetched_never_paid_again_by_itself() -> None:
+    """Rule 1: once RunComfy rendered a job, only a user's re-roll submits it again, only a
+    lost result fails it, and only a user's discard gives it up."""
+    rendered = {S.DOWNLOADING, S.FETCH_WAIT, S.FETCH_PAUSED}
+    for (state, outcome), target in EXPECTED.items():
+        if state not in rendered:
+            continue
+        if target == S.PENDING:
+            assert outcome == O.REROLL_REQUESTED
+        if target == S.FAILED:
+            assert outcome == O.REMOTE_LOST
+        if target == S.CANCELLED:
+            assert outcome == O.DISCARDED
+        assert target in rendered | {S.SUCCEEDED, S.PENDING, S.FAILED, S.CANCELLED}
 
 
 # -- retry delays -----------------------------------------------------------------------------

@@ -322,18 +322,24 @@ def test_an_expired_url_is_refreshed_from_result(tmp_path: Path) -> None:
     assert part_files(tmp_path) == []
 
 
-def test_urls_that_stay_expired_fail_the_download(tmp_path: Path) -> None:
+def test_urls_that_stay_expired_pause_the_job_and_never_pay_again(tmp_path: Path) -> None:
     store = seed_store(tmp_path, 2)
     with simulator(make_profile({"expired_url": 1.0})) as server:
-        run_engine(store, server, fast_settings(max_download_tries=3))
+        run = run_engine(store, server, fast_settings(max_download_tries=3))
         ledger = server.simulator.snapshot()
     for job in by_name(store).values():
-        assert job.state == S.FAILED
-        assert job.error == "download failed: HTTP 403: the URL has expired or is gone"
-    # One fresh /result per job, then the same URL retried: 3 tries each.
+        assert job.state == S.FETCH_PAUSED
+        assert job.error == (
+            "paid, not fetched: HTTP 403: the URL has expired or is gone; running the batch "
+            "again fetches it"
+        )
+    # Three durable fetches per job (FAST_FETCH.tries), each a fresh /result and one
+    # more refresh when that URL is expired too: six URL versions per job, never a submit.
     versions = sorted(d["path"].split("/")[3] for d in ledger["downloads"])
-    assert versions == ["1", "1", "2", "2", "2", "2"]
-    assert ledger["calls"]["result"] == 4  # the finish and one refresh per job
+    assert versions == sorted([str(v) for v in range(1, 7)] * 2)
+    assert ledger["calls"]["result"] == 2 * 6  # the finish, then five refreshes per job
+    assert sum(ledger["submissions"].values()) == 2 and ledger["duplicates"] == {}
+    assert run.report.stopped_by == "done"
     assert not list((tmp_path / "out").glob("*.mp4")) if (tmp_path / "out").exists() else True
 
 
@@ -729,7 +735,7 @@ def test_an_unknown_failure_state_names_the_remote_status(tmp_path: Path) -> Non
     assert engine.limit.value < fast_settings().max_in_flight  # and slowed us down
 
 
-def test_an_expired_url_without_a_fresh_one_fails_the_download(tmp_path: Path) -> None:
+def test_an_expired_url_without_a_fresh_one_waits_then_pauses(tmp_path: Path) -> None:
     store = seed_store(tmp_path, 1)
     script = Scripted(
         submit=[SUBMITTED],
@@ -739,16 +745,18 @@ def test_an_expired_url_without_a_fresh_one_fails_the_download(tmp_path: Path) -
     )
     run_scripted(store, script, fast_settings())
     job = by_name(store)["job0"]
-    assert job.state == S.FAILED
-    assert job.error == "download failed: the result has no video URL any more"
-    assert script.calls["file"] == 1 and script.calls["result"] == 2
+    assert job.state == S.FETCH_PAUSED
+    assert job.error is not None and "shows no video URL right now" in job.error
+    # One download, then a fresh /result per durable try (FAST_FETCH.tries), never a submit.
+    assert script.calls["file"] == 1 and script.calls["result"] == 1 + 3
+    assert script.calls["submit"] == 1
 
 
-def test_a_result_that_keeps_failing_while_refreshing_is_retried_then_fails(
+def test_a_result_that_keeps_failing_while_refreshing_waits_then_pauses(
     tmp_path: Path,
 ) -> None:
-    # The paid video may still be there: a 503 on the refresh is retried with the
-    # download's backoff, and only the last try gives up.
+    # The paid video may still be there: a 503 on the refresh is a wait (quick tries, then
+    # the durable fetch backoff), and the job pauses for a re-run; it never fails.
     store = seed_store(tmp_path, 1)
     script = Scripted(
         submit=[SUBMITTED],
@@ -756,11 +764,14 @@ def test_a_result_that_keeps_failing_while_refreshing_is_retried_then_fails(
         result=[DONE, httpx.Response(503)],
         file=[httpx.Response(403)],
     )
-    run_scripted(store, script, fast_settings(max_download_tries=3))
+    run_scripted(store, script, fast_settings(max_download_tries=2))
     job = by_name(store)["job0"]
-    assert job.state == S.FAILED
+    assert job.state == S.FETCH_PAUSED
     assert job.error is not None and "asking for a fresh URL" in job.error
-    assert script.calls["file"] == 1 and script.calls["result"] == 1 + 2
+    # 3 durable tries of 2 quick tries each (the first spends one on the expired file):
+    # a /result each after the one that finished the job; one submit only.
+    assert script.calls["file"] == 1 and script.calls["result"] == 1 + 1 + 2 * 2
+    assert script.calls["submit"] == 1
 
 
 def test_submits_that_cannot_connect_are_retried_then_given_up(tmp_path: Path) -> None:
@@ -783,7 +794,8 @@ def test_an_output_path_leaving_the_output_folder_is_refused(tmp_path: Path) -> 
     script = Scripted(submit=[SUBMITTED], status=[ok_json({"status": "completed"})], result=[DONE])
     run_scripted(store, script, fast_settings())
     job = by_name(store)["job0"]
-    assert job.state == S.FAILED and "resolves outside the output folder" in (job.error or "")
+    assert job.state == S.FETCH_PAUSED
+    assert "resolves outside the output folder" in (job.error or "")
     assert "file" not in script.calls and list(outside.iterdir()) == []
 
 
@@ -835,14 +847,29 @@ def test_queued_jobs_are_watched_until_a_slot_frees(tmp_path: Path) -> None:
     assert run.engine.run_times.typical(PRO) is not None  # learnt from the server's stamps
 
 
-def test_a_file_that_cannot_be_written_fails_the_job_not_the_worker(tmp_path: Path) -> None:
-    store = seed_store(tmp_path, 2)
+def test_an_output_folder_that_cannot_be_written_pauses_paid_jobs_and_trips(
+    tmp_path: Path,
+) -> None:
+    store = seed_store(tmp_path, 6)
     (tmp_path / "out").write_text("a file where the output folder should be")
     with simulator(make_profile()) as server:
-        run = run_engine(store, server, fast_settings())
+        run = run_engine(store, server, fast_settings(max_in_flight=1))
+        ledger = server.simulator.snapshot()
     jobs = by_name(store)
-    assert {j.state for j in jobs.values()} == {S.FAILED}
-    assert all("download failed" in (j.error or "") for j in jobs.values())
+    breaker = run.report.breaker
+    assert breaker is not None and breaker.kind == "not_writable"
+    assert "make " in breaker.fix and "writable" in breaker.fix
+    assert run.report.tripped_at is not None
+    # Every paid job waits to be fetched; no job was claimed after the breaker tripped:
+    # a misconfiguration costs at most the jobs already in flight, never the batch.
+    paid = [j for j in jobs.values() if j.request_id]
+    assert paid and {j.state for j in paid} == {S.FETCH_PAUSED}
+    assert all("could not write the file" in (j.error or "") for j in paid)
+    assert {j.state for j in jobs.values() if not j.request_id} <= {S.PENDING}
+    attempts = [a for j in jobs.values() for a in attempt_rows(store, j.row_id)]
+    sent = [a for a in attempts if a.outcome != "held"]  # held: claimed, then given back
+    assert max(a.started_at for a in sent) <= run.report.tripped_at
+    assert sum(ledger["submissions"].values()) == len(paid) == len(sent)
     assert run.report.stopped_by == "done"
 
 

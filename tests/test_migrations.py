@@ -24,8 +24,8 @@ from orchestrator.store.tables import metadata
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 REPO = Path(__file__).resolve().parent.parent
-TABLES = {"batches", "jobs", "attempts", "events", "workers", "pacers"}
-HEAD = "0002"
+TABLES = {"batches", "jobs", "attempts", "events", "workers", "pacers", "store_meta"}
+HEAD = "0003"
 
 
 @pytest.fixture(name="engine", params=["sqlite", "postgresql"])
@@ -60,7 +60,7 @@ def test_scripts_form_a_single_line_of_history() -> None:
     scripts = ScriptDirectory.from_config(alembic_config())
     assert scripts.get_heads() == [HEAD]
     assert scripts.get_base() == "0001"
-    assert [s.revision for s in scripts.walk_revisions()] == ["0002", "0001"]
+    assert [s.revision for s in scripts.walk_revisions()] == ["0003", "0002", "0001"]
 
 
 def test_upgrade_to_head_matches_the_models(engine: Engine) -> None:
@@ -124,8 +124,12 @@ def test_upgrade_from_0001_keeps_the_jobs_and_starts_their_leases_at_zero(engine
 
     assert current_revision(engine) == HEAD
     with engine.connect() as connection:
-        row = connection.execute(text("SELECT state, worker_id, lease_token FROM jobs")).one()
-    assert tuple(row) == ("submitted", None, 0)
+        row = connection.execute(
+            text("SELECT state, worker_id, lease_token, fetch_failures FROM jobs")
+        ).one()
+        store_ids = connection.execute(text("SELECT value FROM store_meta")).scalars().all()
+    assert tuple(row) == ("submitted", None, 0, 0)
+    assert len(store_ids) == 1 and len(store_ids[0]) == 32
     assert schema_differences(engine) == []
 
 

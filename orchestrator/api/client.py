@@ -30,6 +30,7 @@ from orchestrator.api.errors import (
     RequestNotFound,
     RunComfyError,
     TransientError,
+    UnknownModel,
 )
 from orchestrator.api.responses import (
     CancelReply,
@@ -121,6 +122,9 @@ def error_from_reply(response: httpx.Response, *, submit: bool) -> RunComfyError
         return TransientError(text, **kwargs)
     if code == 404001 or (status == 404 and not submit):
         return RequestNotFound(text, **kwargs)
+    if submit and (code == 400001 or status == 404):
+        # The only identifier a submit carries is its model id (the CLI's "model not found").
+        return UnknownModel(text, **kwargs)
     return PermanentError(text, **kwargs)
 
 

@@ -6,7 +6,9 @@
     ├── TransientError          try again later: network trouble on a read, 5xx on a read,
     │   └── RateLimited         429 (``retry_after`` seconds when the server said)
     ├── PermanentError          this request can never succeed as sent: 400/404/422 ...
-    │   └── RequestNotFound     404001 for a request id we hold: expired or never existed
+    │   ├── RequestNotFound     404001 for a request id we hold: expired or never existed
+    │   └── UnknownModel        a submit refused for its model id (400001, or a 404): every
+    │                           job of that model would be refused too (a circuit breaker)
     ├── AmbiguousSubmission     a submit that may have reached RunComfy (timeout after
     │                           sending, 5xx, dropped connection, garbled reply): never
     │                           resubmit automatically - it may already be paid for
@@ -56,6 +58,10 @@ class PermanentError(RunComfyError):
 
 class RequestNotFound(PermanentError):
     """RunComfy does not know this request id (404001): expired, deleted or never created."""
+
+
+class UnknownModel(PermanentError):
+    """RunComfy does not know the model a submit named (nothing was created or billed)."""
 
 
 class AmbiguousSubmission(RunComfyError):

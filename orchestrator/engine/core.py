@@ -33,8 +33,10 @@ from orchestrator.engine.decisions import (
     retry_delay,
 )
 from orchestrator.engine.download import Downloader
+from orchestrator.engine.paidwork import CLOSE_ON_SUCCESS, Breaker
 from orchestrator.engine.settings import EngineSettings
 from orchestrator.store.database import retry_safe
+from orchestrator.store.fetches import FetchQueue
 from orchestrator.store.states import JobState
 from orchestrator.store.work import REMOTE_ACTIVE, WorkItem, WorkQueue
 from orchestrator.store.workers import WorkerRegistry
@@ -63,6 +65,10 @@ class EngineReport:
     adopted: int = 0
     """Jobs taken over from workers that died or stopped."""
     lease_lost: bool = False
+    breaker: Breaker | None = None
+    """The circuit breaker that stopped submitting, if one did (and is still open)."""
+    tripped_at: datetime | None = None
+    """When (store time) the first breaker tripped: nothing was claimed after it."""
     notes: list[str] = field(default_factory=list)
 
 
@@ -89,6 +95,7 @@ class EngineCore:
         self.monotonic = monotonic
         self.report = EngineReport()
         self.workers = WorkerRegistry(queue)
+        self.fetches = FetchQueue(queue)
         self.worker_id: str | None = None
         """Set by :meth:`Engine.run` once this process is registered as a worker."""
         self.limit = AdaptiveLimit(float(settings.max_in_flight), settings.max_in_flight)
@@ -101,7 +108,9 @@ class EngineCore:
         self._seq = itertools.count()
         self._wake_submitter = anyio.Event()
         self._wake_poller = anyio.Event()
+        self._wake_fetcher = anyio.Event()
         self._submitting_allowed = True
+        """False once the spend cap is reached (breakers are kept apart: some close)."""
         self._stop = anyio.Event()
         self._busy = 0
         self._submits_running = 0
@@ -110,6 +119,37 @@ class EngineCore:
         self._heartbeat_limiter: anyio.CapacityLimiter | None = None
         self._send: MemoryObjectSendStream[tuple[WorkItem, str | None]]
         self._receive: MemoryObjectReceiveStream[tuple[WorkItem, str | None]]
+
+    @property
+    def submitting_allowed(self) -> bool:
+        """Whether new jobs may be submitted: no spend cap reached, no breaker open."""
+        return self._submitting_allowed and self.report.breaker is None
+
+    def _trip(self, breaker: Breaker) -> None:
+        """Stop submitting because of a failure every new job would meet too; paid work
+        is still polled and fetched. The first breaker's message is kept."""
+        if self.report.breaker is not None:
+            return
+        self.report.breaker = breaker
+        self.report.tripped_at = self.report.tripped_at or self.queue.now()
+        self.report.notes.append(f"stopped submitting: {breaker}")
+        log.error(
+            "circuit breaker tripped: submitting stopped",
+            batch=self.settings.batch,
+            kind=breaker.kind.value,
+            problem=breaker.problem,
+            fix=breaker.fix,
+        )
+
+    def _close_breaker(self) -> None:
+        """A download succeeded: a full disk or an unwritable folder has been fixed."""
+        breaker = self.report.breaker
+        if breaker is None or breaker.kind not in CLOSE_ON_SUCCESS:
+            return
+        self.report.breaker = None
+        self.report.notes.append(f"submitting resumed: {breaker.kind.value} cleared")
+        log.warning("circuit breaker closed: submitting resumed", kind=breaker.kind.value)
+        self._wake_submitter.set()
 
     async def _db(self, call: Callable[..., _T], *args: Any) -> _T:
         """Run a store call in a worker thread. SQLite serialises writers anyway, so its

@@ -36,8 +36,12 @@ class Outcome(StrEnum):
     REMOTE_CANCELLED = "remote_cancelled"
     REMOTE_LOST = "remote_lost"  # 404001 for our request id: expired or unknown
     DOWNLOADED = "downloaded"  # file verified and renamed into place
-    DOWNLOAD_RETRY = "download_retry"  # truncated, corrupt, expired URL ...: try again
-    DOWNLOAD_FAILED = "download_failed"  # gave up downloading (tries exhausted, too big)
+    DOWNLOAD_RETRY = "download_retry"  # file host down, disk full ...: fetch again later
+    DOWNLOAD_PAUSED = "download_paused"  # patience ran out, or a setting must change first
+    FETCH_DUE = "fetch_due"  # a fetch_wait job's next_attempt_at has passed: fetch it now
+    FETCH_RESUMED = "fetch_resumed"  # a re-run or a user's retry: fetch again, free
+    REROLL_REQUESTED = "reroll_requested"  # a user pays again for a rendered job (--reroll)
+    DISCARDED = "discarded"  # a user gave up a paid job (cancel --discard)
     RETRY_DUE = "retry_due"  # next_attempt_at has passed
     CANCELLED = "cancelled"  # a user cancelled it (locally, or remotely while queued)
     CRASH_RECOVERED = "crash_recovered"  # found mid-flight after a restart
@@ -75,16 +79,27 @@ TABLE: dict[tuple[JobState, Outcome], Rule] = {
     (S.SUBMITTED, O.REMOTE_LOST): S.NEEDS_RECONCILE,
     (S.SUBMITTED, O.CANCELLED): S.CANCELLED,
     (S.SUBMITTED, O.CRASH_RECOVERED): S.SUBMITTED,
+    (S.SUBMITTED, O.DISCARDED): S.CANCELLED,
     (S.DOWNLOADING, O.DOWNLOADED): S.SUCCEEDED,
-    (S.DOWNLOADING, O.DOWNLOAD_RETRY): S.DOWNLOADING,
-    (S.DOWNLOADING, O.DOWNLOAD_FAILED): S.FAILED,
-    (S.DOWNLOADING, O.REMOTE_LOST): S.FAILED,
+    # Paid work is fetched, never paid again: a failed download waits, it never fails.
+    (S.DOWNLOADING, O.DOWNLOAD_RETRY): S.FETCH_WAIT,
+    (S.DOWNLOADING, O.DOWNLOAD_PAUSED): S.FETCH_PAUSED,
+    (S.DOWNLOADING, O.REMOTE_LOST): S.FAILED,  # RunComfy no longer has the result
     (S.DOWNLOADING, O.CRASH_RECOVERED): S.DOWNLOADING,
+    (S.FETCH_WAIT, O.FETCH_DUE): S.DOWNLOADING,
+    (S.FETCH_WAIT, O.FETCH_RESUMED): S.FETCH_WAIT,
+    (S.FETCH_WAIT, O.REROLL_REQUESTED): S.PENDING,
+    (S.FETCH_WAIT, O.DISCARDED): S.CANCELLED,
+    (S.FETCH_PAUSED, O.FETCH_RESUMED): S.FETCH_WAIT,
+    (S.FETCH_PAUSED, O.REROLL_REQUESTED): S.PENDING,
+    (S.FETCH_PAUSED, O.DISCARDED): S.CANCELLED,
     (S.RETRY_WAIT, O.RETRY_DUE): S.PENDING,
     (S.RETRY_WAIT, O.CANCELLED): S.CANCELLED,
     (S.NEEDS_RECONCILE, O.RESUBMIT): S.PENDING,
     (S.NEEDS_RECONCILE, O.CANCELLED): S.CANCELLED,
     (S.FAILED, O.RETRY_REQUESTED): S.PENDING,
+    (S.FAILED, O.FETCH_RESUMED): S.FETCH_WAIT,  # a rendered job an older version failed
+    (S.FAILED, O.REROLL_REQUESTED): S.PENDING,
     (S.CANCELLED, O.RETRY_REQUESTED): S.PENDING,
 }
 

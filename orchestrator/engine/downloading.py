@@ -1,30 +1,39 @@
-"""Downloading: fetch, verify and place each finished video, then write its sidecar."""
+"""Downloading: fetch, verify and place each finished video, then write its sidecar.
+
+A job that reaches the downloaders was rendered by RunComfy: it is paid for, and its only
+way forward is its video. A failed fetch never fails the job: it waits in ``fetch_wait``
+with a durable backoff (a fresh ``/result``, then the download, when it comes due), pauses
+in ``fetch_paused`` once the patience runs out or a setting must change, and trips a
+circuit breaker when every new job would meet the same failure (:mod:`.paidwork`).
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 
 from orchestrator import failpoints
-from orchestrator.api import (
-    RunComfyError,
-    TransientError,
-)
+from orchestrator.api import RequestNotFound, RunComfyError, TransientError
 from orchestrator.engine.core import EngineCore, log
-from orchestrator.engine.decisions import (
-    Outcome,
-    retry_delay,
+from orchestrator.engine.decisions import Outcome, retry_delay
+from orchestrator.engine.download import Downloaded, DownloadError, Verified
+from orchestrator.engine.paidwork import (
+    FetchProblem,
+    after_fetch_failure,
+    breaker_for_fetch,
 )
-from orchestrator.engine.download import DownloadError
-from orchestrator.outputs.paths import OutputPathError, resolve_inside
-from orchestrator.outputs.sidecar import write_sidecar
+from orchestrator.outputs.ownership import owned_by
+from orchestrator.outputs.paths import OutputPathError, check_relative, resolve_inside
+from orchestrator.outputs.placing import place_video
 from orchestrator.store.work import WorkItem
 
 
 class Downloading(EngineCore):
-    """Download workers fed by the poller through a memory channel."""
+    """Download workers fed by the poller (and by due fetches) through a memory channel."""
 
     async def _downloader(self) -> None:
         async for item, url in self._receive:
@@ -33,11 +42,40 @@ class Downloading(EngineCore):
                 await self._download_one(item, url)
             except Exception as exc:  # one odd file must not stop the whole worker
                 log.exception(
-                    "download crashed", batch=item.batch, job=item.name, attempt=item.attempts
+                    "download crashed",
+                    batch=item.batch,
+                    job=item.name,
+                    attempt=item.attempts,
+                    request_id=item.request_id,
                 )
-                await self._settle(item, Outcome.DOWNLOAD_FAILED, error=f"download failed: {exc!r}")
+                await self._fetch_failed(
+                    item, FetchProblem.WRITE_FAILED, f"download crashed: {exc!r}", None
+                )
             finally:
                 self._busy -= 1
+
+    async def _fetcher(self) -> None:
+        """Hand ``fetch_wait`` jobs to the downloaders as they come due (from this worker
+        or any other sharing the store); keeps going when submitting has stopped."""
+        batch = self.settings.batch
+        while True:
+            if not self.report.auth_error:
+                due = await self._db(self.fetches.next_due, batch)
+                if due is not None and due <= self.queue.now():
+                    queued = self._receive.statistics().current_buffer_used
+                    claimed = await self._db(
+                        self._claim_fetches, batch, 2 * self.settings.max_downloads - queued
+                    )
+                    for item in claimed:
+                        self._send.send_nowait((item, None))
+                    if claimed:
+                        continue
+            self._wake_fetcher = anyio.Event()
+            with anyio.move_on_after(self.settings.idle_check):
+                await self._wake_fetcher.wait()
+
+    def _claim_fetches(self, batch: str | None, room: int) -> list[WorkItem]:
+        return self.fetches.claim(batch, worker_id=self.worker_id, limit=room)
 
     async def _download_one(self, item: WorkItem, url: str | None) -> None:
         bound = log.bind(
@@ -46,7 +84,7 @@ class Downloading(EngineCore):
         try:
             target = resolve_inside(Path(item.output_root), item.output_path)
         except OutputPathError as exc:
-            await self._settle(item, Outcome.DOWNLOAD_FAILED, error=str(exc))
+            await self._fetch_failed(item, FetchProblem.BAD_PATH, str(exc), None)
             return
         # Leftovers of a run killed mid-download go now, whatever happens next.
         rescan = item.row_id in self._adopted  # its dead worker may have left a part since
@@ -54,88 +92,180 @@ class Downloading(EngineCore):
         await anyio.to_thread.run_sync(
             lambda: self.downloader.leftovers.remove(target, rescan=rescan)
         )
+        facts = await self._db(self.queue.facts, item.row_id)
+        store_id = await self._db(self.fetches.store_id)
         refreshed = False
-        error = "no download URL"
-        for attempt in range(1, self.settings.max_download_tries + 1):
+        for quick_try in range(1, self.settings.max_download_tries + 1):
             try:
                 if url is None:
                     url = await self._fresh_url(item)
-                    if url is None:
-                        error = "the result has no video URL any more"
-                        break
                 failpoints.reached("before_download")
-                done = await self.downloader.fetch(url, target)
+                done = await self.downloader.fetch(url, target, self._placer(item, facts, store_id))
             except DownloadError as exc:
-                error = str(exc)
-                bound.warning("download failed", error=error, try_number=attempt)
+                bound.warning("download failed", error=str(exc), try_number=quick_try)
                 if exc.expired and not refreshed:
-                    refreshed = True
-                    url = None
+                    refreshed, url = True, None
                     continue
-                last = attempt == self.settings.max_download_tries
-                if last or not (exc.retryable or exc.expired):
-                    break  # no pointless wait after the final try
-                # The engine's backoff (not a fixed 1 s base), capped at 30 s.
+                quick = exc.problem in (FetchProblem.HOST_DOWN, FetchProblem.BAD_FILE)
+                if not quick or quick_try == self.settings.max_download_tries:
+                    host = urlsplit(url).hostname if url else None
+                    await self._fetch_failed(item, exc.problem, str(exc), host)
+                    return
+                # A cut transfer or a blip: a few quick tries before the durable backoff.
                 delay = retry_delay(
-                    attempt,
+                    quick_try,
                     base=self.settings.base_delay,
                     cap=min(30.0, self.settings.max_delay),
                     rng=self.rng,
                 )
                 await anyio.sleep(delay)
                 continue
-            self.report.downloads += 1
-            failpoints.reached("after_rename")
-            await anyio.to_thread.run_sync(self._write_sidecar, item, done)
-            await self._settle(
-                item,
-                Outcome.DOWNLOADED,
-                fields={
-                    "size_bytes": done.size_bytes,
-                    "sha256": done.sha256,
-                    "downloaded_at": self.queue.now(),
-                    "error": None,
-                },
-            )
+            await self._delivered(item, done, target)
             bound.info("downloaded", path=str(done.path), bytes=done.size_bytes)
             return
-        await self._settle(item, Outcome.DOWNLOAD_FAILED, error=f"download failed: {error}")
 
-    async def _fresh_url(self, item: WorkItem) -> str | None:
+    async def _delivered(self, item: WorkItem, done: Downloaded, target: Path) -> None:
+        self.report.downloads += 1
+        failpoints.reached("after_rename")
+        fields: dict[str, Any] = {
+            "size_bytes": done.size_bytes,
+            "sha256": done.sha256,
+            "downloaded_at": self.queue.now(),
+            "fetch_failures": 0,
+            "error": None,
+        }
+        if done.path != target:
+            # The name was taken by a file this store did not write: it was kept, and the
+            # video went to the first free name beside it.
+            fields["output_path"] = check_relative(
+                (Path(item.output_path).parent / done.path.name).as_posix()
+            )
+            log.warning(
+                "output name taken by a file this store did not write; kept it",
+                batch=item.batch,
+                job=item.name,
+                attempt=item.attempts,
+                request_id=item.request_id,
+                wanted=item.output_path,
+                saved_as=fields["output_path"],
+            )
+        await self._settle(
+            item,
+            Outcome.DOWNLOADED,
+            fields=fields,
+            detail={"renamed_from": item.output_path} if "output_path" in fields else None,
+        )
+        self._close_breaker()
+
+    async def _fetch_failed(
+        self, item: WorkItem, problem: FetchProblem, detail: str, host: str | None
+    ) -> None:
+        """A rendered job's fetch failed: wait, pause, or (result lost) fail; maybe trip."""
+        failures = item.fetch_failures + 1
+        policy = self.settings.fetch
+        step = after_fetch_failure(problem, failures=failures, policy=policy, rng=self.rng)
+        folder = str(Path(item.output_root) / Path(item.output_path).parent)
+        breaker = breaker_for_fetch(problem, detail, host=host, folder=folder)
+        if breaker is not None:
+            self._trip(breaker)
+        fix = f"; fix: {breaker.fix}" if breaker is not None else ""
+        log.warning(
+            "paid video not fetched",
+            batch=item.batch,
+            job=item.name,
+            attempt=item.attempts,
+            request_id=item.request_id,
+            problem=problem.value,
+            next=step.outcome.value,
+            error=detail,
+        )
+        fields: dict[str, Any] = {"fetch_failures": failures, "next_attempt_at": None}
+        if step.outcome is Outcome.REMOTE_LOST:
+            error = (
+                f"paid and lost: RunComfy no longer has the result of request "
+                f"{item.request_id} ({detail}); 'orchestrator retry --batch {item.batch} "
+                f"--ids {item.name} --reroll' pays for a new render"
+            )
+            attempt: dict[str, Any] | None = {"outcome": "result_lost", "error": detail}
+        elif step.outcome is Outcome.DOWNLOAD_PAUSED:
+            error = f"paid, not fetched: {detail}{fix}; running the batch again fetches it"
+            attempt = None
+        else:
+            assert step.delay is not None
+            due = self.queue.now() + timedelta(seconds=step.delay)
+            fields["next_attempt_at"] = due
+            error = (
+                f"paid, fetch failed (try {failures} of {policy.tries}): {detail}{fix}; "
+                f"fetched again at {due:%H:%M:%S} UTC"
+            )
+            attempt = None
+        await self._settle(item, step.outcome, fields=fields, error=error, attempt=attempt)
+
+    async def _fresh_url(self, item: WorkItem) -> str:
+        """A new download URL from ``/result`` (URLs expire; the render does not)."""
         assert item.request_id is not None
         try:
             result = await self.api.result(item.request_id, include_cost=True)
-        except TransientError as exc:
-            # A 429 or 5xx while asking again: the paid video is still there, so this is a
-            # retry (with the download's backoff), never a reason to fail the job.
-            raise DownloadError(f"asking for a fresh URL: {exc}", retryable=True) from exc
-        except RunComfyError:
-            return None
-        return result.video_url if result.succeeded else None
+        except RequestNotFound as exc:
+            raise DownloadError(str(exc), problem=FetchProblem.RESULT_LOST) from exc
+        except (TransientError, RunComfyError) as exc:
+            # A 429, a 5xx or an odd reply while asking again: the paid video is still
+            # there, so this is a wait (with the fetch backoff), never a reason to fail.
+            raise DownloadError(f"asking for a fresh URL: {exc}") from exc
+        if not result.succeeded or result.video_url is None:
+            raise DownloadError(
+                f"the result of request {item.request_id} shows no video URL right now "
+                f"(status {result.status})",
+                problem=FetchProblem.NO_URL,
+            )
+        return result.video_url
 
-    def _write_sidecar(self, item: WorkItem, done: Any) -> None:
-        facts = self.queue.facts(item.row_id)
-        write_sidecar(
-            done.path,
-            {
-                "job": {"id": item.name, "key": item.key, "batch": item.batch},
-                "model": item.model_id,
-                "payload": item.payload,
-                "request_id": item.request_id,
-                "attempts": item.attempts,
-                "cost_usd": facts.get("cost_usd"),
-                "timings": {
-                    "queued": facts.get("created_at"),
-                    "submitted": facts.get("submitted_at"),
-                    "started": facts.get("started_at"),
-                    "finished": facts.get("finished_at"),
-                    "downloaded": self.queue.now().isoformat(),
-                },
-                "video": {
-                    "file": done.path.name,
-                    "bytes": done.size_bytes,
-                    "sha256": done.sha256,
-                    **done.probe.as_dict(),
-                },
+    def _placer(self, item: WorkItem, facts: dict[str, Any], store_id: str) -> Any:
+        """Put a verified video in place beside its sidecar, never over a file this store
+        did not write for this job (runs in a worker thread, with the download)."""
+
+        def is_ours(video: Path) -> bool:
+            ids = {item.request_id} if item.request_id else set()
+            return owned_by(video, store_id=store_id, job_key=item.key, request_ids=ids)
+
+        def place(temp: Path, verified: Verified) -> Path:
+            target = resolve_inside(Path(item.output_root), item.output_path)
+            return place_video(
+                temp,
+                target,
+                lambda video: self._sidecar(item, facts, store_id, video, verified),
+                is_ours=is_ours,
+            )
+
+        return place
+
+    def _sidecar(
+        self,
+        item: WorkItem,
+        facts: dict[str, Any],
+        store_id: str,
+        video: Path,
+        verified: Verified,
+    ) -> dict[str, Any]:
+        return {
+            "store": {"id": store_id},
+            "job": {"id": item.name, "key": item.key, "batch": item.batch},
+            "model": item.model_id,
+            "payload": item.payload,
+            "request_id": item.request_id,
+            "attempts": item.attempts,
+            "cost_usd": facts.get("cost_usd"),
+            "timings": {
+                "queued": facts.get("created_at"),
+                "submitted": facts.get("submitted_at"),
+                "started": facts.get("started_at"),
+                "finished": facts.get("finished_at"),
+                "downloaded": self.queue.now().isoformat(),
             },
-        )
+            "video": {
+                "file": video.name,
+                "bytes": verified.size_bytes,
+                "sha256": verified.sha256,
+                **verified.probe.as_dict(),
+            },
+        }

@@ -21,11 +21,16 @@ from orchestrator.api import (
     RunComfyError,
     TransientError,
 )
-from orchestrator.engine.core import POLL_PATIENCE, EngineCore, _after, _seconds_between
+from orchestrator.engine.core import POLL_PATIENCE, EngineCore, _after, _seconds_between, log
 from orchestrator.engine.decisions import (
     Outcome,
     poll_interval,
     retry_delay,
+)
+from orchestrator.engine.paidwork import (
+    BreakerKind,
+    breaker_for_account,
+    raised_estimate_ratio,
 )
 from orchestrator.store.states import JobState
 from orchestrator.store.work import WorkItem
@@ -79,6 +84,7 @@ class Polling(EngineCore):
             return
         except AuthError as exc:
             self.report.auth_error = str(exc)
+            self._trip(breaker_for_account(BreakerKind.AUTH, str(exc)))
             return
         except RunComfyError as exc:
             if isinstance(exc, RateLimited):
@@ -107,6 +113,24 @@ class Polling(EngineCore):
             return
         self._transient.pop(item.row_id, None)
         await self._finished_remotely(item, result)
+
+    async def _revise_price(self, item: WorkItem, cost: float | None) -> None:
+        """RunComfy billed more than estimated: raise the estimates of the model's jobs not
+        yet billed, so the spend cap stays a bound for the rest of the batch."""
+        ratio = raised_estimate_ratio(item.estimated_cost_usd, cost)
+        if ratio is None:
+            return
+        raised = await self._db(self.fetches.raise_estimates, item.batch, item.model_id, ratio)
+        log.warning(
+            "billed more than estimated; estimates raised",
+            batch=item.batch,
+            job=item.name,
+            attempt=item.attempts,
+            request_id=item.request_id,
+            estimate=item.estimated_cost_usd,
+            cost=cost,
+            jobs=raised,
+        )
 
     async def _still_running(self, item: WorkItem, status: str, position: int | None) -> None:
         now = self.monotonic()
@@ -151,6 +175,7 @@ class Polling(EngineCore):
             "finished_at": self.queue.now(),
             "queue_position": None,
         }
+        await self._revise_price(item, result.cost)
         if result.succeeded:
             moved = await self._settle(
                 item,
@@ -162,7 +187,10 @@ class Polling(EngineCore):
                 self._send.send_nowait((_after(item, JobState.DOWNLOADING), result.video_url))
         elif result.status in ("cancelled", "canceled"):
             await self._settle(
-                item, Outcome.REMOTE_CANCELLED, fields=facts, attempt={"outcome": "cancelled"}
+                item,
+                Outcome.REMOTE_CANCELLED,
+                fields=facts,
+                attempt={"outcome": "cancelled", "cost_usd": result.cost},
             )
         else:
             reason = result.error or (

@@ -52,10 +52,15 @@ class Engine(Submitting, Polling, Downloading):
         try:
             # What a dead or stopped worker (this one's previous run, say) left in flight.
             await self._take_over()
+            # A re-run is the way to ask again for paid videos that could not be fetched.
+            resumed = await self._db(self.fetches.resume, settings.batch)
+            if resumed:
+                log.info("fetching paid videos again", batch=settings.batch, jobs=len(resumed))
             with self._send, self._receive:
                 async with anyio.create_task_group() as group:
                     group.start_soon(self._submitter, group)
                     group.start_soon(self._poller, group)
+                    group.start_soon(self._fetcher)
                     for _ in range(settings.max_downloads):
                         group.start_soon(self._downloader)
                     group.start_soon(self._keep_lease)
@@ -139,12 +144,12 @@ class Engine(Submitting, Polling, Downloading):
         if self._busy or self._watched:
             return False
         batch = self.settings.batch
-        if self._submitting_allowed:
+        if self.submitting_allowed:
             return await self._db(self.queue.unfinished, batch) == 0
-        # Submitting has stopped (balance, spend cap): done once nothing is in flight or
-        # still downloading.
-        held = await self._db(self.queue.held, batch)
-        return not held and self._receive.statistics().current_buffer_used == 0
+        # Submitting has stopped (spend cap, a breaker): done once nothing paid is left to
+        # poll or fetch (jobs waiting to be fetched again included).
+        left = await self._db(self.fetches.paid_work_left, batch)
+        return not left and self._receive.statistics().current_buffer_used == 0
 
     async def _cancel_queued_remote(self) -> None:
         """``--cancel-on-exit``: cancel remote jobs still queued (running ones cannot be)."""

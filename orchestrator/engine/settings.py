@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from orchestrator.engine.decisions import PollPolicy
+from orchestrator.engine.paidwork import FetchPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +23,10 @@ class EngineSettings:
     max_spend: float | None = None
     base_delay: float = 2.0
     max_delay: float = 300.0
-    max_download_tries: int = 5
+    max_download_tries: int = 3
+    """Quick tries of one fetch (same URL, short waits) before the durable fetch backoff."""
+    fetch: FetchPolicy = field(default_factory=FetchPolicy)
+    """The durable backoff of a rendered job whose download failed, and its patience."""
     max_transient_failures: int = 12
     """Consecutive unsent submits (connect errors, 429) before a job is failed."""
     poll: PollPolicy = field(default_factory=PollPolicy)
@@ -31,7 +35,6 @@ class EngineSettings:
     stop_when_done: bool = True
     """Stop once no job of the batch needs more work (``run``); ``work`` keeps serving."""
     cancel_on_exit: bool = False
-    include_model_in_logs: bool = True
     lease_seconds: float = 60.0
     """How long this worker's jobs stay its own without a heartbeat before another worker
     takes them over. Longer is safer (a slow database must not look like a dead worker);

@@ -7,6 +7,7 @@ clear answer goes to ``needs_reconcile`` and is never resubmitted here.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import anyio
@@ -20,12 +21,18 @@ from orchestrator.api import (
     RateLimited,
     RunComfyError,
     TransientError,
+    UnknownModel,
     build_request_payload,
 )
 from orchestrator.engine.core import EngineCore, _after, log
 from orchestrator.engine.decisions import (
     Outcome,
     poll_interval,
+)
+from orchestrator.engine.paidwork import (
+    BreakerKind,
+    breaker_for_account,
+    breaker_for_unknown_model,
 )
 from orchestrator.media import ImageError
 from orchestrator.store.states import JobState
@@ -43,7 +50,7 @@ class Submitting(EngineCore):
             # Claim only as many jobs as can be POSTed right now: a claimed job is marked
             # "submitting", and a crash while it waited would park it as needs_reconcile.
             free = self.settings.max_concurrent_submits - self._submits_running
-            allowed = self._submitting_allowed and not self._stop.is_set()  # stop: no new ones
+            allowed = self.submitting_allowed and not self._stop.is_set()  # stop: no new ones
             if allowed and not self.report.auth_error and free > 0:
                 now = self.monotonic()
                 if now >= self._next_release:  # retries come due on a clock, not on events
@@ -79,21 +86,26 @@ class Submitting(EngineCore):
             # once the next job does not fit, submitting stops.
             committed = await self._db(self.queue.committed_spend, settings.batch)
             upcoming = await self._db(self.queue.next_pending_cost, settings.batch)
-            if committed >= spend_cap or (
+            if upcoming == math.inf:
+                self._stop_submitting(
+                    f"the next job's price is unknown, and the spend cap of ${spend_cap:,.2f} "
+                    "needs one (pass --prices FILE)"
+                )
+            elif committed >= spend_cap or (
                 upcoming is not None and committed + upcoming > spend_cap + 1e-9
             ):
-                self._stop_submitting(spend=True)
+                self._stop_submitting(
+                    f"the spend cap of ${spend_cap:,.2f} would be passed "
+                    f"(${committed:,.2f} spent or committed)"
+                )
         return claimed
 
-    def _stop_submitting(self, *, spend: bool = False) -> None:
+    def _stop_submitting(self, why: str) -> None:
+        """The spend cap: no new submits for the rest of the run (nothing else lifts it)."""
         if self._submitting_allowed:
             self._submitting_allowed = False
-            if spend:
-                self.report.spend_capped = True
-                self.report.notes.append(
-                    f"stopped submitting: the spend cap of ${self.settings.max_spend:,.2f} "
-                    "would be passed"
-                )
+            self.report.spend_capped = True
+            self.report.notes.append(f"stopped submitting: {why}")
 
     async def _pace(self) -> None:
         """The submit rate limit: at most ``submits_per_second`` POSTs per second, shared by
@@ -133,6 +145,11 @@ class Submitting(EngineCore):
                     return
                 failpoints.reached("after_claim")
                 await self._pace()  # last, so nothing between the slot and the POST
+                if not self.submitting_allowed:
+                    # A breaker tripped (or the cap was reached) since the claim: this job
+                    # goes back unpaid. Nothing is POSTed after a breaker trips.
+                    await self._settle(item, Outcome.HELD, attempt={"outcome": "held"})
+                    return
                 try:
                     submitted = await self.api.submit(item.model_id, body)
                 except RunComfyError as exc:
@@ -186,13 +203,19 @@ class Submitting(EngineCore):
     async def _submit_failed(self, item: WorkItem, exc: RunComfyError, bound: Any) -> None:
         if isinstance(exc, AuthError):
             self.report.auth_error = str(exc)
+            self._trip(breaker_for_account(BreakerKind.AUTH, str(exc)))
             await self._settle(item, Outcome.HELD, attempt={"outcome": "held"})
             bound.error("authentication failed", error=str(exc))
         elif isinstance(exc, InsufficientBalance):
             self.report.balance_error = str(exc)
-            self._stop_submitting()
-            self.report.notes.append(f"stopped submitting: {exc}")
+            self._trip(breaker_for_account(BreakerKind.BALANCE, str(exc)))
             await self._settle(item, Outcome.HELD, attempt={"outcome": "held"})
+        elif isinstance(exc, UnknownModel):
+            # Every other job of this model would be refused the same way (free, but the
+            # batch is wrong): stop submitting and say what to fix. The job stays pending.
+            self._trip(breaker_for_unknown_model(item.model_id, str(exc)))
+            refused = {"outcome": "rejected", "error": str(exc)}
+            await self._settle(item, Outcome.HELD, error=str(exc), attempt=refused)
         elif isinstance(exc, AmbiguousSubmission):
             await self._settle(
                 item,

@@ -38,6 +38,7 @@ class WorkItem:
     attempt_kind: str | None = None
     worker_id: str | None = None
     lease_token: int = 0
+    fetch_failures: int = 0
 
 
 def _item(row: Any, kind: str | None = None) -> WorkItem:
@@ -61,6 +62,7 @@ def _item(row: Any, kind: str | None = None) -> WorkItem:
         attempt_kind=kind,
         worker_id=row.worker_id,
         lease_token=row.lease_token,
+        fetch_failures=row.fetch_failures,
     )
 
 

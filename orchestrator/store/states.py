@@ -2,8 +2,10 @@
 
 A job moves ``pending -> submitting -> submitted -> downloading -> succeeded``; the side
 states are ``retry_wait`` (waiting for a durable ``next_attempt_at``), ``needs_reconcile``
-(a submit whose outcome is unknown; never resubmitted automatically) and the terminal
-``failed`` and ``cancelled``.
+(a submit whose outcome is unknown; never resubmitted automatically), ``fetch_wait`` and
+``fetch_paused`` (RunComfy rendered the video, so it is paid for, but it is not on disk
+yet: it is fetched again, never submitted again) and the terminal ``failed`` and
+``cancelled``.
 
 >>> JobState.SUBMITTED in IN_FLIGHT and JobState.SUBMITTED not in TERMINAL
 True
@@ -32,6 +34,12 @@ class JobState(StrEnum):
     """Waiting for ``next_attempt_at`` before trying again."""
     NEEDS_RECONCILE = "needs_reconcile"
     """A submit may have reached RunComfy; only an explicit user action resubmits."""
+    FETCH_WAIT = "fetch_wait"
+    """Rendered (paid) but the download failed: a fresh ``/result`` and the download are
+    tried again at ``next_attempt_at`` (a durable backoff that outlasts an outage)."""
+    FETCH_PAUSED = "fetch_paused"
+    """Rendered (paid) and not fetched: the engine stopped trying (the outage outlasted its
+    patience, or a setting must be fixed first). A re-run or ``retry`` fetches it again."""
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -60,6 +68,14 @@ IN_FLIGHT: Final[frozenset[JobState]] = frozenset(
 
 ``needs_reconcile`` is deliberately excluded: a parked job must not hold a slot forever.
 """
+
+TO_FETCH: Final[frozenset[JobState]] = frozenset(
+    {JobState.DOWNLOADING, JobState.FETCH_WAIT, JobState.FETCH_PAUSED}
+)
+"""Rendered by RunComfy (so paid for) and not yet a verified file on disk."""
+
+PARKED: Final[frozenset[JobState]] = frozenset({JobState.NEEDS_RECONCILE, JobState.FETCH_PAUSED})
+"""Waiting for a person (a decision, a fix, a re-run): a run ends with jobs parked here."""
 
 JobState.TERMINAL = TERMINAL
 JobState.IN_FLIGHT = IN_FLIGHT

@@ -147,6 +147,9 @@ class Job(SQLModel, table=True):
     lease_token: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     """Fencing token: bumped by every claim, takeover and user action; every write by a
     worker names the token it holds, so a writer whose lease moved on changes nothing."""
+    fetch_failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    """Failed fetches of a rendered (paid) video in a row; decides the fetch backoff and
+    when the job pauses in ``fetch_paused``. Reset by a success, a re-run or a retry."""
 
 
 class Attempt(SQLModel, table=True):
@@ -224,6 +227,16 @@ class Pacer(SQLModel, table=True):
     next_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class StoreMeta(SQLModel, table=True):
+    """Facts about the store itself (``store_id``: written into every sidecar, so a video
+    this store wrote is told apart from a user's file or another store's video)."""
+
+    __tablename__: ClassVar[str] = "store_meta"
+
+    key: str = Field(primary_key=True)
+    value: str
+
+
 metadata = SQLModel.metadata
 """The metadata Alembic compares migrations against."""
 
@@ -233,3 +246,4 @@ ATTEMPTS: Table = metadata.tables["attempts"]
 EVENTS: Table = metadata.tables["events"]
 WORKERS: Table = metadata.tables["workers"]
 PACERS: Table = metadata.tables["pacers"]
+STORE_META: Table = metadata.tables["store_meta"]

@@ -10,12 +10,13 @@ inside their own transaction, so they hold for every worker together
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 from sqlalchemy.sql import ClauseElement
 
 from orchestrator import failpoints
@@ -26,7 +27,7 @@ from orchestrator.store.items import (
     _select_items,
     _update_latest_attempt,
 )
-from orchestrator.store.states import IN_FLIGHT, TERMINAL, AttemptKind, EventKind, JobState
+from orchestrator.store.states import PARKED, TERMINAL, AttemptKind, EventKind, JobState
 from orchestrator.store.store import Store
 from orchestrator.store.tables import ATTEMPTS, EVENTS, JOBS, WORKERS
 
@@ -61,6 +62,18 @@ _LAST_PAID_OUTCOME = (
     .limit(1)
 )
 _WORKER_STOPPED_AT = select(WORKERS.c.stopped_at).where(WORKERS.c.id == bindparam("p_id"))
+# Spent and committed: every attempt that may have been billed counts what RunComfy
+# reported for it, or, until it reports, the job's estimate. A re-roll in flight counts
+# again although its job already has a cost; an attempt whose cost never came counts too.
+_COMMITTED = (
+    select(
+        func.coalesce(
+            func.sum(func.coalesce(ATTEMPTS.c.cost_usd, JOBS.c.estimated_cost_usd, 0.0)), 0.0
+        )
+    )
+    .select_from(ATTEMPTS.join(JOBS, JOBS.c.id == ATTEMPTS.c.job_id))
+    .where(JOBS.c.batch == bindparam("p_batch"), _MAY_BE_PAID)
+)
 
 
 class WorkQueue:
@@ -94,21 +107,12 @@ class WorkQueue:
         return {model: number for model, number in connection.execute(query)}
 
     def committed_spend(self, batch: str) -> float:
-        """Money spent plus the estimate of jobs still in flight (for the spend cap)."""
+        """Money spent plus money committed, for the spend cap (see :func:`_COMMITTED`)."""
         with self.store.read() as connection:
             return self._committed_spend(connection, batch)
 
     def _committed_spend(self, connection: Connection, batch: str) -> float:
-        in_flight = [s.value for s in IN_FLIGHT]
-        spent = func.coalesce(func.sum(JOBS.c.cost_usd), 0.0)
-        pending = func.coalesce(
-            func.sum(JOBS.c.estimated_cost_usd).filter(
-                and_(JOBS.c.state.in_(in_flight), JOBS.c.cost_usd.is_(None))
-            ),
-            0.0,
-        )
-        row = connection.execute(select(spent, pending).where(JOBS.c.batch == batch)).one()
-        return float(row[0]) + float(row[1])
+        return float(connection.execute(_COMMITTED, {"p_batch": batch}).scalar_one())
 
     def active(self, batch: str | None = None) -> list[WorkItem]:
         """Jobs to poll or download: submitted and downloading."""
@@ -120,17 +124,9 @@ class WorkQueue:
         with self.store.read() as connection:
             return [_item(row) for row in connection.execute(query.order_by(JOBS.c.id))]
 
-    def held(self, batch: str | None = None) -> int:
-        """Jobs submitting, submitted or downloading (held by some worker)."""
-        query = select(func.count()).select_from(JOBS).where(JOBS.c.state.in_(_values(HELD)))
-        if batch is not None:
-            query = query.where(JOBS.c.batch == batch)
-        with self.store.read() as connection:
-            return int(connection.execute(query).scalar_one())
-
     def unfinished(self, batch: str | None = None) -> int:
-        """Jobs that still need work (not terminal, not waiting for a user decision)."""
-        parked = [s.value for s in TERMINAL] + [JobState.NEEDS_RECONCILE.value]
+        """Jobs that still need work (not terminal, not parked waiting for a person)."""
+        parked = [s.value for s in TERMINAL | PARKED]
         query = select(func.count()).select_from(JOBS).where(JOBS.c.state.not_in(parked))
         if batch is not None:
             query = query.where(JOBS.c.batch == batch)
@@ -166,13 +162,16 @@ class WorkQueue:
             return int(connection.execute(query).scalar_one())
 
     def next_pending_cost(self, batch: str | None = None) -> float | None:
-        """The estimate of the next job a claim would take (0.0 if unpriced; None if none)."""
+        """The estimate of the next job a claim would take: None if nothing is pending,
+        ``math.inf`` if its price is unknown (under a cap it can never be submitted)."""
         query = select(JOBS.c.estimated_cost_usd).where(JOBS.c.state == JobState.PENDING.value)
         if batch is not None:
             query = query.where(JOBS.c.batch == batch)
         with self.store.read() as connection:
             row = connection.execute(query.order_by(JOBS.c.id).limit(1)).first()
-        return None if row is None else float(row[0] or 0.0)
+        if row is None:
+            return None
+        return math.inf if row[0] is None else float(row[0])
 
     def facts(self, row_id: int) -> dict[str, Any]:
         """Cost and timestamps of one job, JSON-ready (for its sidecar)."""
@@ -302,6 +301,8 @@ class WorkQueue:
             room = (per_model_room or {}).get(row.model_id, default_room)
             if room is not None and taken.get(row.model_id, 0) >= room:
                 continue
+            if budget is not None and row.estimated_cost_usd is None:
+                continue  # under a cap, a job whose price is unknown is never submitted
             cost = row.estimated_cost_usd or 0.0
             if budget is not None and committed + cost > budget + 1e-9:
                 break
@@ -501,19 +502,24 @@ class WorkQueue:
 
     def user_action(
         self,
-        batch: str,
+        batch: str | None,
         names: Sequence[str] | None,
         from_states: Sequence[JobState],
         to_state: JobState,
         outcome: str,
         fields: Mapping[str, Any] | None = None,
     ) -> list[str]:
-        """Move a batch's jobs (all, or those named) between states for a user command."""
+        """Move a batch's jobs (all with ``names`` None, else only those named: an empty
+        list moves none) between states for a user command."""
+        if names is not None and not names:
+            return []
         query = select(JOBS.c.id, JOBS.c.name, JOBS.c.state).where(
-            JOBS.c.batch == batch, JOBS.c.state.in_([s.value for s in from_states])
+            JOBS.c.state.in_([s.value for s in from_states])
         )
-        if names:
-            query = query.where(or_(*(JOBS.c.name == n for n in names)))
+        if batch is not None:
+            query = query.where(JOBS.c.batch == batch)
+        if names is not None:
+            query = query.where(JOBS.c.name.in_(list(names)))
         moved: list[str] = []
         with self.store.write() as connection:
             for row_id, name, state in connection.execute(query).all():
