@@ -21,7 +21,13 @@ from orchestrator.logs import configure_logging
 from orchestrator.manifest import Expansion, load_manifest
 from orchestrator.media import ImageInfo
 from orchestrator.outputs.preflight import check_outputs, estimate_batch_bytes
-from orchestrator.planning import enqueue, output_root, stored_output_root, summarize
+from orchestrator.planning import (
+    enqueue,
+    output_root,
+    stored_output_root,
+    stored_settings,
+    summarize,
+)
 from orchestrator.problems import InputError
 from orchestrator.store import JobState, Store
 from orchestrator.store.database import sqlite_file, to_url
@@ -182,8 +188,22 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument(
         "--batch", action=_EnvDefault, env="ORCHESTRATOR_BATCH", required=True, help="the batch"
     )
-    _flag(retry, "--failed", "ORCHESTRATOR_RETRY_FAILED", "every failed job of the batch")
-    retry.add_argument("--ids", help="these job ids (comma-separated; failed or cancelled)")
+    _flag(
+        retry,
+        "--failed",
+        "ORCHESTRATOR_RETRY_FAILED",
+        "every failed job of the batch, and every paid video still to fetch",
+    )
+    retry.add_argument(
+        "--ids", help="these job ids (comma-separated; failed, cancelled or still to fetch)"
+    )
+    _flag(
+        retry,
+        "--reroll",
+        "ORCHESTRATOR_REROLL",
+        "pay again for a new render of jobs RunComfy already rendered (default: fetch them "
+        "again, free); the cost is printed",
+    )
     cancel = commands.add_parser(
         "cancel", help="stop jobs not yet submitted and cancel those still queued on RunComfy"
     )
@@ -192,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch", action=_EnvDefault, env="ORCHESTRATOR_BATCH", required=True, help="the batch"
     )
     cancel.add_argument("--ids", help="only these job ids (comma-separated)")
+    _flag(
+        cancel,
+        "--discard",
+        "ORCHESTRATOR_DISCARD",
+        "also give up jobs already running and paid videos still to fetch (RunComfy bills "
+        "them anyway; their videos are not fetched)",
+    )
     add_engine_options(cancel, _EnvDefault, _flag)
 
     export = commands.add_parser("export", help="write a batch's videos as a dataset")
@@ -242,14 +269,21 @@ def build_parser() -> argparse.ArgumentParser:
         action=_EnvDefault,
         env="ORCHESTRATOR_SIM_PORT",
         default="8188",
-        help="port (0 picks a free one; default: %(default)s)",
+        help="API port (0 picks a free one; default: %(default)s)",
+    )
+    simulate.add_argument(
+        "--files-port",
+        action=_EnvDefault,
+        env="ORCHESTRATOR_SIM_FILES_PORT",
+        help="port of the file host, a listener of its own (0 picks a free one; default: "
+        "the API port + 1, or a free one when --port is 0)",
     )
     simulate.add_argument(
         "--profile",
         action=_EnvDefault,
         env="ORCHESTRATOR_SIM_PROFILE",
         default="calm",
-        help="calm, flaky, hostile or a profile YAML file (default: %(default)s)",
+        help="calm, flaky, hostile, outages or a profile YAML file (default: %(default)s)",
     )
     simulate.add_argument(
         "--seed",
@@ -418,7 +452,12 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     if store is None:
         return EXIT_FAILED
     with store:
-        print_status(store, args.batch, out, as_json=args.json)
+        cap = None
+        if args.batch is not None:
+            settings = stored_settings(store, args.batch)
+            cap = settings.limits.max_spend if settings is not None else None
+        fetch = f"orchestrator work --batch {args.batch or 'BATCH'} --db {args.db}"
+        print_status(store, args.batch, out, as_json=args.json, cap=cap, fetch_command=fetch)
     return EXIT_OK
 
 
@@ -435,32 +474,72 @@ def cmd_jobs(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
+    import shlex
+
     from orchestrator.simulator import ProfileError, SimulatorServer, load_profile
 
     try:
+        port = _number(args.port, int, "--port")
+        if port is None or not 0 <= port <= 65535:
+            raise ValueError(f"--port must be a port number from 0 to 65535, got {args.port!r}")
+        files_port = _number(args.files_port, int, "--files-port")
+        if files_port is None:  # the next port, or any free one when the API's is too
+            files_port = port + 1 if port else 0
+        if not 0 <= files_port <= 65535:
+            raise ValueError(
+                f"--files-port must be a port number from 0 to 65535, got {files_port!r}"
+            )
+        if port and files_port == port:
+            raise ValueError("--files-port must differ from --port: the file host listens apart")
         profile = load_profile(args.profile).with_overrides(
             seed=_number(args.seed, int, "--seed"),
             time_scale=_number(args.time_scale, float, "--time-scale"),
             slots=_number(args.slots, int, "--slots"),
         )
+        if profile.time_scale <= 0 or profile.slots < 1:
+            raise ValueError("--time-scale must be > 0 and --slots at least 1")
     except (ProfileError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    server = SimulatorServer(
-        profile,
-        port=int(args.port),
-        token=args.token,
-        host=args.host,
-        file_host=args.file_host,
-        log_level="info",
+    try:
+        server = SimulatorServer(
+            profile,
+            port=port,
+            files_port=files_port,
+            token=args.token,
+            host=args.host,
+            file_host=args.file_host,
+            log_level="info",
+        )
+    except OSError as exc:
+        print(
+            f"error: cannot listen on {args.host} port {port} (API) and {files_port} (files): "
+            f"{exc.strerror or exc}; choose others with --port and --files-port",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    # Any non-empty token is accepted unless --token names one. Plain-http downloads are
+    # allowed only from a trusted loopback host (engine/download.py host_allowed), so the
+    # command trusts the file host by name.
+    token = "<the token given with --token>" if args.token else "sim-token"
+    run = (
+        f"RUNCOMFY_API_TOKEN={token} orchestrator run MANIFEST "
+        f"--api-base {shlex.quote(server.api_base)} --trust-host {shlex.quote(args.file_host)}"
+    )
+    if profile.time_scale < 1:  # minutes pass in seconds: poll as ``run --simulate`` does
+        run += f" --poll-min 0.05 --poll-max {max(0.5, 120 * profile.time_scale):g}"
+    outages = ", ".join(
+        f"{o.kind} {o.seconds:g} s after {o.after:g} s" for o in profile.file_outages
     )
     out.write(
         f"RunComfy simulator: profile {profile.name!r}, {profile.slots} slots, "
         f"time scale {profile.time_scale:g}, seed {profile.seed}\n"
         f"  API:    {server.api_base}   (export RUNCOMFY_API_BASE={server.api_base})\n"
-        f"  files:  {server.files_base}\n"
+        f"  files:  {server.files_base}   (a listener of its own)\n"
         f"  token:  {'the one given with --token' if args.token else 'any non-empty token'}\n"
         f"  ledger: {server.api_base}/_sim/ledger\n"
+        + (f"  file outages (simulated seconds): {outages}\n" if outages else "")
+        + f"  run:    {run}\n"
     )
     out.flush()
     server.serve_forever()

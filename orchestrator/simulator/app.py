@@ -1,10 +1,11 @@
-"""The simulated RunComfy Model API as an ASGI app (Starlette).
+"""The simulated RunComfy Model API as ASGI apps (Starlette).
 
-Two host names share one server: API routes answer only on the API host (``127.0.0.1``),
-videos only on the file host (``localhost``), as on the real service where outputs live
-on a storage host that must never see the API token.
+Two hosts, two listeners: API routes answer only on the API host (``127.0.0.1``), videos
+only on the file host (``localhost``, on a port of its own), as on the real service where
+outputs live on a storage host that must never see the API token. Each app answers 404 to
+a request whose Host header names another host.
 
-API host::
+API host (:func:`build_api_app`)::
 
     POST /v1/models/{model_id}           submit (model ids contain slashes and dots)
     GET  /v1/models/{model_id}           catalog entry with base_price_usd, input_schema
@@ -12,8 +13,10 @@ API host::
     GET  /v1/requests/{id}/result        current state, or output when completed
     POST /v1/requests/{id}/cancel        outcome: cancelled | not_cancellable
     GET  /_sim/ledger                    the simulator's ledger (no real API has this)
+    POST /_sim/outage?kind=error|refuse&seconds=N   a file-host outage, now (simulated s)
 
-File host::
+File host (:func:`build_files_app`; during an outage every request meets it, see
+:mod:`.outages`)::
 
     GET  /files/{id}/{version}/output.mp4?expires=..&sig=..
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,6 +38,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from orchestrator.simulator.outages import OutageWindow
+from orchestrator.simulator.profile import OUTAGE_KINDS
 from orchestrator.simulator.state import ApiError, Simulator
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -83,8 +89,31 @@ class CutShort(Response):
 def build_app(
     sim: Simulator, *, api_host: str = "127.0.0.1", file_host: str = "localhost"
 ) -> ASGIApp:
-    """The ASGI app for one :class:`Simulator`."""
+    """Both hosts in one app, routed by Host header (in-process use; the server gives each
+    host its own listener). A ``refuse`` outage has no listener to close here: the request
+    is just left unanswered."""
+    api = build_api_app(sim, api_host=api_host)
+    files = build_files_app(sim, file_host=file_host)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _host_name(scope) == file_host:
+            await files(scope, receive, send)
+        else:
+            await api(scope, receive, send)
+
+    return app
+
+
+def build_api_app(
+    sim: Simulator,
+    *,
+    api_host: str = "127.0.0.1",
+    start_outage: Callable[[str, float], OutageWindow] | None = None,
+) -> ASGIApp:
+    """The API host's app; ``start_outage(kind, seconds)`` serves ``POST /_sim/outage``
+    (default: open the window in the simulator's schedule only)."""
     faults = sim.profile.faults
+    open_outage = start_outage or sim.outages.start
 
     async def guarded(
         route: str,
@@ -201,6 +230,41 @@ def build_app(
     async def health(_request: Request) -> Response:
         return JSONResponse({"ok": True, "profile": sim.profile.name})
 
+    async def outage(request: Request) -> Response:
+        kind = request.query_params.get("kind", "error")
+        try:
+            seconds = float(request.query_params.get("seconds", ""))
+        except ValueError:
+            seconds = math.nan
+        if kind not in OUTAGE_KINDS or not (math.isfinite(seconds) and seconds > 0):
+            detail = f"kind must be one of {', '.join(OUTAGE_KINDS)}; seconds a number > 0"
+            return error_response(ApiError(400, 400001, "Bad outage request", detail))
+        window = await anyio.to_thread.run_sync(open_outage, kind, seconds)
+        return JSONResponse(window.as_dict())
+
+    api = Starlette(
+        routes=[
+            Route("/v1/models/{model_id:path}", submit, methods=["POST"]),
+            Route("/v1/models/{model_id:path}", model_entry, methods=["GET"]),
+            Route("/v1/requests/{request_id}/status", status, methods=["GET"]),
+            Route("/v1/requests/{request_id}/result", result, methods=["GET"]),
+            Route("/v1/requests/{request_id}/cancel", cancel, methods=["POST"]),
+            Route("/_sim/ledger", ledger, methods=["GET"]),
+            Route("/_sim/health", health, methods=["GET"]),
+            Route("/_sim/outage", outage, methods=["POST"]),
+        ]
+    )
+    return _only_for(api_host, api)
+
+
+def build_files_app(
+    sim: Simulator, *, file_host: str = "localhost", go_dark: Callable[[], None] | None = None
+) -> ASGIApp:
+    """The file host's app. During an outage every request meets it: ``error`` answers
+    5xx, ``refuse`` calls ``go_dark()`` (which closes the listener and aborts every
+    connection, this one included) and returns no reply."""
+    faults = sim.profile.faults
+
     async def download(request: Request) -> Response:
         request_id = request.path_params["request_id"]
         sim.ledger.call("download")
@@ -240,34 +304,66 @@ def build_app(
         sim.ledger.reply("download", 200)
         return Response(served.video, media_type="video/mp4")
 
-    api = Starlette(
-        routes=[
-            Route("/v1/models/{model_id:path}", submit, methods=["POST"]),
-            Route("/v1/models/{model_id:path}", model_entry, methods=["GET"]),
-            Route("/v1/requests/{request_id}/status", status, methods=["GET"]),
-            Route("/v1/requests/{request_id}/result", result, methods=["GET"]),
-            Route("/v1/requests/{request_id}/cancel", cancel, methods=["POST"]),
-            Route("/_sim/ledger", ledger, methods=["GET"]),
-            Route("/_sim/health", health, methods=["GET"]),
-        ]
-    )
     files = Starlette(
         routes=[Route("/files/{request_id}/{version}/output.mp4", download, methods=["GET"])]
     )
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    async def down(window: OutageWindow, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))
+        headers = {
+            key.decode("latin-1").lower(): value.decode("latin-1")
+            for key, value in scope.get("headers", [])
+        }
+        sim.ledger.call("download")
+        if window.kind == "error":
+            status = (500, 502, 503)[int(sim.faults.draw("file_outage", path) * 3)]
+            sim.ledger.fault("file_outage_error")
+            sim.ledger.downloaded(
+                host=headers.get("host", ""), path=path, headers=headers, status=status, size=0
+            )
+            sim.ledger.reply("download", status)
+            response = Response(
+                "the file host is unavailable (simulated outage)\n",
+                status_code=status,
+                media_type="text/plain",
+            )
+            await response(scope, receive, send)
+            return
+        sim.ledger.fault("file_outage_refuse")
+        sim.ledger.downloaded(
+            host=headers.get("host", ""), path=path, headers=headers, status=0, size=0
+        )
+        sim.ledger.reply("download", 0)
+        if go_dark is not None:
+            go_dark()
+        # Wait for the aborted connection to be noticed, so the server sends no reply.
+        with anyio.move_on_after(1):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+    async def gated(scope: Scope, receive: Receive, send: Send) -> None:
+        window = sim.outages.meet() if scope["type"] == "http" else None
+        if window is None:
+            await files(scope, receive, send)
+        else:
+            await down(window, scope, receive, send)
+
+    return _only_for(file_host, gated)
+
+
+def _only_for(host_name: str, app: ASGIApp) -> ASGIApp:
+    """``app`` for requests whose Host header names ``host_name``; 404 for any other."""
+
+    async def routed(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             host = _host_name(scope)
-            if host == file_host:
-                await files(scope, receive, send)
-                return
-            if host != api_host:
+            if host != host_name:
                 response = Response(f"unknown host {host!r}", status_code=404)
                 await response(scope, receive, send)
                 return
-        await api(scope, receive, send)
+        await app(scope, receive, send)
 
-    return app
+    return routed
 
 
 def _host_name(scope: Scope) -> str:

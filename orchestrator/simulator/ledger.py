@@ -2,8 +2,10 @@
 
 It records submissions per payload hash (a payload submitted twice is a double payment),
 calls per route and status code, the headers each download carried (to prove the API token
-never reached the file host), bytes served, and each job's timeline (simulated seconds)
-for makespan figures.
+never reached the file host), bytes served, each job's timeline (simulated seconds)
+for makespan figures, and each file-host outage window (``outages``: kind, opened_at,
+closes_at in simulated seconds; the replies they spoiled count as the faults
+``file_outage_error`` and ``file_outage_refuse``).
 Read it in-process with :meth:`Ledger.snapshot` or over HTTP at ``GET /_sim/ledger``.
 """
 
@@ -29,6 +31,7 @@ class Ledger:
     downloads: list[dict[str, Any]] = field(default_factory=list)
     bytes_served: int = 0
     jobs: dict[str, SimJob] = field(default_factory=dict)
+    outages: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def call(self, route: str) -> None:
@@ -61,6 +64,10 @@ class Ledger:
             )
             self.bytes_served += size
 
+    def outage(self, kind: str, opened_at: float, closes_at: float) -> None:
+        with self._lock:
+            self.outages.append({"kind": kind, "opened_at": opened_at, "closes_at": closes_at})
+
     def duplicates(self) -> dict[str, int]:
         """Payload hashes accepted more than once (each extra one was paid for again)."""
         with self._lock:
@@ -76,6 +83,7 @@ class Ledger:
             self.downloads.clear()
             self.bytes_served = 0
             self.jobs.clear()
+            self.outages.clear()
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready copy of everything recorded."""
@@ -90,6 +98,7 @@ class Ledger:
                 "downloads": list(self.downloads),
                 "bytes_served": self.bytes_served,
                 "jobs": {rid: _timeline(job) for rid, job in self.jobs.items()},
+                "outages": [dict(window) for window in self.outages],
             }
 
 

@@ -1,7 +1,8 @@
 """Simulator profiles: how many slots, how long each model runs, what it costs, what breaks.
 
-A profile is YAML. Every key is optional; the built-in ``calm``, ``flaky`` and ``hostile``
-profiles live beside this module::
+A profile is YAML. Every key is optional; the built-in ``calm``, ``flaky``, ``hostile`` and
+``outages`` (calm, plus a few file-host outages of each kind in its first ten simulated
+minutes) profiles live beside this module::
 
     slots: 8                      # concurrent jobs per account; the rest wait in a FIFO queue
     time_scale: 0.01              # real seconds per simulated second (60 s of work -> 0.6 s)
@@ -14,6 +15,12 @@ profiles live beside this module::
     url_ttl: 3600                 # simulated seconds a download URL stays valid
     faults:                       # probability of each fault, per request
       rate_limit: 0.02            # 429 with Retry-After ...
+    file_outages:                 # windows when the file host is down (simulated seconds)
+      - {after: 60, seconds: 45, kind: error}   # every download answers 5xx
+      - {after: 300, seconds: 90, kind: refuse} # its listener is closed: ECONNREFUSED
+
+An outage opens at the first file-host request at or after ``after`` (default 0; that
+request already meets it) and lasts ``seconds`` from then; ``kind`` defaults to ``error``.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from typing import Any
 
 import yaml
 
-BUILTIN_PROFILES = ("calm", "flaky", "hostile")
+BUILTIN_PROFILES = ("calm", "flaky", "hostile", "outages")
+OUTAGE_KINDS = ("error", "refuse")
 DISTRIBUTIONS = ("fixed", "uniform", "lognormal")
 #: Top-level settings checked as numbers >= 0 (``None`` allowed where the default is None)
 #: and as whole numbers, so a bad value fails here rather than in the middle of a request.
@@ -100,6 +108,15 @@ class Faults:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class FileOutage:
+    """One planned file-host outage, in simulated seconds (see :mod:`.outages`)."""
+
+    seconds: float
+    after: float = 0.0
+    kind: str = "error"  # error: downloads answer 5xx; refuse: connections are refused
+
+
 @dataclass(frozen=True)
 class Profile:
     """Everything that shapes one simulated account."""
@@ -119,6 +136,7 @@ class Profile:
     video_max_side: int = 320
     video_seconds: float | None = None
     faults: Faults = field(default_factory=Faults)
+    file_outages: tuple[FileOutage, ...] = ()
 
     def duration_for(self, model_id: str) -> Duration:
         return self.durations.get(model_id) or self.durations.get("default") or Duration()
@@ -132,7 +150,8 @@ class Profile:
 
 
 def load_profile(name_or_path: str | Path | None) -> Profile:
-    """A built-in profile by name (``calm``, ``flaky``, ``hostile``) or a YAML file."""
+    """A built-in profile by name (``calm``, ``flaky``, ``hostile``, ``outages``) or a YAML
+    file."""
     if name_or_path is None:
         name_or_path = "calm"
     text: str
@@ -182,6 +201,8 @@ def parse_profile(raw: Mapping[str, Any], *, name: str = "custom", origin: str =
             values[key] = {str(m): _number(p, f"{where}prices.{m}") for m, p in prices}
         elif key == "faults":
             values[key] = _faults(value or {}, where)
+        elif key == "file_outages":
+            values[key] = _file_outages(value, where)
         elif key in NUMBER_KEYS and not (value is None and key in NULLABLE_KEYS):
             values[key] = _number(value, f"{where}{key}")
         elif key in WHOLE_KEYS and (isinstance(value, bool) or not isinstance(value, int)):
@@ -238,3 +259,35 @@ def _faults(raw: Mapping[str, Any], where: str) -> Faults:
     if "retry_after_seconds" in values:
         values["retry_after_seconds"] = int(values["retry_after_seconds"])
     return Faults(**values)
+
+
+def _file_outages(raw: Any, where: str) -> tuple[FileOutage, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ProfileError(
+            f"{where}file_outages must be a list of {{after, seconds, kind}}, got {raw!r}"
+        )
+    known = {f.name for f in fields(FileOutage)}
+    outages = []
+    for index, item in enumerate(raw):
+        at = f"{where}file_outages[{index}]"
+        if not isinstance(item, Mapping):
+            raise ProfileError(f"{at} must be a mapping with seconds, after and kind")
+        unknown = set(item) - known
+        if unknown:
+            raise ProfileError(
+                f"{at}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; known: "
+                + ", ".join(sorted(known))
+            )
+        if "seconds" not in item:
+            raise ProfileError(f"{at}: seconds (how long the outage lasts) is required")
+        seconds = _number(item["seconds"], f"{at}.seconds")
+        if seconds <= 0:
+            raise ProfileError(f"{at}.seconds must be > 0, got {item['seconds']!r}")
+        kind = item.get("kind", "error")
+        if kind not in OUTAGE_KINDS:
+            raise ProfileError(f"{at}.kind must be one of {', '.join(OUTAGE_KINDS)}, got {kind!r}")
+        after = _number(item.get("after", 0), f"{at}.after")
+        outages.append(FileOutage(seconds=seconds, after=after, kind=str(kind)))
+    return tuple(outages)

@@ -1,14 +1,13 @@
-"""Serving the simulator: uvicorn on loopback, in a background thread or in the foreground.
+"""Serving the simulator: uvicorn on loopback, in background threads or in the foreground.
 
 >>> from orchestrator.simulator import load_profile
 >>> with SimulatorServer(load_profile("calm").with_overrides(time_scale=0.001)) as server:
-...     server.api_base.startswith("http://127.0.0.1:")
-True
+...     server.api_base.startswith("http://127.0.0.1:"), server.files_port != server.port
+(True, True)
 """
 
 from __future__ import annotations
 
-import socket
 import threading
 from types import TracebackType
 from typing import Self
@@ -16,8 +15,10 @@ from typing import Self
 import uvicorn
 
 from orchestrator.catalog import Catalog
-from orchestrator.simulator.app import build_app
+from orchestrator.simulator.app import build_api_app
 from orchestrator.simulator.clock import Clock
+from orchestrator.simulator.filehost import FileHost, listening_socket, serve_in_thread
+from orchestrator.simulator.outages import OutageWindow
 from orchestrator.simulator.profile import Profile
 from orchestrator.simulator.state import Simulator
 
@@ -26,10 +27,12 @@ FILE_HOST = "localhost"
 
 
 class SimulatorServer:
-    """A real HTTP server for one :class:`Simulator`, started in a daemon thread.
+    """Real HTTP servers for one :class:`Simulator`, started in daemon threads.
 
     The API answers at ``api_base`` (``http://127.0.0.1:PORT``) and videos are served from
-    ``files_base`` (``http://localhost:PORT``): one socket, two host names.
+    ``files_base`` (``http://localhost:FILES_PORT``): two listeners on the same loopback
+    address, each with its own uvicorn server, so the file host can go down on its own
+    (``file_outages`` in the profile, :meth:`start_file_outage`, ``POST /_sim/outage``).
     """
 
     def __init__(
@@ -37,6 +40,7 @@ class SimulatorServer:
         profile: Profile,
         *,
         port: int = 0,
+        files_port: int = 0,
         clock: Clock | None = None,
         catalog: Catalog | None = None,
         token: str | None = None,
@@ -45,19 +49,20 @@ class SimulatorServer:
         log_level: str = "warning",
     ) -> None:
         self.simulator = Simulator(profile, clock=clock, catalog=catalog, token=token)
-        # An explicit IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections (it
-        # skips sockets whose proto is 0); without it every keep-alive reply waits ~40 ms.
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
-        # Listen at once: connections made as soon as the port is announced (the ``simulate``
-        # banner is printed before uvicorn starts) wait in the backlog instead of being refused.
-        self._socket.listen(2048)
+        # Both sockets listen at once (see listening_socket): the banner may come first.
+        self._socket = listening_socket(host, port)
+        try:
+            self.files = FileHost(
+                self.simulator, host=host, file_host=file_host, port=files_port, log_level=log_level
+            )
+        except OSError:
+            self._socket.close()
+            raise
         self.port: int = self._socket.getsockname()[1]
         self.simulator.api_base = f"http://{host}:{self.port}"
-        self.simulator.files_base = f"http://{file_host}:{self.port}"
+        self.simulator.files_base = self.files.base
         config = uvicorn.Config(
-            build_app(self.simulator, api_host=host, file_host=file_host),
+            build_api_app(self.simulator, api_host=host, start_outage=self.start_file_outage),
             log_level=log_level,
             access_log=False,
             http="httptools",
@@ -75,30 +80,53 @@ class SimulatorServer:
     def files_base(self) -> str:
         return self.simulator.files_base
 
+    @property
+    def files_port(self) -> int:
+        return self.files.port
+
+    @property
+    def files_open(self) -> threading.Event:
+        """Set while the file listener accepts connections (clear during a refuse outage)."""
+        return self.files.open
+
+    def wait_files_open(self, timeout: float | None = None) -> bool:
+        """Block until the file listener accepts connections; False if ``timeout`` passed."""
+        return self.files.open.wait(timeout)
+
+    def start_file_outage(self, kind: str, seconds: float) -> OutageWindow:
+        """Take the file host down now for ``seconds`` simulated seconds.
+
+        ``error``: every file request answers 5xx. ``refuse``: the listener is closed (and
+        open connections aborted) before this returns; it reopens on the same port once the
+        clock has passed the window. Raises ValueError for a bad kind or seconds <= 0.
+        """
+        window = self.simulator.outages.start(kind, seconds)
+        if kind == "refuse":
+            self.files.close_now()
+        return window
+
     def start(self) -> Self:
-        """Serve in a daemon thread; returns once the socket accepts connections."""
-        started = threading.Event()
-        original = self._server.startup
-
-        async def startup(sockets: list[socket.socket] | None = None) -> None:
-            await original(sockets=sockets)
-            started.set()
-
-        self._server.startup = startup  # type: ignore[method-assign]
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-        self._thread.start()
-        if not started.wait(timeout=10):
-            raise RuntimeError("the simulator did not start within 10 seconds")
+        """Serve in daemon threads; returns once both sockets accept connections."""
+        self.files.start()
+        try:
+            self._thread = serve_in_thread(self._server, self._socket, name="API host")
+        except BaseException:
+            self.files.stop()
+            raise
         return self
 
     def serve_forever(self) -> None:
-        """Serve in the calling thread until interrupted (the ``simulate`` command)."""
-        self._server.run(sockets=[self._socket])
+        """Serve the API in the calling thread until interrupted (the ``simulate`` command);
+        the file host runs in daemon threads."""
+        self.files.start()
+        try:
+            self._server.run(sockets=[self._socket])
+        finally:
+            self.files.stop()
 
     def stop(self) -> None:
-        self._server.should_exit = True
+        self._server.should_exit = True  # both servers shut down at the same time
+        self.files.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None

@@ -23,6 +23,7 @@ from orchestrator.simulator.clock import Clock, ScaledClock
 from orchestrator.simulator.faults import FaultDecider
 from orchestrator.simulator.inputs import check_submission
 from orchestrator.simulator.ledger import Ledger
+from orchestrator.simulator.outages import OutageSchedule
 from orchestrator.simulator.profile import Profile
 from orchestrator.simulator.queue import AccountQueue, SimJob
 from orchestrator.simulator.video import VideoCache
@@ -83,6 +84,7 @@ class Simulator:
         self.balance = profile.balance_usd
         self.ledger = Ledger()
         self.faults = FaultDecider(profile.seed)
+        self.outages = OutageSchedule(profile.file_outages, self.clock, self.ledger)
         self.videos = VideoCache(fps=profile.video_fps, max_side=profile.video_max_side)
         self.jobs: dict[str, SimJob] = {}
         self._queues: dict[str, AccountQueue] = {}
