@@ -12,8 +12,10 @@ import anyio
 
 from orchestrator.api import RunComfyClient, RunComfyError
 from orchestrator.cli_run import UsageError, connection_for
+from orchestrator.engine.paidwork import RetryPath, retry_path
 from orchestrator.engine.runner import MissingToken
 from orchestrator.store import JobState, Store
+from orchestrator.store.fetches import Candidate, FetchQueue
 from orchestrator.store.work import WorkQueue
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -24,37 +26,114 @@ def _names(args: argparse.Namespace) -> list[str] | None:
 
 
 def retry(args: argparse.Namespace, out: TextIO) -> int:
-    """``retry --batch B [--failed] [--ids a,b]``: queue failed (or cancelled, when named)
-    jobs again; each becomes a new attempt, counted like any other."""
+    """``retry --batch B [--failed] [--ids a,b] [--reroll]``: queue jobs again, each the way
+    its money allows. A job RunComfy rendered (paid, its video not fetched) is fetched
+    again for free; only ``--reroll`` pays for a new render of it. A job that never
+    rendered (a failed generation, a refused submit) gets a new paid attempt. Each job's
+    path and the cost are printed."""
     names = _names(args)
     if not args.failed and not names:
         print("error: say which jobs: --failed, or --ids a,b", file=sys.stderr)
         return EXIT_USAGE
-    states = [JobState.FAILED] + ([JobState.CANCELLED] if names else [])
+    states = [JobState.FAILED, JobState.FETCH_PAUSED, JobState.FETCH_WAIT]
+    if names:
+        states.append(JobState.CANCELLED)
+    reroll = bool(getattr(args, "reroll", False))
     with Store.open(args.db) as store:
-        moved = WorkQueue(store).user_action(
+        queue = WorkQueue(store)
+        fetches = FetchQueue(queue)
+        plan: dict[RetryPath, list[Candidate]] = {path: [] for path in RetryPath}
+        for job in fetches.candidates(args.batch, states, names):
+            plan[retry_path(job.state, job.last_paid_outcome, reroll=reroll)].append(job)
+        fetched = fetches.resume(
             args.batch,
-            names,
-            states,
+            [j.name for j in plan[RetryPath.FETCH_AGAIN]],
+            states=(JobState.FETCH_PAUSED, JobState.FETCH_WAIT, JobState.FAILED),
+        )
+        fresh = {"error": None, "next_attempt_at": None, "fetch_failures": 0}
+        attempts = queue.user_action(
+            args.batch,
+            [j.name for j in plan[RetryPath.NEW_ATTEMPT]],
+            [JobState.FAILED, JobState.CANCELLED],
             JobState.PENDING,
             "retry_requested",
-            {"error": None, "next_attempt_at": None},
+            fresh,
         )
+        rerolled = queue.user_action(
+            args.batch,
+            [j.name for j in plan[RetryPath.REROLL]],
+            [JobState.FAILED, JobState.FETCH_PAUSED, JobState.FETCH_WAIT],
+            JobState.PENDING,
+            "reroll_requested",
+            fresh,
+        )
+    paid = [
+        j
+        for j in plan[RetryPath.NEW_ATTEMPT] + plan[RetryPath.REROLL]
+        if j.name in set(attempts) | set(rerolled)
+    ]
+    cost = _total(paid)
     if args.json:
-        json.dump({"batch": args.batch, "requeued": moved}, out)
+        json.dump(
+            {
+                "batch": args.batch,
+                "requeued": fetched + attempts + rerolled,
+                "fetch_again": fetched,
+                "new_attempts": attempts,
+                "rerolls": rerolled,
+                "needs_reroll": [j.name for j in plan[RetryPath.NEEDS_REROLL]],
+                "estimated_cost_usd": cost,
+            },
+            out,
+        )
         out.write("\n")
-    else:
-        out.write(f"{len(moved)} job(s) of batch {args.batch!r} queued again")
-        out.write(": " + ", ".join(moved) + "\n" if moved else "\n")
-        if moved:
-            out.write("next: orchestrator work --batch " + args.batch + " (or run the manifest)\n")
+        return EXIT_OK
+    by_name = {j.name: j for jobs in plan.values() for j in jobs}
+    for name in fetched:
+        out.write(f"  {name}: fetch again (already paid: request {by_name[name].request_id})\n")
+    for name in attempts:
+        out.write(f"  {name}: new paid attempt ({_usd(by_name[name].estimated_cost_usd)})\n")
+    for name in rerolled:
+        out.write(
+            f"  {name}: re-roll: pays for a new render of a rendered video "
+            f"({_usd(by_name[name].estimated_cost_usd)})\n"
+        )
+    for job in plan[RetryPath.NEEDS_REROLL]:
+        out.write(
+            f"  {job.name}: not queued: RunComfy no longer has its result; --reroll pays for "
+            f"a new render ({_usd(job.estimated_cost_usd)})\n"
+        )
+    moved = len(fetched) + len(paid)
+    out.write(
+        f"{moved} job(s) of batch {args.batch!r} queued again: {len(fetched)} to fetch again "
+        f"(free), {len(paid)} new paid attempt(s), estimated {_usd(cost)}\n"
+    )
+    if moved:
+        out.write(
+            f"next: orchestrator work --batch {args.batch} --db {args.db} (or run the manifest "
+            "again)\n"
+        )
     return EXIT_OK
 
 
+def _usd(value: float | None) -> str:
+    return "price unknown" if value is None else f"est. ${value:,.2f}"
+
+
+def _total(jobs: list[Candidate]) -> float | None:
+    if any(j.estimated_cost_usd is None for j in jobs):
+        return None
+    return round(sum(j.estimated_cost_usd or 0.0 for j in jobs), 6)
+
+
 def cancel(args: argparse.Namespace, out: TextIO) -> int:
-    """``cancel --batch B``: jobs not yet submitted stop here; jobs queued on RunComfy are
-    cancelled there (free); jobs already running cannot be and are reported."""
+    """``cancel --batch B [--ids a,b] [--discard]``: jobs not yet submitted stop here; jobs
+    queued on RunComfy are cancelled there (only the confirmed ones count). Jobs already
+    running cannot be cancelled: RunComfy finishes and bills them, so they stay
+    ``submitted`` and are fetched when done. ``--discard`` gives them up (and paid videos
+    still to fetch), and says what that throws away."""
     names = _names(args)
+    discard = bool(getattr(args, "discard", False))
     with Store.open(args.db) as store:
         queue = WorkQueue(store)
         local = queue.user_action(
@@ -83,7 +162,8 @@ def cancel(args: argparse.Namespace, out: TextIO) -> int:
             except (MissingToken, UsageError) as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return EXIT_USAGE
-            queue.user_action(
+            # Only the cancels RunComfy confirmed: an empty list moves nothing.
+            cancelled = queue.user_action(
                 args.batch,
                 cancelled,
                 [JobState.SUBMITTED],
@@ -91,11 +171,30 @@ def cancel(args: argparse.Namespace, out: TextIO) -> int:
                 "cancelled",
                 {"remote_status": "cancelled"},
             )
+        discarded: list[str] = []
+        if discard:
+            discarded = queue.user_action(
+                args.batch,
+                names,
+                [JobState.SUBMITTED, JobState.FETCH_WAIT, JobState.FETCH_PAUSED],
+                JobState.CANCELLED,
+                "discarded",
+                {"error": "discarded by the user: RunComfy renders and bills it anyway"},
+            )
+            running = [name for name in running if name not in discarded]
+        kept = [
+            job.id
+            for state in (JobState.FETCH_WAIT, JobState.FETCH_PAUSED, JobState.DOWNLOADING)
+            for job in store.list_jobs(batch=args.batch, state=state.value)
+            if names is None or job.id in names
+        ]
     report = {
         "batch": args.batch,
         "cancelled_locally": local,
         "cancelled_remotely": cancelled,
         "already_running": running,
+        "paid_kept": kept,
+        "discarded": discarded,
     }
     code = EXIT_OK if not running else EXIT_FAILED
     if args.json:
@@ -104,12 +203,25 @@ def cancel(args: argparse.Namespace, out: TextIO) -> int:
         return code
     out.write(
         f"{len(local)} job(s) cancelled before submission, "
-        f"{len(cancelled)} cancelled on RunComfy while queued\n"
+        f"{len(cancelled)} cancelled on RunComfy while queued (confirmed)\n"
     )
     if running:
         out.write(
-            f"{len(running)} job(s) already running could not be cancelled (RunComfy "
-            "finishes and bills them): " + ", ".join(running) + "\n"
+            f"{len(running)} job(s) already running on RunComfy cannot be cancelled: RunComfy "
+            "finishes and bills them, so they stay submitted and their videos are fetched when "
+            f"done (by the run in progress, or: orchestrator work --batch {args.batch} --db "
+            f"{args.db}). --discard gives them up: " + ", ".join(running) + "\n"
+        )
+    if kept:
+        out.write(
+            f"{len(kept)} paid video(s) still to fetch are kept (--discard gives them up): "
+            + ", ".join(kept)
+            + "\n"
+        )
+    if discarded:
+        out.write(
+            f"{len(discarded)} paid job(s) discarded: RunComfy renders and bills them anyway, "
+            "and their videos will not be fetched: " + ", ".join(discarded) + "\n"
         )
     return code
 

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO, cast
 
-from orchestrator.catalog import load_catalog
+from orchestrator.catalog import Catalog, load_catalog
+from orchestrator.cli_options import DEFAULT_API_BASE
 from orchestrator.engine.decisions import PollPolicy
+from orchestrator.engine.paidwork import FetchPolicy
 from orchestrator.engine.pool import EngineReport
 from orchestrator.engine.progress import ProgressReporter
 from orchestrator.engine.runner import (
     EXIT_INTERRUPTED,
     Connection,
     MissingToken,
+    check_prices,
     drain,
     simulated_api,
     token_from_environment,
@@ -31,7 +36,6 @@ from orchestrator.store.work import WorkQueue
 from orchestrator.views import print_run_summary, table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-EnvAction = Callable[..., Any]
 
 
 def engine_settings(
@@ -47,6 +51,7 @@ def engine_settings(
         max_spend = limits.max_spend
     lease = _option(getattr(args, "lease_seconds", None), float, "--lease-seconds", minimum=1)
     fast = args.simulate  # simulated minutes last seconds: poll accordingly
+    scale = _sim_scale(args) if fast else 1.0
     return EngineSettings(
         batch=batch,
         max_in_flight=max_in_flight,
@@ -57,6 +62,9 @@ def engine_settings(
         base_delay=0.05 if fast else (retry.base_delay if retry else 2.0),
         max_delay=2.0 if fast else (retry.max_delay if retry else 300.0),
         poll=poll_policy(args),
+        # Fetches of paid videos outlast an outage of about 20 minutes before pausing:
+        # simulated minutes with --simulate.
+        fetch=FetchPolicy(base=5.0 * scale, cap=300.0 * scale),
         idle_check=0.1 if fast else 0.5,
         cancel_on_exit=bool(args.cancel_on_exit),
         lease_seconds=lease or 60.0,
@@ -80,11 +88,15 @@ def _option(value: str | None, kind: type[int] | type[float], name: str, *, mini
     return number
 
 
+def _sim_scale(args: argparse.Namespace) -> float:
+    return float(_option(args.sim_time_scale, float, "--sim-time-scale", minimum=1e-6) or 0.02)
+
+
 def poll_policy(args: argparse.Namespace) -> PollPolicy:
     """Poll bounds: the defaults suit real run times (a minute or more); ``--simulate``
     runs minutes in seconds and polls accordingly; ``--poll-min``/``--poll-max`` override."""
     if args.simulate:
-        scale = _option(args.sim_time_scale, float, "--sim-time-scale", minimum=1e-6) or 0.02
+        scale = _sim_scale(args)
         policy = PollPolicy(minimum=0.05, maximum=max(0.5, 120 * scale), first_guess=60 * scale)
     else:
         policy = PollPolicy()
@@ -96,8 +108,7 @@ def poll_policy(args: argparse.Namespace) -> PollPolicy:
 def connection_for(args: argparse.Namespace) -> AbstractContextManager[Connection]:
     """The simulator (``--simulate``) or the real API with the token from the environment."""
     if args.simulate:
-        scale = _option(args.sim_time_scale, float, "--sim-time-scale", minimum=1e-6) or 0.02
-        return simulated_api(args.sim_profile, scale, None)
+        return simulated_api(args.sim_profile, _sim_scale(args), None)
     hosts = [h.strip() for h in (args.trust_host or "").split(",") if h.strip()]
     return nullcontext(Connection(args.api_base, token_from_environment(), hosts))
 
@@ -108,13 +119,19 @@ def run_batch(args: argparse.Namespace, out: TextIO, expand: Callable[[], Any]) 
     root = output_root(expansion, args.out)
     batch = expansion.settings.batch
     try:
+        settings = engine_settings(args, batch, expansion.settings)
+        if settings.max_spend != expansion.settings.limits.max_spend:
+            # --max-spend is stored with the batch: every worker draining it holds it too.
+            limits = replace(expansion.settings.limits, max_spend=settings.max_spend)
+            expansion = replace(expansion, settings=replace(expansion.settings, limits=limits))
         with connection_for(args) as connection, Store.open(args.db) as store:
             result = enqueue(store, expansion, root)
             out.write(
                 f"batch {batch!r}: {result.added} new job(s), {result.existing} already stored\n"
             )
             out.flush()
-            settings = engine_settings(args, batch, expansion.settings)
+            catalog = load_catalog(getattr(args, "catalog", None))
+            _price_for_cap(store, batch, settings, connection, catalog, out)
             log_file = Path(stored_output_root(store, batch) or root) / "logs" / f"{batch}.jsonl"
             progress = progress_for(args, store, batch)
             # A live panel owns the terminal: log lines then go only to the batch log file.
@@ -124,11 +141,11 @@ def run_batch(args: argparse.Namespace, out: TextIO, expand: Callable[[], Any]) 
             )
             out.write(f"log: {log_file}\n")
             try:
-                catalog = load_catalog(getattr(args, "catalog", None))
                 report = drain(WorkQueue(store), catalog, connection, settings, progress=progress)
             finally:
                 configure_logging()  # closes the batch log file
-            return _finish(store, batch, report, out)
+            again = rerun_command(args, report, manifest=expansion.settings.manifest_path)
+            return _finish(store, batch, report, out, settings, again)
     except (MissingToken, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -163,17 +180,87 @@ def work(args: argparse.Namespace, out: TextIO) -> int:
             settings = engine_settings(args, args.batch, stored)
             progress = progress_for(args, store, args.batch)
             catalog = load_catalog(getattr(args, "catalog", None))
+            _price_for_cap(store, args.batch, settings, connection, catalog, out)
             report = drain(WorkQueue(store), catalog, connection, settings, progress=progress)
-            return _finish(store, args.batch, report, out)
+            return _finish(store, args.batch, report, out, settings, rerun_command(args, report))
     except (MissingToken, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
 
-def _finish(store: Store, batch: str | None, report: EngineReport, out: TextIO) -> int:
+def _price_for_cap(
+    store: Store,
+    batch: str | None,
+    settings: EngineSettings,
+    connection: Connection,
+    catalog: Catalog,
+    out: TextIO,
+) -> None:
+    """Under a spend cap, every job that may be submitted needs a price before the first
+    submit (see :mod:`orchestrator.engine.prices`); refuse to start (exit 2) otherwise."""
+    capped = settings.max_spend is not None or (
+        batch is None and any(_stored_cap(view.settings) is not None for view in store.batches())
+    )
+    if not capped:
+        return
+    pricing = check_prices(WorkQueue(store), catalog, connection, batch)
+    for model_id, source in sorted(pricing.sources.items()):
+        out.write(f"price of {model_id}: {source}\n")
+    if pricing.unpriced:
+        raise UsageError(
+            "a spend cap is set, but no price is known for "
+            + ", ".join(pricing.unpriced)
+            + ": the price table has none, RunComfy's catalog (GET /v1/models/{id}) gives "
+            "none, and RunComfy has billed no job of them yet. Pass --prices FILE (YAML: "
+            "model id -> USD per second of video; see manifests/prices.example.yaml), or "
+            "run without a cap. Nothing was submitted."
+        )
+
+
+def _stored_cap(settings: Any) -> float | None:
+    limits = settings.get("limits") if isinstance(settings, dict) else None
+    cap = limits.get("max_spend") if isinstance(limits, dict) else None
+    return float(cap) if isinstance(cap, int | float) and not isinstance(cap, bool) else None
+
+
+def rerun_command(
+    args: argparse.Namespace, report: EngineReport, *, manifest: str | None = None
+) -> str:
+    """The command that fetches what this run paid for and could not fetch (a re-run),
+    with the options it needs, the trust a host-not-allowed breaker asks for included."""
+    parts = ["orchestrator"]
+    if manifest is not None:
+        parts += ["run", shlex.quote(manifest)]
+    else:
+        parts += ["work"] + (["--batch", shlex.quote(args.batch)] if args.batch else [])
+    parts += ["--db", shlex.quote(str(args.db))]
+    if args.simulate:
+        parts.append("--simulate")
+    elif args.api_base != DEFAULT_API_BASE:
+        parts += ["--api-base", shlex.quote(args.api_base)]
+    hosts = [h.strip() for h in (args.trust_host or "").split(",") if h.strip()]
+    # A host-not-allowed breaker stays open (a setting must change): the run keeps it.
+    wanted = report.breaker.host if report.breaker is not None else None
+    if wanted is not None and wanted not in hosts:
+        hosts.append(wanted)
+    if hosts:
+        parts += ["--trust-host", shlex.quote(",".join(hosts))]
+    return " ".join(parts)
+
+
+def _finish(
+    store: Store,
+    batch: str | None,
+    report: EngineReport,
+    out: TextIO,
+    settings: EngineSettings,
+    fetch_command: str,
+) -> int:
     if batch is not None:
         _write_report(store, batch)
-    print_run_summary(store, batch, report, out)
+    print_run_summary(
+        store, batch, report, out, cap=settings.max_spend, fetch_command=fetch_command
+    )
     if report.stopped_by == "interrupted":
         return EXIT_INTERRUPTED
     if report.auth_error or report.lease_lost:

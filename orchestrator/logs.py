@@ -11,6 +11,7 @@ exception message or a logged header.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -73,21 +74,45 @@ class _CurrentStderr:
 
 class JsonLinesFile:
     """A structlog processor that also appends each (already redacted) event as one JSON
-    line to a file: the per-batch log a user or a tool can read after the night."""
+    line to a file: the per-batch log a user or a tool can read after the night.
+
+    The log lives beside the videos, so a full disk fills it too: a line that cannot be
+    written turns the file off (one warning on stderr), and the run goes on to fetch what
+    it can and print its summary. A log must never be the reason a paid video is lost.
+    """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._handle = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self._handle: TextIO | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        except OSError as exc:
+            self._give_up(exc)
 
     def __call__(
         self, _logger: Any, _method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        self._handle.write(json.dumps(dict(event), default=str, sort_keys=True) + "\n")
+        if self._handle is not None:
+            try:
+                self._handle.write(json.dumps(dict(event), default=str, sort_keys=True) + "\n")
+            except OSError as exc:
+                self._give_up(exc)
         return event
 
+    def _give_up(self, error: OSError) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(f"warning: the batch log {self.path} is off: {error}\n")
+
     def close(self) -> None:
-        self._handle.close()
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            with contextlib.suppress(OSError):  # the last buffered line on a full disk
+                handle.close()
 
 
 _file_sink: JsonLinesFile | None = None

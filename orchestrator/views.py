@@ -15,6 +15,7 @@ from orchestrator.manifest import Expansion
 from orchestrator.planning import PlanSummary
 from orchestrator.problems import Problem
 from orchestrator.store import JobView, Store
+from orchestrator.store.money import Money, money
 from orchestrator.store.work import WorkQueue
 from orchestrator.store.workers import WorkerRegistry, WorkerView
 
@@ -222,7 +223,15 @@ def print_jobs(views: Sequence[JobView], out: TextIO, *, as_json: bool) -> None:
     out.write(f"\n{len(views)} job(s)\n")
 
 
-def print_status(store: Store, batch: str | None, out: TextIO, *, as_json: bool) -> None:
+def print_status(
+    store: Store,
+    batch: str | None,
+    out: TextIO,
+    *,
+    as_json: bool,
+    cap: float | None = None,
+    fetch_command: str | None = None,
+) -> None:
     counts = store.counts(batch)
     total = sum(counts.values())
     spend = store.spend(batch)
@@ -239,6 +248,7 @@ def print_status(store: Store, batch: str | None, out: TextIO, *, as_json: bool)
                     for b in batches
                 ],
                 "by_model": store.counts_by_model(batch),
+                "money": money(store, batch).as_dict(cap),
                 "workers": [w.as_dict() for w in live_workers(store)],
             },
             out,
@@ -247,7 +257,7 @@ def print_status(store: Store, batch: str | None, out: TextIO, *, as_json: bool)
         out.write("\n")
         return
     if batch is not None:
-        print_run_summary(store, batch, None, out)
+        print_run_summary(store, batch, None, out, cap=cap, fetch_command=fetch_command)
     else:
         out.write(f"{len(batches)} batch(es): {total} job(s), spent {usd(spend)}\n")
         nonzero = [[state, number] for state, number in counts.items() if number]
@@ -279,9 +289,20 @@ def print_workers(store: Store, out: TextIO) -> None:
     out.write(table(rows, ["worker", "batch", "heartbeat", "holds"], set()) + "\n")
 
 
-def print_run_summary(store: Store, batch: str | None, report: Any | None, out: TextIO) -> None:
-    """The morning summary: what happened, what it cost, how long it took, where the videos
-    and the report are, and the exact commands to run next."""
+def print_run_summary(
+    store: Store,
+    batch: str | None,
+    report: Any | None,
+    out: TextIO,
+    *,
+    cap: float | None = None,
+    fetch_command: str | None = None,
+) -> None:
+    """The morning summary: what happened, where the money went, how long it took, where the
+    videos and the report are, and the exact commands to run next.
+
+    ``fetch_command`` is the command that fetches paid videos still to fetch (a re-run).
+    """
     counts = store.counts(batch)
     total = sum(counts.values())
     scope = f"batch {batch!r}" if batch else "all batches"
@@ -298,8 +319,11 @@ def print_run_summary(store: Store, batch: str | None, report: Any | None, out: 
     first, last = store.span(batch)
     wall = f", wall time {_duration((last - first).total_seconds())}" if first and last else ""
     out.write(f"spent: {usd(store.spend(batch))}{wall}\n")
+    print_money(money(store, batch), out, cap=cap, fetch_command=fetch_command)
     for job in store.list_jobs(batch=batch, state="failed", limit=10):
         out.write(f"  failed: {job.id}: {job.error}\n")
+    for job in store.list_jobs(batch=batch, state="fetch_paused", limit=10):
+        out.write(f"  paid, not fetched: {job.id}: {job.error}\n")
     for job in store.list_jobs(batch=batch, state="needs_reconcile", limit=10):
         out.write(f"  needs a decision: {job.id}: {job.error}\n")
     for batch_view in store.batches():
@@ -319,6 +343,37 @@ def print_run_summary(store: Store, batch: str | None, report: Any | None, out: 
         out.write(f"next: orchestrator retry --batch {batch} --failed\n")
     if stopped_by == "interrupted":
         out.write("next: run the same command again to resume (nothing is submitted twice)\n")
+
+
+def print_money(money: Money, out: TextIO, *, cap: float | None, fetch_command: str | None) -> None:
+    """Paid and delivered, paid and still to fetch (with the command), paid and lost (with
+    why), committed in flight, and the cap."""
+    rows = [
+        ["paid and delivered", money.delivered.jobs, usd(money.delivered.usd), ""],
+        [
+            "paid, still to fetch",
+            money.to_fetch.jobs,
+            usd(money.to_fetch.usd),
+            f"free to fetch: {fetch_command}" if money.to_fetch.jobs and fetch_command else "",
+        ],
+        [
+            "paid and lost",
+            money.lost.jobs,
+            usd(money.lost.usd),
+            "see why below" if money.lost.jobs else "",
+        ],
+        ["committed in flight", money.in_flight.jobs, usd(money.in_flight.usd), ""],
+    ]
+    out.write("money:\n")
+    for line in table(rows, ["", "jobs", "USD", ""], {1, 2}).splitlines()[1:]:
+        out.write(f"  {line}\n")
+    limit = f"cap {usd(cap)}" if cap is not None else "no spend cap"
+    out.write(
+        f"  {usd(money.spent_usd)} reported by RunComfy, {usd(money.committed_usd)} spent or "
+        f"committed; {limit}\n"
+    )
+    for name, why in money.lost_reasons:
+        out.write(f"  lost: {name}: {why}\n")
 
 
 def _duration(seconds: float) -> str:

@@ -30,6 +30,7 @@ from orchestrator.store import (
     make_engine,
 )
 from orchestrator.store.database import check_sqlite_version, to_url
+from orchestrator.store.states import PARKED, TO_FETCH
 from orchestrator.store.tables import JOBS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -424,7 +425,10 @@ def test_state_sets() -> None:
     assert JobState.TERMINAL == TERMINAL == {"succeeded", "failed", "cancelled"}
     assert JobState.IN_FLIGHT == IN_FLIGHT == {"submitting", "submitted", "downloading"}
     assert JobState.NEEDS_RECONCILE not in IN_FLIGHT | TERMINAL
-    assert len(JobState) == 9
+    assert {"downloading", "fetch_wait", "fetch_paused"} == TO_FETCH
+    assert {"needs_reconcile", "fetch_paused"} == PARKED
+    assert not (TO_FETCH | PARKED) & TERMINAL  # paid work never ends by itself
+    assert len(JobState) == 11
 
 
 # --- durability across processes ----------------------------------------------------------

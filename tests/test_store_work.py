@@ -355,8 +355,12 @@ def test_committed_spend_counts_costs_and_estimates_in_flight(
     claim_one(queue, "b")
     assert queue.committed_spend("a") == pytest.approx(1.5)
     done = submit(queue, items["a-w"])
-    assert queue.transition(done, S.DOWNLOADING, "remote_succeeded", {"cost_usd": 0.7})
-    assert queue.transition(items["a-x"], S.FAILED, "rejected", {"cost_usd": 0.2})
+    paid = {"outcome": "succeeded", "cost_usd": 0.7}
+    assert queue.transition(done, S.DOWNLOADING, "remote_succeeded", None, None, paid)
+    failed = {"outcome": "failed", "cost_usd": 0.2}
+    assert queue.transition(
+        submit(queue, items["a-x"]), S.FAILED, "remote_failed", None, None, failed
+    )
     # w: actual 0.7 (not the estimate); x: actual 0.2; y: estimate 0.5; z pending: nothing.
     assert queue.committed_spend("a") == pytest.approx(1.4)
     assert queue.committed_spend("b") == pytest.approx(9.0)
@@ -484,7 +488,7 @@ def test_paid_attempts_leave_out_submits_that_never_left(store: Store, queue: Wo
     assert queue.paid_attempts(row_id) == 3
 
 
-def test_a_claim_within_a_budget_stops_at_the_first_job_that_does_not_fit(
+def test_a_claim_under_a_spend_cap_stops_at_the_first_job_that_does_not_fit(
     store: Store, queue: WorkQueue
 ) -> None:
     store.enqueue(
@@ -496,12 +500,17 @@ def test_a_claim_within_a_budget_stops_at_the_first_job_that_does_not_fit(
             new_job("a-4", cost=0.1),
         ],
     )
-    assert queue.next_pending_cost("a") == pytest.approx(0.4)
-    assert [i.name for i in queue.claim("a", 10, budget=1.0)] == ["a-1", "a-2"]
-    assert queue.next_pending_cost("a") == pytest.approx(0.5)
-    assert queue.claim("a", 10, budget=0.3) == []  # a-3 does not fit; a-4 waits its turn
-    assert [i.name for i in queue.claim("a", 10, budget=0.6)] == ["a-3", "a-4"]
-    assert queue.next_pending_cost("a") is None
-    add(store, "b", "free")  # unpriced jobs count as free
-    assert queue.next_pending_cost(None) == 0.0
-    assert [i.name for i in queue.claim("b", 10, budget=0.0)] == ["b-free"]
+    assert queue.spend_stalled("a", 1.0) is None
+    assert [i.name for i in queue.claim("a", 10, max_spend=1.0)] == ["a-1", "a-2"]
+    assert queue.spend_stalled("a", 1.0) == (
+        "batch a: the spend cap of $1.00 would be passed ($0.80 spent or committed, "
+        "the next job $0.50)"
+    )
+    assert queue.claim("a", 10, max_spend=1.0) == []  # a-3 does not fit; a-4 waits its turn
+    assert [i.name for i in queue.claim("a", 10, max_spend=1.8)] == ["a-3", "a-4"]
+    assert queue.spend_stalled("a", 1.8) is None  # nothing is pending any more
+    add(store, "b", "free")  # no price
+    assert queue.claim("b", 10, max_spend=5.0) == []  # under a cap it is never submitted
+    assert "the next job's price is unknown" in (queue.spend_stalled("b", 5.0) or "")
+    assert queue.spend_stalled("b") is None  # batch b has no cap of its own
+    assert [i.name for i in queue.claim("b", 10)] == ["b-free"]

@@ -153,6 +153,8 @@ class Breaker:
     """What happened, in the words of the failure."""
     fix: str
     """Exactly what the user has to change."""
+    host: str | None = None
+    """The download host to trust, for a host that is not allowed."""
 
     def __str__(self) -> str:
         return f"{self.problem}. Fix: {self.fix}"
@@ -174,6 +176,7 @@ def breaker_for_fetch(
             detail,
             f"run again with --trust-host {name} (or ORCHESTRATOR_TRUST_HOST={name}) if you "
             "trust that host: the paid videos are then fetched, not paid for again",
+            host=host,
         )
     if problem is FetchProblem.DISK_FULL:
         return Breaker(

@@ -21,9 +21,11 @@ from orchestrator.api import RunComfyClient
 from orchestrator.catalog import Catalog
 from orchestrator.engine.download import DEFAULT_MAX_BYTES, Downloader
 from orchestrator.engine.pool import Engine, EngineReport
+from orchestrator.engine.prices import Pricing, price_unpriced
 from orchestrator.engine.progress import ProgressReporter
 from orchestrator.engine.settings import EngineSettings
 from orchestrator.logs import register_secret
+from orchestrator.store.prices import PriceBook
 from orchestrator.store.work import WorkQueue
 
 TOKEN_VARIABLES = ("RUNCOMFY_API_TOKEN", "RUNCOMFY_TOKEN")
@@ -69,6 +71,19 @@ def simulated_api(
             token=token,
             trusted_hosts=[urlsplit(server.files_base).hostname or "localhost"],
         )
+
+
+def check_prices(
+    queue: WorkQueue, catalog: Catalog, connection: Connection, batch: str | None
+) -> Pricing:
+    """Price every job of ``batch`` a spend cap may let through (see :mod:`.prices`)."""
+    register_secret(connection.token)
+
+    async def main() -> Pricing:
+        async with RunComfyClient(connection.api_base, token=connection.token) as api:
+            return await price_unpriced(PriceBook(queue), api, catalog, batch)
+
+    return anyio.run(main)
 
 
 def drain(

@@ -7,7 +7,6 @@ clear answer goes to ``needs_reconcile`` and is never resubmitted here.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import anyio
@@ -68,6 +67,7 @@ class Submitting(EngineCore):
 
     async def _claim(self, at_most: int) -> list[WorkItem]:
         settings = self.settings
+        # Without --batch (``work``), each batch's own stored cap holds (see claim).
         spend_cap = settings.max_spend if settings.batch is not None else None
         # The limits are counted inside the claim's transaction, over every worker sharing
         # the store: max_in_flight holds for all of them together, not per process.
@@ -81,23 +81,12 @@ class Submitting(EngineCore):
                 max_spend=spend_cap,
             )
         )
-        if spend_cap is not None and settings.batch is not None and not claimed:
-            # Only jobs whose estimate still fits are claimed: the cap is never passed, and
-            # once the next job does not fit, submitting stops.
-            committed = await self._db(self.queue.committed_spend, settings.batch)
-            upcoming = await self._db(self.queue.next_pending_cost, settings.batch)
-            if upcoming == math.inf:
-                self._stop_submitting(
-                    f"the next job's price is unknown, and the spend cap of ${spend_cap:,.2f} "
-                    "needs one (pass --prices FILE)"
-                )
-            elif committed >= spend_cap or (
-                upcoming is not None and committed + upcoming > spend_cap + 1e-9
-            ):
-                self._stop_submitting(
-                    f"the spend cap of ${spend_cap:,.2f} would be passed "
-                    f"(${committed:,.2f} spent or committed)"
-                )
+        if not claimed:
+            # Only jobs whose estimate still fits are claimed: a cap is never passed, and
+            # once nothing pending can fit (or be priced), submitting stops.
+            stalled = await self._db(self.queue.spend_stalled, settings.batch, spend_cap)
+            if stalled is not None:
+                self._stop_submitting(stalled)
         return claimed
 
     def _stop_submitting(self, why: str) -> None:

@@ -15,7 +15,7 @@ in ``fetch_paused`` until a re-run or a user's ``retry`` resumes it.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,8 +23,8 @@ from sqlalchemy import bindparam, func, select, update
 
 from orchestrator.store.items import WorkItem, _item, _select_items
 from orchestrator.store.states import JobState
-from orchestrator.store.tables import JOBS, STORE_META
-from orchestrator.store.work import WorkQueue
+from orchestrator.store.tables import ATTEMPTS, JOBS, STORE_META
+from orchestrator.store.work import MAY_BE_PAID, WorkQueue
 
 #: Jobs a worker still has paid work on: remote runs to poll, videos to fetch.
 PAID_WORK = (
@@ -43,6 +43,17 @@ NOT_YET_BILLED = (
 _NEXT_DUE = select(func.min(JOBS.c.next_attempt_at)).where(
     JOBS.c.state == JobState.FETCH_WAIT.value
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A job a ``retry`` may act on."""
+
+    name: str
+    state: JobState
+    last_paid_outcome: str | None
+    estimated_cost_usd: float | None
+    request_id: str | None
 
 
 class FetchQueue:
@@ -106,17 +117,47 @@ class FetchQueue:
                     )
         return claimed
 
-    def resume(self, batch: str | None, names: list[str] | None = None) -> list[str]:
+    def resume(
+        self,
+        batch: str | None,
+        names: list[str] | None = None,
+        states: tuple[JobState, ...] = (JobState.FETCH_PAUSED, JobState.FETCH_WAIT),
+    ) -> list[str]:
         """A re-run or a user's ``retry``: paused and waiting fetches are due now, with a
         fresh patience. Returns the names of the jobs resumed."""
         return self.queue.user_action(
             batch,
             names,
-            [JobState.FETCH_PAUSED, JobState.FETCH_WAIT],
+            list(states),
             JobState.FETCH_WAIT,
             "fetch_resumed",
             {"next_attempt_at": self.queue.now(), "fetch_failures": 0},
         )
+
+    def candidates(
+        self, batch: str, states: list[JobState], names: list[str] | None
+    ) -> list[Candidate]:
+        """The jobs a user's ``retry`` may act on, with the outcome of each one's newest
+        attempt that may have been billed (what tells a rendered job from a failed one)."""
+        last = (
+            select(ATTEMPTS.c.outcome)
+            .where(ATTEMPTS.c.job_id == JOBS.c.id, MAY_BE_PAID)
+            .order_by(ATTEMPTS.c.number.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        query = select(
+            JOBS.c.name, JOBS.c.state, JOBS.c.estimated_cost_usd, JOBS.c.request_id, last
+        ).where(JOBS.c.batch == batch, JOBS.c.state.in_([s.value for s in states]))
+        if names is not None:
+            query = query.where(JOBS.c.name.in_(names))
+        with self.queue.store.read() as connection:
+            return [
+                Candidate(name, JobState(state), outcome, estimate, request_id)
+                for name, state, estimate, request_id, outcome in connection.execute(
+                    query.order_by(JOBS.c.id)
+                )
+            ]
 
     def paid_work_left(self, batch: str | None) -> int:
         """Jobs still to be polled or fetched (a stopped submitter waits for these)."""

@@ -10,7 +10,6 @@ inside their own transaction, so they hold for every worker together
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -29,7 +28,7 @@ from orchestrator.store.items import (
 )
 from orchestrator.store.states import PARKED, TERMINAL, AttemptKind, EventKind, JobState
 from orchestrator.store.store import Store
-from orchestrator.store.tables import ATTEMPTS, EVENTS, JOBS, WORKERS
+from orchestrator.store.tables import ATTEMPTS, BATCHES, EVENTS, JOBS, WORKERS
 
 __all__ = ["HELD", "REMOTE_ACTIVE", "STALE_WRITE", "TRANSITION", "WorkItem", "WorkQueue"]
 
@@ -41,7 +40,7 @@ HELD = frozenset({JobState.SUBMITTING, JobState.SUBMITTED, JobState.DOWNLOADING}
 
 # The hot path's statements, built once with bound parameters (see items.py for why).
 _UNPAID = ("not_sent", "held", "rejected")
-_MAY_BE_PAID = or_(ATTEMPTS.c.outcome.is_(None), ATTEMPTS.c.outcome.not_in(_UNPAID))
+MAY_BE_PAID = or_(ATTEMPTS.c.outcome.is_(None), ATTEMPTS.c.outcome.not_in(_UNPAID))
 _MOVE = update(JOBS).where(JOBS.c.id == bindparam("p_id"), JOBS.c.state == bindparam("p_from"))
 _MOVE_FENCED = _MOVE.where(JOBS.c.lease_token == bindparam("p_lease"))
 _ADD_EVENT = insert(EVENTS)
@@ -57,7 +56,7 @@ _JOB_COST = (
 )
 _LAST_PAID_OUTCOME = (
     select(ATTEMPTS.c.outcome)
-    .where(ATTEMPTS.c.job_id == bindparam("p_id"), _MAY_BE_PAID)
+    .where(ATTEMPTS.c.job_id == bindparam("p_id"), MAY_BE_PAID)
     .order_by(ATTEMPTS.c.number.desc())
     .limit(1)
 )
@@ -65,15 +64,16 @@ _WORKER_STOPPED_AT = select(WORKERS.c.stopped_at).where(WORKERS.c.id == bindpara
 # Spent and committed: every attempt that may have been billed counts what RunComfy
 # reported for it, or, until it reports, the job's estimate. A re-roll in flight counts
 # again although its job already has a cost; an attempt whose cost never came counts too.
-_COMMITTED = (
+COMMITTED_SPEND = (
     select(
         func.coalesce(
             func.sum(func.coalesce(ATTEMPTS.c.cost_usd, JOBS.c.estimated_cost_usd, 0.0)), 0.0
         )
     )
     .select_from(ATTEMPTS.join(JOBS, JOBS.c.id == ATTEMPTS.c.job_id))
-    .where(JOBS.c.batch == bindparam("p_batch"), _MAY_BE_PAID)
+    .where(MAY_BE_PAID)
 )
+_COMMITTED = COMMITTED_SPEND.where(JOBS.c.batch == bindparam("p_batch"))
 
 
 class WorkQueue:
@@ -156,22 +156,51 @@ class WorkQueue:
         query = (
             select(func.count())
             .select_from(ATTEMPTS)
-            .where(ATTEMPTS.c.job_id == row_id, _MAY_BE_PAID)
+            .where(ATTEMPTS.c.job_id == row_id, MAY_BE_PAID)
         )
         with self.store.read() as connection:
             return int(connection.execute(query).scalar_one())
 
-    def next_pending_cost(self, batch: str | None = None) -> float | None:
-        """The estimate of the next job a claim would take: None if nothing is pending,
-        ``math.inf`` if its price is unknown (under a cap it can never be submitted)."""
-        query = select(JOBS.c.estimated_cost_usd).where(JOBS.c.state == JobState.PENDING.value)
-        if batch is not None:
-            query = query.where(JOBS.c.batch == batch)
+    def spend_stalled(self, batch: str | None, max_spend: float | None = None) -> str | None:
+        """Why nothing pending can ever be claimed under the spend caps, or None while some
+        pending job could be (an uncapped batch, or a next job that fits its cap).
+
+        Jobs are claimed in order, so a capped batch is stalled when its next pending job
+        does not fit what is left of its cap, or has no price at all.
+        """
         with self.store.read() as connection:
-            row = connection.execute(query.order_by(JOBS.c.id).limit(1)).first()
-        if row is None:
-            return None
-        return math.inf if row[0] is None else float(row[0])
+            caps = _caps(connection, batch, max_spend)
+            if not caps:
+                return None
+            first = (
+                select(JOBS.c.batch, func.min(JOBS.c.id).label("first"))
+                .where(JOBS.c.state == JobState.PENDING.value)
+                .group_by(JOBS.c.batch)
+            )
+            if batch is not None:
+                first = first.where(JOBS.c.batch == batch)
+            reasons: list[str] = []
+            for name, row_id in connection.execute(first).all():
+                cap = caps.get(name)
+                if cap is None:
+                    return None
+                cost = connection.execute(
+                    select(JOBS.c.estimated_cost_usd).where(JOBS.c.id == row_id)
+                ).scalar_one()
+                committed = self._committed_spend(connection, name)
+                if cost is None:
+                    reasons.append(
+                        f"batch {name}: the next job's price is unknown and the spend cap of "
+                        f"${cap:,.2f} needs one (pass --prices FILE)"
+                    )
+                elif committed + cost > cap + 1e-9:
+                    reasons.append(
+                        f"batch {name}: the spend cap of ${cap:,.2f} would be passed "
+                        f"(${committed:,.2f} spent or committed, the next job ${cost:,.2f})"
+                    )
+                else:
+                    return None
+        return "; ".join(reasons) or None
 
     def facts(self, row_id: int) -> dict[str, Any]:
         """Cost and timestamps of one job, JSON-ready (for its sidecar)."""
@@ -230,7 +259,6 @@ class WorkQueue:
         limit: int,
         per_model_room: Mapping[str, int] | None = None,
         default_room: int | None = None,
-        budget: float | None = None,
         *,
         worker_id: str | None = None,
         max_in_flight: int | None = None,
@@ -240,12 +268,13 @@ class WorkQueue:
         """Take up to ``limit`` pending jobs: write the intent (``submitting``), count the
         attempt and stamp the lease, before any network I/O.
 
-        ``per_model_room`` caps jobs per model; ``budget`` (USD) stops the claim at the
-        first job whose estimate would not fit in it. The keyword limits are counted inside
-        the claim's own transaction, across every worker sharing the store:
-        ``max_in_flight`` (jobs submitting or submitted, all batches), ``per_model_cap``
-        (the same per model) and ``max_spend`` (the batch's spend plus the estimates of its
-        jobs in flight). On PostgreSQL rows are picked ``FOR UPDATE SKIP LOCKED`` under an
+        ``per_model_room`` caps jobs per model. The keyword limits are counted inside the
+        claim's own transaction, across every worker sharing the store: ``max_in_flight``
+        (jobs submitting or submitted, all batches), ``per_model_cap`` (the same per model)
+        and the spend caps: ``max_spend`` for ``batch`` when given, else every batch's own
+        stored ``limits.max_spend``, against its spent and committed money
+        (:data:`COMMITTED_SPEND`). Under a cap, jobs are claimed in order until one does not
+        fit, and a job with no price is never claimed. On PostgreSQL rows are picked ``FOR UPDATE SKIP LOCKED`` under an
         advisory lock that serialises claims (waiting for it briefly: if another worker
         still holds it, this claim takes nothing); on SQLite ``BEGIN IMMEDIATE`` does.
         """
@@ -267,12 +296,14 @@ class WorkQueue:
                 if per_model_cap is not None:
                     per_model_room = {m: max(0, per_model_cap - n) for m, n in counts.items()}
                     default_room = per_model_cap
-            if max_spend is not None and batch is not None:
-                budget = max_spend - self._committed_spend(connection, batch)
-            if limit <= 0 or (budget is not None and budget < -1e-9):
+            budgets = {
+                name: cap - self._committed_spend(connection, name)
+                for name, cap in _caps(connection, batch, max_spend).items()
+            }
+            if limit <= 0 or (batch in budgets and budgets[batch] < -1e-9):
                 return []
             return self._claim_rows(
-                connection, batch, limit, per_model_room, default_room, budget, worker_id
+                connection, batch, limit, per_model_room, default_room, budgets, worker_id
             )
 
     def _claim_rows(
@@ -282,10 +313,11 @@ class WorkQueue:
         limit: int,
         per_model_room: Mapping[str, int] | None,
         default_room: int | None,
-        budget: float | None,
+        budgets: Mapping[str, float],
         worker_id: str | None,
     ) -> list[WorkItem]:
-        committed = 0.0
+        committed: dict[str, float] = {}
+        stopped: set[str] = set()  # batches whose next job does not fit their cap
         query = _select_items().where(JOBS.c.state == JobState.PENDING.value)
         if batch is not None:
             query = query.where(JOBS.c.batch == batch)
@@ -301,11 +333,17 @@ class WorkQueue:
             room = (per_model_room or {}).get(row.model_id, default_room)
             if room is not None and taken.get(row.model_id, 0) >= room:
                 continue
-            if budget is not None and row.estimated_cost_usd is None:
-                continue  # under a cap, a job whose price is unknown is never submitted
             cost = row.estimated_cost_usd or 0.0
-            if budget is not None and committed + cost > budget + 1e-9:
-                break
+            budget = budgets.get(row.batch)
+            if budget is not None:
+                # Under a cap a job whose price is unknown is never submitted, and jobs go
+                # in order: once one does not fit, its batch takes no more this round.
+                spent = committed.get(row.batch, 0.0)
+                if row.batch in stopped or row.estimated_cost_usd is None:
+                    continue
+                if spent + cost > budget + 1e-9:
+                    stopped.add(row.batch)
+                    continue
             kind = self._attempt_kind(connection, row.id)
             number = row.attempts + 1
             token = row.lease_token + 1
@@ -327,7 +365,7 @@ class WorkQueue:
                 {"job_id": row.id, "number": number, "kind": kind, "started_at": self.now()},
             )
             taken[row.model_id] = taken.get(row.model_id, 0) + 1
-            committed += cost
+            committed[row.batch] = committed.get(row.batch, 0.0) + cost
             claimed.append(
                 replace(
                     _item(row, kind),
@@ -530,6 +568,23 @@ class WorkQueue:
                 ):
                     moved.append(name)
         return moved
+
+
+def _caps(connection: Connection, batch: str | None, max_spend: float | None) -> dict[str, float]:
+    """Spend caps by batch: ``max_spend`` for ``batch`` when given, else each batch's own
+    ``limits.max_spend`` as stored (so ``work`` over every batch still holds each cap)."""
+    if batch is not None and max_spend is not None:
+        return {batch: max_spend}
+    query = select(BATCHES.c.name, BATCHES.c.settings)
+    if batch is not None:
+        query = query.where(BATCHES.c.name == batch)
+    caps: dict[str, float] = {}
+    for name, settings in connection.execute(query):
+        limits = settings.get("limits") if isinstance(settings, dict) else None
+        cap = limits.get("max_spend") if isinstance(limits, dict) else None
+        if isinstance(cap, int | float) and not isinstance(cap, bool):
+            caps[name] = float(cap)
+    return caps
 
 
 def _stopped(connection: Connection, worker_id: str) -> bool:
