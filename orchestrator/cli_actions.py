@@ -170,6 +170,7 @@ def cancel(args: argparse.Namespace, out: TextIO) -> int:
                 JobState.CANCELLED,
                 "cancelled",
                 {"remote_status": "cancelled"},
+                {"outcome": "cancelled"},  # cancelled while queued: never billed
             )
         discarded: list[str] = []
         if discard:
@@ -180,6 +181,7 @@ def cancel(args: argparse.Namespace, out: TextIO) -> int:
                 JobState.CANCELLED,
                 "discarded",
                 {"error": "discarded by the user: RunComfy renders and bills it anyway"},
+                {"outcome": "discarded"},
             )
             running = [name for name in running if name not in discarded]
         kept = [

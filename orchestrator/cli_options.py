@@ -78,6 +78,14 @@ def add_engine_options(
         help="longest wait between two status polls of a job, in seconds (default: 60)",
     )
     parser.add_argument(
+        "--fetch-patience",
+        action=env_action,
+        env="ORCHESTRATOR_FETCH_PATIENCE",
+        help="how long a paid video whose download fails is fetched again (a fresh result, "
+        "then the download, with a growing wait) before it pauses for a re-run, in seconds "
+        "(default: 1200; simulated seconds with --simulate)",
+    )
+    parser.add_argument(
         "--lease-seconds",
         action=env_action,
         env="ORCHESTRATOR_LEASE_SECONDS",

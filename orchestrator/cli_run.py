@@ -36,6 +36,7 @@ from orchestrator.store.work import WorkQueue
 from orchestrator.views import print_run_summary, table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_FETCH_PATIENCE = 1200.0
 
 
 def engine_settings(
@@ -50,6 +51,10 @@ def engine_settings(
     if max_spend is None and limits is not None:
         max_spend = limits.max_spend
     lease = _option(getattr(args, "lease_seconds", None), float, "--lease-seconds", minimum=1)
+    patience = (
+        _option(getattr(args, "fetch_patience", None), float, "--fetch-patience", minimum=0.01)
+        or DEFAULT_FETCH_PATIENCE
+    )
     fast = args.simulate  # simulated minutes last seconds: poll accordingly
     scale = _sim_scale(args) if fast else 1.0
     return EngineSettings(
@@ -62,9 +67,9 @@ def engine_settings(
         base_delay=0.05 if fast else (retry.base_delay if retry else 2.0),
         max_delay=2.0 if fast else (retry.max_delay if retry else 300.0),
         poll=poll_policy(args),
-        # Fetches of paid videos outlast an outage of about 20 minutes before pausing:
-        # simulated minutes with --simulate.
-        fetch=FetchPolicy(base=5.0 * scale, cap=300.0 * scale),
+        # Fetches of paid videos outlast an outage (20 minutes by default) before they
+        # pause: simulated minutes with --simulate.
+        fetch=FetchPolicy.lasting(patience * scale),
         idle_check=0.1 if fast else 0.5,
         cancel_on_exit=bool(args.cancel_on_exit),
         lease_seconds=lease or 60.0,

@@ -23,6 +23,7 @@ from orchestrator.api import (
     RunComfyClient,
     RunComfyError,
     TransientError,
+    UnknownModel,
 )
 from orchestrator.api.client import default_timeout, error_from_reply, parse_retry_after
 from orchestrator.api.responses import RemoteResult, RemoteStatus, find_video_url
@@ -265,7 +266,7 @@ async def test_404001_on_a_get_is_request_not_found() -> None:
     # A bare 404 on a GET is the same; on a submit it is an unknown model, not a lost request.
     assert type(await status_with(httpx.Response(404))) is RequestNotFound
     raised, _ = await submit_with(httpx.Response(404, json={"message": "model not found"}))
-    assert type(raised) is PermanentError
+    assert type(raised) is UnknownModel and isinstance(raised, PermanentError)
     assert "model not found" in str(raised)
 
 
@@ -290,7 +291,7 @@ async def test_400_is_permanent_and_the_message_falls_back_to_the_reason() -> No
     assert type(raised) is PermanentError
     assert str(raised) == "HTTP 400: bad ratio"
     raised, _ = await submit_with(httpx.Response(400, json={"error_code": 400001}))
-    assert type(raised) is PermanentError
+    assert type(raised) is UnknownModel  # a submit's only identifier is its model id
     assert str(raised) == "HTTP 400 (400001): Bad Request"
     raised, _ = await submit_with(httpx.Response(400, json={"detail": []}))
     assert str(raised) == "HTTP 400: Bad Request"

@@ -129,7 +129,8 @@ def check_leases_never_overlap(db: str) -> dict[str, int]:
         detail = json.loads(raw) if isinstance(raw, str) else raw or {}
         lease = detail.get("lease")
         worker = detail.get("worker")
-        if kind == "adopted" or detail.get("outcome") == "claimed":
+        # A claim takes the lease: a submit claim, or a claim of a due fetch of a paid video.
+        if kind == "adopted" or detail.get("outcome") in ("claimed", "fetch_due"):
             previous = holder.get(job_id, (None, 0))[1]
             assert lease is not None and lease > previous, (job_id, detail)
             holder[job_id] = (worker, lease)

@@ -37,7 +37,8 @@ from orchestrator.engine.paidwork import CLOSE_ON_SUCCESS, Breaker
 from orchestrator.engine.settings import EngineSettings
 from orchestrator.store.database import retry_safe
 from orchestrator.store.fetches import FetchQueue
-from orchestrator.store.states import JobState
+from orchestrator.store.prices import PriceBook
+from orchestrator.store.states import EventKind, JobState
 from orchestrator.store.work import REMOTE_ACTIVE, WorkItem, WorkQueue
 from orchestrator.store.workers import WorkerRegistry
 
@@ -48,6 +49,8 @@ _T = TypeVar("_T")
 POLL_PATIENCE = 60
 #: Runs of a store call the database rolled back on its own (see ``retry_safe``).
 STORE_TRIES = 3
+BREAKER_TRIPPED = EventKind.BREAKER_TRIPPED.value
+BREAKER_CLOSED = EventKind.BREAKER_CLOSED.value
 
 
 @dataclass
@@ -96,6 +99,7 @@ class EngineCore:
         self.report = EngineReport()
         self.workers = WorkerRegistry(queue)
         self.fetches = FetchQueue(queue)
+        self.prices = PriceBook(queue)
         self.worker_id: str | None = None
         """Set by :meth:`Engine.run` once this process is registered as a worker."""
         self.limit = AdaptiveLimit(float(settings.max_in_flight), settings.max_in_flight)
@@ -125,9 +129,10 @@ class EngineCore:
         """Whether new jobs may be submitted: no spend cap reached, no breaker open."""
         return self._submitting_allowed and self.report.breaker is None
 
-    def _trip(self, breaker: Breaker) -> None:
+    async def _trip(self, breaker: Breaker, batch: str) -> None:
         """Stop submitting because of a failure every new job would meet too; paid work
-        is still polled and fetched. The first breaker's message is kept."""
+        is still polled and fetched. The first breaker's message is kept, and recorded in
+        the batch's event log (what stopped it, and when: no claim after it was sent)."""
         if self.report.breaker is not None:
             return
         self.report.breaker = breaker
@@ -135,20 +140,28 @@ class EngineCore:
         self.report.notes.append(f"stopped submitting: {breaker}")
         log.error(
             "circuit breaker tripped: submitting stopped",
-            batch=self.settings.batch,
+            batch=batch,
             kind=breaker.kind.value,
             problem=breaker.problem,
             fix=breaker.fix,
         )
+        detail = {"kind": breaker.kind.value, "problem": breaker.problem, "fix": breaker.fix}
+        await self._db(
+            lambda: self.queue.store.record_event(BREAKER_TRIPPED, batch=batch, detail=detail)
+        )
 
-    def _close_breaker(self) -> None:
+    async def _close_breaker(self, batch: str) -> None:
         """A download succeeded: a full disk or an unwritable folder has been fixed."""
         breaker = self.report.breaker
         if breaker is None or breaker.kind not in CLOSE_ON_SUCCESS:
             return
         self.report.breaker = None
         self.report.notes.append(f"submitting resumed: {breaker.kind.value} cleared")
-        log.warning("circuit breaker closed: submitting resumed", kind=breaker.kind.value)
+        log.warning("circuit breaker closed: submitting resumed", batch=batch, kind=breaker.kind)
+        detail = {"kind": breaker.kind.value}
+        await self._db(
+            lambda: self.queue.store.record_event(BREAKER_CLOSED, batch=batch, detail=detail)
+        )
         self._wake_submitter.set()
 
     async def _db(self, call: Callable[..., _T], *args: Any) -> _T:

@@ -155,7 +155,7 @@ class Downloading(EngineCore):
             fields=fields,
             detail={"renamed_from": item.output_path} if "output_path" in fields else None,
         )
-        self._close_breaker()
+        await self._close_breaker(item.batch)
 
     async def _fetch_failed(
         self, item: WorkItem, problem: FetchProblem, detail: str, host: str | None
@@ -167,7 +167,7 @@ class Downloading(EngineCore):
         folder = str(Path(item.output_root) / Path(item.output_path).parent)
         breaker = breaker_for_fetch(problem, detail, host=host, folder=folder)
         if breaker is not None:
-            self._trip(breaker)
+            await self._trip(breaker, item.batch)
         fix = f"; fix: {breaker.fix}" if breaker is not None else ""
         log.warning(
             "paid video not fetched",

@@ -1,4 +1,4 @@
-"""Pure decisions about paid work: a failed fetch, a tripped breaker, a retry, a price.
+"""Pure decisions about paid work: a failed fetch, a tripped breaker, a retry.
 
 Once RunComfy has accepted a job its money is spent, and the job's only way forward is to
 fetch its result. These functions say what a failure on that way means; the engine applies
@@ -75,15 +75,27 @@ def problem_of_os_error(error: OSError) -> FetchProblem:
 class FetchPolicy:
     """How long a paid video is fetched again before the job pauses (seconds).
 
-    The defaults outlast a file-host outage or a full disk of about 20 minutes at the
-    least (see :func:`fetch_patience`) before the job pauses in ``fetch_paused``, where a
-    re-run picks it up: a wrong guess about an outage's length costs a re-run, never money.
+    The defaults (:meth:`lasting` 20 minutes) outlast a file-host outage or a full disk
+    of at least 20 minutes (see :func:`fetch_patience`) before the job pauses in
+    ``fetch_paused``, where a re-run picks it up: a wrong guess about an outage's length
+    costs a re-run, never money.
     """
 
     base: float = 5.0
     cap: float = 300.0
-    tries: int = 12
+    tries: int = 14
     """Durable tries (each a fresh ``/result`` and a download) before pausing."""
+
+    @classmethod
+    def lasting(cls, seconds: float) -> FetchPolicy:
+        """A policy that keeps trying for at least ``seconds`` (the default: 1,200).
+
+        >>> FetchPolicy.lasting(1200) == FetchPolicy()
+        True
+        >>> fetch_patience(FetchPolicy.lasting(60)) >= 60
+        True
+        """
+        return cls(base=seconds / 240, cap=seconds / 4, tries=14)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,20 +261,3 @@ def retry_path(state: JobState, last_paid_outcome: str | None, *, reroll: bool) 
     if last_paid_outcome == "result_lost":
         return RetryPath.NEEDS_REROLL
     return RetryPath.FETCH_AGAIN
-
-
-# -- prices -------------------------------------------------------------------------------
-
-
-def raised_estimate_ratio(estimate: float | None, actual: float | None) -> float | None:
-    """By how much to raise a model's remaining estimates when RunComfy billed a job more
-    than estimated (never lowered: the spend cap must stay a bound).
-
-    >>> raised_estimate_ratio(0.5, 0.75)
-    1.5
-    >>> raised_estimate_ratio(0.5, 0.4) is None
-    True
-    """
-    if estimate is None or actual is None or estimate <= 0 or actual <= estimate * 1.001:
-        return None
-    return actual / estimate

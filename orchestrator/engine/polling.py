@@ -27,11 +27,7 @@ from orchestrator.engine.decisions import (
     poll_interval,
     retry_delay,
 )
-from orchestrator.engine.paidwork import (
-    BreakerKind,
-    breaker_for_account,
-    raised_estimate_ratio,
-)
+from orchestrator.engine.paidwork import BreakerKind, breaker_for_account
 from orchestrator.store.states import JobState
 from orchestrator.store.work import WorkItem
 
@@ -84,7 +80,7 @@ class Polling(EngineCore):
             return
         except AuthError as exc:
             self.report.auth_error = str(exc)
-            self._trip(breaker_for_account(BreakerKind.AUTH, str(exc)))
+            await self._trip(breaker_for_account(BreakerKind.AUTH, str(exc)), item.batch)
             return
         except RunComfyError as exc:
             if isinstance(exc, RateLimited):
@@ -117,20 +113,22 @@ class Polling(EngineCore):
     async def _revise_price(self, item: WorkItem, cost: float | None) -> None:
         """RunComfy billed more than estimated: raise the estimates of the model's jobs not
         yet billed, so the spend cap stays a bound for the rest of the batch."""
-        ratio = raised_estimate_ratio(item.estimated_cost_usd, cost)
-        if ratio is None:
+        if cost is None or item.estimated_cost_usd is None:
             return
-        raised = await self._db(self.fetches.raise_estimates, item.batch, item.model_id, ratio)
-        log.warning(
-            "billed more than estimated; estimates raised",
-            batch=item.batch,
-            job=item.name,
-            attempt=item.attempts,
-            request_id=item.request_id,
-            estimate=item.estimated_cost_usd,
-            cost=cost,
-            jobs=raised,
+        raised = await self._db(
+            self.prices.raise_estimates, item.batch, item.model_id, item.row_id, cost
         )
+        if raised:
+            log.warning(
+                "billed more than estimated; estimates raised",
+                batch=item.batch,
+                job=item.name,
+                attempt=item.attempts,
+                request_id=item.request_id,
+                estimate=item.estimated_cost_usd,
+                cost=cost,
+                jobs=raised,
+            )
 
     async def _still_running(self, item: WorkItem, status: str, position: int | None) -> None:
         now = self.monotonic()

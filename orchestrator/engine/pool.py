@@ -114,6 +114,18 @@ class Engine(Submitting, Polling, Downloading):
                 log.error("lease lost: this worker was taken over", worker=self.worker_id)
                 return
             await self._take_over()
+            await self._forget_moved()
+
+    async def _forget_moved(self) -> None:
+        """Stop watching jobs a user (or another worker) moved since this worker last
+        wrote them: a cancelled or discarded job that is still running remotely would
+        otherwise be polled until RunComfy finishes it, and would keep the run open."""
+        if not self._watched:
+            return
+        held = await self._db(self.queue.leases, list(self._watched))
+        for row_id, item in list(self._watched.items()):
+            if held.get(row_id) != (item.state.value, item.lease_token):
+                self._watched.pop(row_id, None)
 
     async def _leave(self, reason: str) -> None:
         if self.worker_id is None:

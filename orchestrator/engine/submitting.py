@@ -192,17 +192,17 @@ class Submitting(EngineCore):
     async def _submit_failed(self, item: WorkItem, exc: RunComfyError, bound: Any) -> None:
         if isinstance(exc, AuthError):
             self.report.auth_error = str(exc)
-            self._trip(breaker_for_account(BreakerKind.AUTH, str(exc)))
+            await self._trip(breaker_for_account(BreakerKind.AUTH, str(exc)), item.batch)
             await self._settle(item, Outcome.HELD, attempt={"outcome": "held"})
             bound.error("authentication failed", error=str(exc))
         elif isinstance(exc, InsufficientBalance):
             self.report.balance_error = str(exc)
-            self._trip(breaker_for_account(BreakerKind.BALANCE, str(exc)))
+            await self._trip(breaker_for_account(BreakerKind.BALANCE, str(exc)), item.batch)
             await self._settle(item, Outcome.HELD, attempt={"outcome": "held"})
         elif isinstance(exc, UnknownModel):
             # Every other job of this model would be refused the same way (free, but the
             # batch is wrong): stop submitting and say what to fix. The job stays pending.
-            self._trip(breaker_for_unknown_model(item.model_id, str(exc)))
+            await self._trip(breaker_for_unknown_model(item.model_id, str(exc)), item.batch)
             refused = {"outcome": "rejected", "error": str(exc)}
             await self._settle(item, Outcome.HELD, error=str(exc), attempt=refused)
         elif isinstance(exc, AmbiguousSubmission):

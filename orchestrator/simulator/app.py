@@ -190,7 +190,9 @@ def build_api_app(
                 "display_name": model.display_name,
                 "categories": list(model.raw.get("categories", ["image-to-video"])),
                 "kind": "model",
-                "base_price_usd": sim.profile.price_for(model_id),
+                "base_price_usd": (
+                    sim.profile.price_for(model_id) if sim.profile.publish_prices else None
+                ),
                 "price_unit": "second",
                 "pricing_note": "simulated price, USD per second of video",
                 "input_schema": model.raw.get("input_schema"),

@@ -135,6 +135,9 @@ class Profile:
     video_fps: int = 8
     video_max_side: int = 320
     video_seconds: float | None = None
+    publish_prices: bool = True
+    """False: ``GET /v1/models/{id}`` gives ``base_price_usd: null`` (the docs never
+    promise a price), while submits are still billed at ``prices``."""
     faults: Faults = field(default_factory=Faults)
     file_outages: tuple[FileOutage, ...] = ()
 
@@ -205,6 +208,8 @@ def parse_profile(raw: Mapping[str, Any], *, name: str = "custom", origin: str =
             values[key] = _file_outages(value, where)
         elif key in NUMBER_KEYS and not (value is None and key in NULLABLE_KEYS):
             values[key] = _number(value, f"{where}{key}")
+        elif key == "publish_prices" and not isinstance(value, bool):
+            raise ProfileError(f"{where}publish_prices must be true or false, got {value!r}")
         elif key in WHOLE_KEYS and (isinstance(value, bool) or not isinstance(value, int)):
             raise ProfileError(f"{where}{key} must be a whole number, got {value!r}")
         else:

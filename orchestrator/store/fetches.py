@@ -1,4 +1,4 @@
-"""Rendered jobs waiting to be fetched, the store's own identity, and price revisions.
+"""Rendered jobs waiting to be fetched, and the store's own identity.
 
 A job RunComfy rendered is paid for: its only way forward is its result. A failed download
 leaves it in ``fetch_wait`` with a durable ``next_attempt_at``; when that comes due a
@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select
 
 from orchestrator.store.items import WorkItem, _item, _select_items
 from orchestrator.store.states import JobState
@@ -32,13 +31,6 @@ PAID_WORK = (
     JobState.SUBMITTED.value,
     JobState.DOWNLOADING.value,
     JobState.FETCH_WAIT.value,
-)
-#: Jobs whose estimate still matters for the spend cap (no cost reported yet).
-NOT_YET_BILLED = (
-    JobState.PENDING.value,
-    JobState.RETRY_WAIT.value,
-    JobState.SUBMITTING.value,
-    JobState.SUBMITTED.value,
 )
 _NEXT_DUE = select(func.min(JOBS.c.next_attempt_at)).where(
     JOBS.c.state == JobState.FETCH_WAIT.value
@@ -166,20 +158,3 @@ class FetchQueue:
             query = query.where(JOBS.c.batch == batch)
         with self.queue.store.read() as connection:
             return int(connection.execute(query).scalar_one())
-
-    def raise_estimates(self, batch: str, model_id: str, ratio: float) -> int:
-        """Multiply the estimates of a model's jobs not yet billed by ``ratio`` (RunComfy
-        billed one of them more than estimated: the spend cap must stay a bound)."""
-        statement = (
-            update(JOBS)
-            .where(
-                JOBS.c.batch == bindparam("p_batch"),
-                JOBS.c.model_id == bindparam("p_model"),
-                JOBS.c.state.in_(NOT_YET_BILLED),
-                JOBS.c.estimated_cost_usd.is_not(None),
-            )
-            .values(estimated_cost_usd=JOBS.c.estimated_cost_usd * bindparam("p_ratio"))
-        )
-        params: dict[str, Any] = {"p_batch": batch, "p_model": model_id, "p_ratio": ratio}
-        with self.queue.store.write() as connection:
-            return int(connection.execute(statement, params).rowcount)

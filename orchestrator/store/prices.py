@@ -22,10 +22,36 @@ from orchestrator.store.work import WorkQueue
 
 #: Jobs that may still be submitted: these need a price under a spend cap.
 CLAIMABLE = (JobState.PENDING.value, JobState.RETRY_WAIT.value)
-_SET_ESTIMATE = (
+#: Jobs whose estimate still matters for the spend cap (no cost reported yet).
+NOT_YET_BILLED = (*CLAIMABLE, JobState.SUBMITTING.value, JobState.SUBMITTED.value)
+_RAISE = (
     update(JOBS)
-    .where(JOBS.c.id == bindparam("p_id"))
-    .values(estimated_cost_usd=bindparam("p_usd"))
+    .where(
+        JOBS.c.batch == bindparam("p_batch"),
+        JOBS.c.model_id == bindparam("p_model"),
+        JOBS.c.state.in_(NOT_YET_BILLED),
+        JOBS.c.estimated_cost_usd.is_not(None),
+    )
+    .values(estimated_cost_usd=JOBS.c.estimated_cost_usd * bindparam("p_ratio"))
+)
+
+
+def raised_estimate_ratio(estimate: float | None, actual: float | None) -> float | None:
+    """By how much to raise a model's estimates when RunComfy billed a job more than its
+    estimate (never lowered: the spend cap must stay a bound).
+
+    >>> raised_estimate_ratio(0.5, 0.75)
+    1.5
+    >>> raised_estimate_ratio(0.5, 0.4) is None
+    True
+    """
+    if estimate is None or actual is None or estimate <= 0 or actual <= estimate * 1.001:
+        return None
+    return actual / estimate
+
+
+_SET_ESTIMATE = (
+    update(JOBS).where(JOBS.c.id == bindparam("p_id")).values(estimated_cost_usd=bindparam("p_usd"))
 )
 
 
@@ -59,6 +85,21 @@ class PriceBook:
         with self.queue.store.read() as connection:
             value = connection.execute(query).scalar_one()
         return float(value) if value is not None else None
+
+    def raise_estimates(self, batch: str, model_id: str, row_id: int, cost: float) -> int:
+        """RunComfy billed job ``row_id`` ``cost``: when that is more than its estimate
+        (as stored now, which an earlier report may already have raised), raise the
+        estimates of the model's jobs not yet billed by the same ratio. One transaction,
+        so two reports at once raise once. Returns how many estimates moved."""
+        with self.queue.store.write() as connection:
+            current = connection.execute(
+                select(JOBS.c.estimated_cost_usd).where(JOBS.c.id == row_id)
+            ).scalar_one_or_none()
+            ratio = raised_estimate_ratio(current, cost)
+            if ratio is None:
+                return 0
+            params = {"p_batch": batch, "p_model": model_id, "p_ratio": ratio}
+            return int(connection.execute(_RAISE, params).rowcount)
 
     def set_estimates(self, estimates: Iterable[tuple[int, float]]) -> int:
         """Store estimates by row id (one transaction)."""

@@ -99,3 +99,7 @@ class EventKind(StrEnum):
     TRANSITION = "transition"
     STALE_WRITE = "stale_write"
     """A write dropped because its lease had moved on (it keeps any request id)."""
+    BREAKER_TRIPPED = "breaker_tripped"
+    """A failure every new job would meet too stopped submitting (a batch event)."""
+    BREAKER_CLOSED = "breaker_closed"
+    """That failure cleared (a download worked after a full disk): submitting resumed."""

@@ -150,6 +150,19 @@ class WorkQueue:
         with self.store.read() as connection:
             return connection.execute(query).first() is not None
 
+    def leases(self, row_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
+        """Row id -> (state, lease token) of these jobs, read in chunks."""
+        found: dict[int, tuple[str, int]] = {}
+        with self.store.read() as connection:
+            for start in range(0, len(row_ids), 1000):
+                chunk = list(row_ids[start : start + 1000])
+                query = select(JOBS.c.id, JOBS.c.state, JOBS.c.lease_token).where(
+                    JOBS.c.id.in_(chunk)
+                )
+                for row_id, state, lease in connection.execute(query):
+                    found[row_id] = (state, lease)
+        return found
+
     def paid_attempts(self, row_id: int) -> int:
         """Attempts that may have been billed: every one except submits that provably never
         reached RunComfy (``not_sent``, ``held``) or were refused (``rejected``)."""
@@ -274,9 +287,10 @@ class WorkQueue:
         and the spend caps: ``max_spend`` for ``batch`` when given, else every batch's own
         stored ``limits.max_spend``, against its spent and committed money
         (:data:`COMMITTED_SPEND`). Under a cap, jobs are claimed in order until one does not
-        fit, and a job with no price is never claimed. On PostgreSQL rows are picked ``FOR UPDATE SKIP LOCKED`` under an
-        advisory lock that serialises claims (waiting for it briefly: if another worker
-        still holds it, this claim takes nothing); on SQLite ``BEGIN IMMEDIATE`` does.
+        fit, and a job with no price is never claimed. On PostgreSQL rows are picked
+        ``FOR UPDATE SKIP LOCKED`` under an advisory lock that serialises claims (waiting for
+        it briefly: if another worker still holds it, this claim takes nothing); on SQLite
+        ``BEGIN IMMEDIATE`` does.
         """
         from orchestrator.store.workers import try_lock_claims
 
@@ -546,9 +560,11 @@ class WorkQueue:
         to_state: JobState,
         outcome: str,
         fields: Mapping[str, Any] | None = None,
+        attempt: Mapping[str, Any] | None = None,
     ) -> list[str]:
         """Move a batch's jobs (all with ``names`` None, else only those named: an empty
-        list moves none) between states for a user command."""
+        list moves none) between states for a user command; ``attempt`` facts go on each
+        moved job's latest attempt (a confirmed cancel was never billed, say)."""
         if names is not None and not names:
             return []
         query = select(JOBS.c.id, JOBS.c.name, JOBS.c.state).where(
@@ -567,6 +583,8 @@ class WorkQueue:
                     connection, row_id, JobState(state), to_state, outcome, values, {"by": "user"}
                 ):
                     moved.append(name)
+                    if attempt:
+                        _update_latest_attempt(connection, row_id, attempt)
         return moved
 
 
