@@ -162,8 +162,9 @@ def cancel(args: argparse.Namespace, out: TextIO) -> int:
             except (MissingToken, UsageError) as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return EXIT_USAGE
-            # Only the cancels RunComfy confirmed: an empty list moves nothing.
-            cancelled = queue.user_action(
+            # Only the cancels RunComfy confirmed (an empty list moves nothing). A run in
+            # progress may see the cancel first and record it itself: either way it counts.
+            queue.user_action(
                 args.batch,
                 cancelled,
                 [JobState.SUBMITTED],

@@ -335,6 +335,13 @@ def print_run_summary(
     if report is not None:
         for note in report.notes:
             out.write(f"note: {note}\n")
+        for wanted, saved in report.renamed[:10]:
+            out.write(
+                f"note: {wanted} holds a file this store did not write: kept it, saved the "
+                f"video as {saved}\n"
+            )
+        if len(report.renamed) > 10:
+            out.write(f"note: ... and {len(report.renamed) - 10} more videos saved that way\n")
         if report.auth_error:
             out.write(f"error: {report.auth_error}\n")
     if counts.get("needs_reconcile"):

@@ -80,6 +80,8 @@ def run(folder: Path, api_base: str, crash_at: str | None) -> subprocess.Complet
             "0.01",
             "--poll-max",
             "0.2",
+            "--fetch-patience",  # a paid video whose fetch fails is retried in milliseconds
+            "10",
         ],
         env=env,
         capture_output=True,

@@ -16,6 +16,7 @@ from orchestrator.catalog import builtin_catalog
 from orchestrator.engine import Engine, EngineSettings
 from orchestrator.engine.decisions import PollPolicy
 from orchestrator.engine.download import Downloader
+from orchestrator.engine.paidwork import FetchPolicy
 from orchestrator.manifest import load_manifest
 from orchestrator.planning import enqueue
 from orchestrator.simulator import SimulatorServer, load_profile, parse_profile
@@ -62,6 +63,7 @@ def test_flaky_300_jobs(tmp_path: Path) -> None:
         poll=PollPolicy(minimum=0.01, maximum=0.1, first_guess=0.06),
         idle_check=0.02,
         max_download_tries=6,
+        fetch=FetchPolicy.lasting(5),  # a paid video whose fetch fails waits milliseconds
     )
     with (
         SimulatorServer(flaky_profile(), token=TOKEN) as server,

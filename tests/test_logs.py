@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
 
 from orchestrator import logs
-from orchestrator.logs import configure_logging, redact_secrets, register_secret
+from orchestrator.logs import JsonLinesFile, configure_logging, redact_secrets, register_secret
 
 SECRET = "sk-live-4f9a8b7c6d5e"
 DATA_URI = "data:image/png;base64," + "iVBORw0KGgoAAAANSUhEUgAA" * 4
@@ -116,3 +117,29 @@ def test_a_logged_traceback_is_redacted(json_lines: bool) -> None:
     text = stream.getvalue()
     assert SECRET not in text
     assert text.count("RuntimeError: 401 for <redacted> with Bearer <redacted>") == 2
+
+
+def test_a_full_disk_turns_the_batch_log_off_instead_of_crashing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # /dev/full answers every write with ENOSPC, like the disk holding the videos and
+    # their batch log on a bad night.
+    sink = JsonLinesFile(Path("/dev/full"))
+    event = {"event": "downloaded", "job": "a"}
+    assert sink(None, "info", dict(event)) == event  # the line is dropped, the event goes on
+    assert sink(None, "info", dict(event)) == event  # and the file stays off
+    sink.close()
+    warning = capsys.readouterr().err
+    assert warning.count("the batch log /dev/full is off") == 1
+    assert "No space left on device" in warning
+
+
+def test_a_batch_log_that_cannot_be_opened_is_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    sink = JsonLinesFile(blocked / "logs" / "b.jsonl")
+    assert sink(None, "info", {"event": "x"}) == {"event": "x"}
+    sink.close()
+    assert "is off" in capsys.readouterr().err

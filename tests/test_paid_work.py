@@ -409,6 +409,13 @@ def test_a_result_record_that_expires_is_lost_and_only_reroll_pays_again(
 # -- cancel during a run -----------------------------------------------------------------
 
 
+async def cancel_now(server: SimulatorServer, db_path: str, *extra: str) -> tuple[int, str]:
+    """``orchestrator cancel`` from another thread while the engine runs (as a user would
+    from another terminal)."""
+    command = ("cancel", "--batch", BATCH, "--db", db_path, "--api-base", server.api_base)
+    return await anyio.to_thread.run_sync(cli, *command, *extra)
+
+
 def test_cancel_during_a_run_keeps_what_is_running_and_fetches_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -421,17 +428,7 @@ def test_cancel_during_a_run_keeps_what_is_running_and_fetches_it(
         async def night(engine: Engine, stop: anyio.Event) -> None:
             await when(all_submitted(store, 6))
             clock.advance(1)  # two run, four wait in RunComfy's queue
-            code, text = await anyio.to_thread.run_sync(
-                cli,
-                "cancel",
-                "--batch",
-                BATCH,
-                "--db",
-                db_path,
-                "--api-base",
-                server.api_base,
-                "--json",
-            )
+            code, text = await cancel_now(server, db_path, "--json")
             told.update(code=code, report=json.loads(text))
             await crank(clock, lambda: store.counts(BATCH)["succeeded"] == 2)
 
@@ -461,17 +458,7 @@ def test_cancel_discard_gives_up_running_jobs_and_says_so(
         async def night(engine: Engine, stop: anyio.Event) -> None:
             await when(all_submitted(store, 3))
             clock.advance(1)
-            _code, text = await anyio.to_thread.run_sync(
-                cli,
-                "cancel",
-                "--batch",
-                BATCH,
-                "--db",
-                db_path,
-                "--api-base",
-                server.api_base,
-                "--discard",
-            )
+            _code, text = await cancel_now(server, db_path, "--discard")
             stop_after["text"] = text
 
         # A short lease: the worker's next heartbeat (0.1 s) sees the discard and stops
@@ -498,8 +485,9 @@ def test_files_this_store_did_not_write_are_never_overwritten(tmp_path: Path) ->
     other = {"store": {"id": "f" * 32}, "job": {"key": by_name(store)["job1"].key}}
     (out / "job1.json").write_text(json.dumps(other))
     with simulator(make_profile()) as server:
-        run_engine(store, server, fast_settings())
+        run = run_engine(store, server, fast_settings())
         assert_paid_work_kept(store, server)
+    assert sorted(run.report.renamed) == [("job0.mp4", "job0-1.mp4"), ("job1.mp4", "job1-1.mp4")]
     jobs = by_name(store)
     assert (out / "job0.mp4").read_bytes() == b"the user's own video"
     assert (out / "job1.mp4").read_bytes() == b"another store's paid video"

@@ -82,6 +82,8 @@ def start_worker(folder: Path, db: str, api_base: str, batch: str, *extra: str) 
             "0.02",
             "--poll-max",
             "0.2",
+            "--fetch-patience",  # a paid video whose fetch fails is retried in milliseconds
+            "10",
             "--quiet",
             *extra,
         ),

@@ -72,6 +72,8 @@ class EngineReport:
     """The circuit breaker that stopped submitting, if one did (and is still open)."""
     tripped_at: datetime | None = None
     """When (store time) the first breaker tripped: nothing was claimed after it."""
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    """(wanted, saved as): output names taken by files this store did not write."""
     notes: list[str] = field(default_factory=list)
 
 

@@ -140,6 +140,7 @@ class Downloading(EngineCore):
             fields["output_path"] = check_relative(
                 (Path(item.output_path).parent / done.path.name).as_posix()
             )
+            self.report.renamed.append((item.output_path, fields["output_path"]))
             log.warning(
                 "output name taken by a file this store did not write; kept it",
                 batch=item.batch,

@@ -28,6 +28,7 @@ from orchestrator.engine.decisions import (
     retry_delay,
 )
 from orchestrator.engine.paidwork import BreakerKind, breaker_for_account
+from orchestrator.store.prices import raised_estimate_ratio
 from orchestrator.store.states import JobState
 from orchestrator.store.work import WorkItem
 
@@ -113,8 +114,11 @@ class Polling(EngineCore):
     async def _revise_price(self, item: WorkItem, cost: float | None) -> None:
         """RunComfy billed more than estimated: raise the estimates of the model's jobs not
         yet billed, so the spend cap stays a bound for the rest of the batch."""
-        if cost is None or item.estimated_cost_usd is None:
+        # Stored estimates only ever rise, so a bill within this snapshot's estimate needs
+        # no write (the store checks again against the estimate as stored now).
+        if raised_estimate_ratio(item.estimated_cost_usd, cost) is None:
             return
+        assert cost is not None
         raised = await self._db(
             self.prices.raise_estimates, item.batch, item.model_id, item.row_id, cost
         )
