@@ -284,3 +284,36 @@ def test_status_shows_the_money_and_the_cap(tmp_path: Path) -> None:
     assert money["delivered"] == {"jobs": 2, "usd": 1.0} and money["cap_usd"] == 3.0
     with Store.open(str(tmp_path / "store.db")) as again:
         assert again.counts(BATCH)["succeeded"] == 2
+
+
+# -- a worker that stops watching jobs someone else moved ----------------------------------
+
+
+def test_forgetting_moved_jobs_never_drops_one_watched_while_it_reads(tmp_path: Path) -> None:
+    """The soak's hang: a job a submit started watching during the lease read was dropped
+    (never polled again, and the run never ended). Only what was read is compared."""
+    from orchestrator.api import RunComfyClient
+    from orchestrator.engine.pool import Engine
+
+    store = seed_store(tmp_path, 3)
+    queue = WorkQueue(store)
+    moved, kept, fresh = queue.claim(BATCH, 3)
+    # A user cancels `moved` (its lease moves on); `kept` is untouched.
+    assert queue.user_action(BATCH, [moved.name], [JobState.SUBMITTING], JobState.CANCELLED, "x")
+
+    async def main() -> dict[int, Any]:
+        async with RunComfyClient("http://127.0.0.1:9", token="t") as api, Downloader() as files:
+            engine = Engine(queue, api, files, builtin_catalog(), fast_settings())
+            engine._watched = {moved.row_id: moved, kept.row_id: kept}
+            read = queue.leases
+
+            def read_while_a_submit_lands(row_ids: list[int]) -> dict[int, tuple[str, int]]:
+                engine._watched[fresh.row_id] = fresh  # accepted while the read runs
+                return read(row_ids)
+
+            queue.leases = read_while_a_submit_lands  # type: ignore[method-assign]
+            await engine._forget_moved()
+            return engine._watched
+
+    watched = anyio.run(main)
+    assert set(watched) == {kept.row_id, fresh.row_id}

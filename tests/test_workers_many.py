@@ -62,37 +62,64 @@ def enqueue(folder: Path, db: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def start_worker(folder: Path, db: str, api_base: str, batch: str, *extra: str) -> Any:
+class Worker:
+    """An ``orchestrator work`` process whose output goes to files, not pipes: a pipe that
+    nobody reads while the test waits for another worker fills up, and then the worker
+    blocks on its next log line (and stops heartbeating)."""
+
+    count = 0
+
+    def __init__(self, folder: Path, command: list[str], env: dict[str, str]) -> None:
+        Worker.count += 1
+        self.out_path = folder / f"worker-{Worker.count}.out"
+        self.err_path = folder / f"worker-{Worker.count}.err"
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.process = subprocess.Popen(command, env=env, stdout=out, stderr=err, cwd=folder)
+        self.pid = self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def send_signal(self, number: int) -> None:
+        self.process.send_signal(number)
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        self.process.wait(timeout=timeout)
+        return self.out_path.read_text(), self.err_path.read_text()
+
+
+def start_worker(folder: Path, db: str, api_base: str, batch: str, *extra: str) -> Worker:
     env = {**os.environ, "RUNCOMFY_API_TOKEN": TOKEN}
     for name in list(env):
         if name.startswith("ORCHESTRATOR_"):
             del env[name]
-    return subprocess.Popen(
-        cli(
-            "work",
-            "--batch",
-            batch,
-            "--db",
-            db,
-            "--api-base",
-            api_base,
-            "--trust-host",
-            "localhost",
-            "--poll-min",
-            "0.02",
-            "--poll-max",
-            "0.2",
-            "--fetch-patience",  # a paid video whose fetch fails is retried in milliseconds
-            "10",
-            "--quiet",
-            *extra,
-        ),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=folder,
+    command = cli(
+        "work",
+        "--batch",
+        batch,
+        "--db",
+        db,
+        "--api-base",
+        api_base,
+        "--trust-host",
+        "localhost",
+        "--poll-min",
+        "0.02",
+        "--poll-max",
+        "0.2",
+        "--fetch-patience",  # a paid video whose fetch fails is retried in milliseconds
+        "10",
+        "--quiet",
+        *extra,
     )
+    return Worker(folder, command, env)
 
 
 def wait_until(condition: Callable[[], bool], limit: float = 120.0) -> None:

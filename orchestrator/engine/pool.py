@@ -122,9 +122,21 @@ class Engine(Submitting, Polling, Downloading):
         otherwise be polled until RunComfy finishes it, and would keep the run open."""
         if not self._watched:
             return
-        held = await self._db(self.queue.leases, list(self._watched))
-        for row_id, item in list(self._watched.items()):
+        # Only the items read are compared: a job watched (or re-watched) while the read
+        # ran is newer than what was read, and must not be dropped for it.
+        seen = dict(self._watched)
+        held = await self._db(self.queue.leases, list(seen))
+        for row_id, item in seen.items():
+            if self._watched.get(row_id) is not item:
+                continue
             if held.get(row_id) != (item.state.value, item.lease_token):
+                log.info(
+                    "stopped watching a job moved by someone else",
+                    batch=item.batch,
+                    job=item.name,
+                    attempt=item.attempts,
+                    request_id=item.request_id,
+                )
                 self._watched.pop(row_id, None)
 
     async def _leave(self, reason: str) -> None:
