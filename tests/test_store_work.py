@@ -17,6 +17,7 @@ from model_ids import LITE, PRO
 from orchestrator.manifest import load_manifest
 from orchestrator.planning import enqueue
 from orchestrator.store import JobState, Store
+from orchestrator.store.prices import PriceBook
 from orchestrator.store.work import WorkItem, WorkQueue
 
 S = JobState
@@ -500,17 +501,17 @@ def test_a_claim_under_a_spend_cap_stops_at_the_first_job_that_does_not_fit(
             new_job("a-4", cost=0.1),
         ],
     )
-    assert queue.spend_stalled("a", 1.0) is None
+    assert PriceBook(queue).spend_stalled("a", 1.0) is None
     assert [i.name for i in queue.claim("a", 10, max_spend=1.0)] == ["a-1", "a-2"]
-    assert queue.spend_stalled("a", 1.0) == (
+    assert PriceBook(queue).spend_stalled("a", 1.0) == (
         "batch a: the spend cap of $1.00 would be passed ($0.80 spent or committed, "
         "the next job $0.50)"
     )
     assert queue.claim("a", 10, max_spend=1.0) == []  # a-3 does not fit; a-4 waits its turn
     assert [i.name for i in queue.claim("a", 10, max_spend=1.8)] == ["a-3", "a-4"]
-    assert queue.spend_stalled("a", 1.8) is None  # nothing is pending any more
+    assert PriceBook(queue).spend_stalled("a", 1.8) is None  # nothing is pending any more
     add(store, "b", "free")  # no price
     assert queue.claim("b", 10, max_spend=5.0) == []  # under a cap it is never submitted
-    assert "the next job's price is unknown" in (queue.spend_stalled("b", 5.0) or "")
-    assert queue.spend_stalled("b") is None  # batch b has no cap of its own
+    assert "the next job's price is unknown" in (PriceBook(queue).spend_stalled("b", 5.0) or "")
+    assert PriceBook(queue).spend_stalled("b") is None  # batch b has no cap of its own
     assert [i.name for i in queue.claim("b", 10)] == ["b-free"]

@@ -84,7 +84,7 @@ class Submitting(EngineCore):
         if not claimed:
             # Only jobs whose estimate still fits are claimed: a cap is never passed, and
             # once nothing pending can fit (or be priced), submitting stops.
-            stalled = await self._db(self.queue.spend_stalled, settings.batch, spend_cap)
+            stalled = await self._db(self.prices.spend_stalled, settings.batch, spend_cap)
             if stalled is not None:
                 self._stop_submitting(stalled)
         return claimed

@@ -21,9 +21,10 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from orchestrator.store.items import WorkItem, _item, _select_items
+from orchestrator.store.spend import MAY_BE_PAID
 from orchestrator.store.states import JobState
 from orchestrator.store.tables import ATTEMPTS, JOBS, STORE_META
-from orchestrator.store.work import MAY_BE_PAID, WorkQueue
+from orchestrator.store.work import WorkQueue
 
 #: Jobs a worker still has paid work on: remote runs to poll, videos to fetch.
 PAID_WORK = (

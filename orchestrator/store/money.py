@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, exists, func, or_, select
 
+from orchestrator.store.spend import COMMITTED_SPEND
 from orchestrator.store.states import TO_FETCH, JobState
 from orchestrator.store.tables import ATTEMPTS, JOBS
-from orchestrator.store.work import COMMITTED_SPEND
 
 if TYPE_CHECKING:
     from orchestrator.store.store import Store

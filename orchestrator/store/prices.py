@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 
+from orchestrator.store.spend import stalled
 from orchestrator.store.states import JobState
 from orchestrator.store.tables import ATTEMPTS, JOBS
 from orchestrator.store.work import WorkQueue
@@ -100,6 +101,11 @@ class PriceBook:
                 return 0
             params = {"p_batch": batch, "p_model": model_id, "p_ratio": ratio}
             return int(connection.execute(_RAISE, params).rowcount)
+
+    def spend_stalled(self, batch: str | None, max_spend: float | None = None) -> str | None:
+        """Why nothing pending can be claimed under the spend caps (see :func:`.stalled`)."""
+        with self.queue.store.read() as connection:
+            return stalled(connection, batch, max_spend)
 
     def set_estimates(self, estimates: Iterable[tuple[int, float]]) -> int:
         """Store estimates by row id (one transaction)."""

@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.sql import ClauseElement
 
 from orchestrator import failpoints
@@ -26,9 +26,10 @@ from orchestrator.store.items import (
     _select_items,
     _update_latest_attempt,
 )
+from orchestrator.store.spend import MAY_BE_PAID, caps, committed
 from orchestrator.store.states import PARKED, TERMINAL, AttemptKind, EventKind, JobState
 from orchestrator.store.store import Store
-from orchestrator.store.tables import ATTEMPTS, BATCHES, EVENTS, JOBS, WORKERS
+from orchestrator.store.tables import ATTEMPTS, EVENTS, JOBS, WORKERS
 
 __all__ = ["HELD", "REMOTE_ACTIVE", "STALE_WRITE", "TRANSITION", "WorkItem", "WorkQueue"]
 
@@ -39,8 +40,6 @@ HELD = frozenset({JobState.SUBMITTING, JobState.SUBMITTED, JobState.DOWNLOADING}
 """States in which a job belongs to one worker (its lease)."""
 
 # The hot path's statements, built once with bound parameters (see items.py for why).
-_UNPAID = ("not_sent", "held", "rejected")
-MAY_BE_PAID = or_(ATTEMPTS.c.outcome.is_(None), ATTEMPTS.c.outcome.not_in(_UNPAID))
 _MOVE = update(JOBS).where(JOBS.c.id == bindparam("p_id"), JOBS.c.state == bindparam("p_from"))
 _MOVE_FENCED = _MOVE.where(JOBS.c.lease_token == bindparam("p_lease"))
 _ADD_EVENT = insert(EVENTS)
@@ -61,19 +60,6 @@ _LAST_PAID_OUTCOME = (
     .limit(1)
 )
 _WORKER_STOPPED_AT = select(WORKERS.c.stopped_at).where(WORKERS.c.id == bindparam("p_id"))
-# Spent and committed: every attempt that may have been billed counts what RunComfy
-# reported for it, or, until it reports, the job's estimate. A re-roll in flight counts
-# again although its job already has a cost; an attempt whose cost never came counts too.
-COMMITTED_SPEND = (
-    select(
-        func.coalesce(
-            func.sum(func.coalesce(ATTEMPTS.c.cost_usd, JOBS.c.estimated_cost_usd, 0.0)), 0.0
-        )
-    )
-    .select_from(ATTEMPTS.join(JOBS, JOBS.c.id == ATTEMPTS.c.job_id))
-    .where(MAY_BE_PAID)
-)
-_COMMITTED = COMMITTED_SPEND.where(JOBS.c.batch == bindparam("p_batch"))
 
 
 class WorkQueue:
@@ -107,12 +93,9 @@ class WorkQueue:
         return {model: number for model, number in connection.execute(query)}
 
     def committed_spend(self, batch: str) -> float:
-        """Money spent plus money committed, for the spend cap (see :func:`_COMMITTED`)."""
+        """Money spent plus money committed, for the spend cap (see :mod:`.spend`)."""
         with self.store.read() as connection:
-            return self._committed_spend(connection, batch)
-
-    def _committed_spend(self, connection: Connection, batch: str) -> float:
-        return float(connection.execute(_COMMITTED, {"p_batch": batch}).scalar_one())
+            return committed(connection, batch)
 
     def active(self, batch: str | None = None) -> list[WorkItem]:
         """Jobs to poll or download: submitted and downloading."""
@@ -173,47 +156,6 @@ class WorkQueue:
         )
         with self.store.read() as connection:
             return int(connection.execute(query).scalar_one())
-
-    def spend_stalled(self, batch: str | None, max_spend: float | None = None) -> str | None:
-        """Why nothing pending can ever be claimed under the spend caps, or None while some
-        pending job could be (an uncapped batch, or a next job that fits its cap).
-
-        Jobs are claimed in order, so a capped batch is stalled when its next pending job
-        does not fit what is left of its cap, or has no price at all.
-        """
-        with self.store.read() as connection:
-            caps = _caps(connection, batch, max_spend)
-            if not caps:
-                return None
-            first = (
-                select(JOBS.c.batch, func.min(JOBS.c.id).label("first"))
-                .where(JOBS.c.state == JobState.PENDING.value)
-                .group_by(JOBS.c.batch)
-            )
-            if batch is not None:
-                first = first.where(JOBS.c.batch == batch)
-            reasons: list[str] = []
-            for name, row_id in connection.execute(first).all():
-                cap = caps.get(name)
-                if cap is None:
-                    return None
-                cost = connection.execute(
-                    select(JOBS.c.estimated_cost_usd).where(JOBS.c.id == row_id)
-                ).scalar_one()
-                committed = self._committed_spend(connection, name)
-                if cost is None:
-                    reasons.append(
-                        f"batch {name}: the next job's price is unknown and the spend cap of "
-                        f"${cap:,.2f} needs one (pass --prices FILE)"
-                    )
-                elif committed + cost > cap + 1e-9:
-                    reasons.append(
-                        f"batch {name}: the spend cap of ${cap:,.2f} would be passed "
-                        f"(${committed:,.2f} spent or committed, the next job ${cost:,.2f})"
-                    )
-                else:
-                    return None
-        return "; ".join(reasons) or None
 
     def facts(self, row_id: int) -> dict[str, Any]:
         """Cost and timestamps of one job, JSON-ready (for its sidecar)."""
@@ -286,7 +228,7 @@ class WorkQueue:
         (jobs submitting or submitted, all batches), ``per_model_cap`` (the same per model)
         and the spend caps: ``max_spend`` for ``batch`` when given, else every batch's own
         stored ``limits.max_spend``, against its spent and committed money
-        (:data:`COMMITTED_SPEND`). Under a cap, jobs are claimed in order until one does not
+        (:mod:`.spend`). Under a cap, jobs are claimed in order until one does not
         fit, and a job with no price is never claimed. On PostgreSQL rows are picked
         ``FOR UPDATE SKIP LOCKED`` under an advisory lock that serialises claims (waiting for
         it briefly: if another worker still holds it, this claim takes nothing); on SQLite
@@ -311,8 +253,8 @@ class WorkQueue:
                     per_model_room = {m: max(0, per_model_cap - n) for m, n in counts.items()}
                     default_room = per_model_cap
             budgets = {
-                name: cap - self._committed_spend(connection, name)
-                for name, cap in _caps(connection, batch, max_spend).items()
+                name: cap - committed(connection, name)
+                for name, cap in caps(connection, batch, max_spend).items()
             }
             if limit <= 0 or (batch in budgets and budgets[batch] < -1e-9):
                 return []
@@ -586,23 +528,6 @@ class WorkQueue:
                     if attempt:
                         _update_latest_attempt(connection, row_id, attempt)
         return moved
-
-
-def _caps(connection: Connection, batch: str | None, max_spend: float | None) -> dict[str, float]:
-    """Spend caps by batch: ``max_spend`` for ``batch`` when given, else each batch's own
-    ``limits.max_spend`` as stored (so ``work`` over every batch still holds each cap)."""
-    if batch is not None and max_spend is not None:
-        return {batch: max_spend}
-    query = select(BATCHES.c.name, BATCHES.c.settings)
-    if batch is not None:
-        query = query.where(BATCHES.c.name == batch)
-    caps: dict[str, float] = {}
-    for name, settings in connection.execute(query):
-        limits = settings.get("limits") if isinstance(settings, dict) else None
-        cap = limits.get("max_spend") if isinstance(limits, dict) else None
-        if isinstance(cap, int | float) and not isinstance(cap, bool):
-            caps[name] = float(cap)
-    return caps
 
 
 def _stopped(connection: Connection, worker_id: str) -> bool:
