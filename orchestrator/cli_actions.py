@@ -67,11 +67,8 @@ def retry(args: argparse.Namespace, out: TextIO) -> int:
             "reroll_requested",
             fresh,
         )
-    paid = [
-        j
-        for j in plan[RetryPath.NEW_ATTEMPT] + plan[RetryPath.REROLL]
-        if j.name in set(attempts) | set(rerolled)
-    ]
+    queued = set(attempts) | set(rerolled)
+    paid = [j for j in plan[RetryPath.NEW_ATTEMPT] + plan[RetryPath.REROLL] if j.name in queued]
     cost = _total(paid)
     if args.json:
         json.dump(

@@ -123,17 +123,15 @@ class _Exploding(Downloader):
         raise RuntimeError("a bug in a download")
 
 
-def test_a_crash_inside_a_download_makes_the_paid_job_wait_not_fail(tmp_path: Path) -> None:
-    store = seed_store(tmp_path, 1)
-    with simulator(make_profile()) as server:
-        import engine_helpers
+def test_a_crash_inside_a_download_makes_the_paid_job_wait_not_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine_helpers
 
-        original = engine_helpers.Downloader
-        engine_helpers.Downloader = _Exploding  # type: ignore[misc]
-        try:
-            run = run_engine(store, server, fast_settings())
-        finally:
-            engine_helpers.Downloader = original  # type: ignore[misc]
+    store = seed_store(tmp_path, 1)
+    monkeypatch.setattr(engine_helpers, "Downloader", _Exploding)
+    with simulator(make_profile()) as server:
+        run = run_engine(store, server, fast_settings())
     job = by_name(store)["job0"]
     assert job.state == JobState.FETCH_PAUSED
     assert "download crashed: RuntimeError('a bug in a download')" in (job.error or "")

@@ -114,7 +114,6 @@ class EngineCore:
         self._seq = itertools.count()
         self._wake_submitter = anyio.Event()
         self._wake_poller = anyio.Event()
-        self._wake_fetcher = anyio.Event()
         self._submitting_allowed = True
         """False once the spend cap is reached (breakers are kept apart: some close)."""
         self._stop = anyio.Event()

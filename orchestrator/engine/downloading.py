@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 import anyio
 
 from orchestrator import failpoints
-from orchestrator.api import RequestNotFound, RunComfyError, TransientError
+from orchestrator.api import RequestNotFound, RunComfyError
 from orchestrator.engine.core import EngineCore, log
 from orchestrator.engine.decisions import Outcome, retry_delay
-from orchestrator.engine.download import Downloaded, DownloadError, Verified
+from orchestrator.engine.download import Downloaded, DownloadError, Placer, Verified
 from orchestrator.engine.paidwork import (
     FetchProblem,
     after_fetch_failure,
@@ -70,9 +70,8 @@ class Downloading(EngineCore):
                         self._send.send_nowait((item, None))
                     if claimed:
                         continue
-            self._wake_fetcher = anyio.Event()
-            with anyio.move_on_after(self.settings.idle_check):
-                await self._wake_fetcher.wait()
+            # Due times are in the store (any worker may have set them): look again soon.
+            await anyio.sleep(self.settings.idle_check)
 
     def _claim_fetches(self, batch: str | None, room: int) -> list[WorkItem]:
         return self.fetches.claim(batch, worker_id=self.worker_id, limit=room)
@@ -100,7 +99,8 @@ class Downloading(EngineCore):
                 if url is None:
                     url = await self._fresh_url(item)
                 failpoints.reached("before_download")
-                done = await self.downloader.fetch(url, target, self._placer(item, facts, store_id))
+                placer = self._placer(item, facts, store_id, target)
+                done = await self.downloader.fetch(url, target, placer)
             except DownloadError as exc:
                 bound.warning("download failed", error=str(exc), try_number=quick_try)
                 if exc.expired and not refreshed:
@@ -209,7 +209,7 @@ class Downloading(EngineCore):
             result = await self.api.result(item.request_id, include_cost=True)
         except RequestNotFound as exc:
             raise DownloadError(str(exc), problem=FetchProblem.RESULT_LOST) from exc
-        except (TransientError, RunComfyError) as exc:
+        except RunComfyError as exc:
             # A 429, a 5xx or an odd reply while asking again: the paid video is still
             # there, so this is a wait (with the fetch backoff), never a reason to fail.
             raise DownloadError(f"asking for a fresh URL: {exc}") from exc
@@ -221,7 +221,7 @@ class Downloading(EngineCore):
             )
         return result.video_url
 
-    def _placer(self, item: WorkItem, facts: dict[str, Any], store_id: str) -> Any:
+    def _placer(self, item: WorkItem, facts: dict[str, Any], store_id: str, target: Path) -> Placer:
         """Put a verified video in place beside its sidecar, never over a file this store
         did not write for this job (runs in a worker thread, with the download)."""
 
@@ -230,7 +230,6 @@ class Downloading(EngineCore):
             return owned_by(video, store_id=store_id, job_key=item.key, request_ids=ids)
 
         def place(temp: Path, verified: Verified) -> Path:
-            target = resolve_inside(Path(item.output_root), item.output_path)
             return place_video(
                 temp,
                 target,
