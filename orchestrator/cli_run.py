@@ -100,14 +100,12 @@ def _sim_scale(args: argparse.Namespace) -> float:
 def poll_policy(args: argparse.Namespace) -> PollPolicy:
     """Poll bounds: the defaults suit real run times (a minute or more); ``--simulate``
     runs minutes in seconds and polls accordingly; ``--poll-min``/``--poll-max`` override."""
-    if args.simulate:
-        scale = _sim_scale(args)
-        policy = PollPolicy(minimum=0.05, maximum=max(0.5, 120 * scale), first_guess=60 * scale)
-    else:
-        policy = PollPolicy()
+    policy = PollPolicy()
+    if args.simulate:  # the simulator's seconds are shorter: the same schedule, scaled
+        policy = policy.scaled(_sim_scale(args))
     low = _option(args.poll_min, float, "--poll-min", minimum=0.001) or policy.minimum
     high = _option(args.poll_max, float, "--poll-max", minimum=0.001) or max(policy.maximum, low)
-    return PollPolicy(minimum=low, maximum=high, first_guess=min(policy.first_guess, high))
+    return replace(policy, minimum=low, maximum=max(low, high))
 
 
 def connection_for(args: argparse.Namespace) -> AbstractContextManager[Connection]:

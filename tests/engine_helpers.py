@@ -37,7 +37,7 @@ TOKEN = "engine-test-token-8f3a"
 BATCH = "eng"
 IMAGE_URL = "https://images.example/frames/beach.jpg"
 WAIT_LIMIT = 10.0
-FAST_POLL = PollPolicy(minimum=0.01, maximum=0.2, first_guess=0.05)
+FAST_POLL = PollPolicy(minimum=0.01, maximum=0.2)
 #: Fetches of a rendered video retried in milliseconds; three tries before pausing.
 FAST_FETCH = FetchPolicy(base=0.005, cap=0.02, tries=3)
 #: Small, fast simulator settings: fixed 2 s jobs, tiny one-second videos.

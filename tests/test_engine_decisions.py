@@ -1,4 +1,5 @@
-"""The engine's pure decisions: the transition table, retry delays, poll intervals, limits."""
+"""The engine's pure decisions: the transition table and retry delays (poll schedule:
+test_poll_schedule.py; capacity: test_capacity.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,9 @@ import pytest
 
 from orchestrator.engine.decisions import (
     TABLE,
-    AdaptiveLimit,
     InvalidTransition,
     Outcome,
-    PollPolicy,
-    RunTimes,
     next_state,
-    poll_interval,
     retry_delay,
 )
 from orchestrator.store.states import TERMINAL, JobState
@@ -170,157 +167,3 @@ def test_retry_delay_survives_very_many_failures() -> None:
     for failures in (64, 1100, 10**6):
         delay = retry_delay(failures, base=2.0, cap=60.0, rng=random.Random(failures))
         assert 0.0 <= delay <= 60.0
-
-
-# -- poll intervals ---------------------------------------------------------------------------
-
-
-def interval(
-    status: str | None,
-    *,
-    running_for: float = 0.0,
-    typical: float | None = 40.0,
-    position: int | None = None,
-    policy: PollPolicy | None = None,
-    seed: int = 0,
-) -> float:
-    return poll_interval(
-        status,
-        running_for=running_for,
-        typical_run_time=typical,
-        queue_position=position,
-        policy=policy or PollPolicy(minimum=1, maximum=60, first_guess=60, jitter=0.0),
-        rng=random.Random(seed),
-    )
-
-
-def test_queued_jobs_are_polled_less_often_than_running_ones() -> None:
-    fresh = interval("in_progress", running_for=0)
-    late = interval("in_progress", running_for=30)
-    overdue = interval("in_progress", running_for=80)
-    for position in (2, 3, 4, 9):
-        assert interval("in_queue", position=position) >= fresh
-    assert interval("in_queue", position=1) > late > overdue
-    assert interval("in_queue", position=3) > interval("in_queue", position=2)
-    assert interval("in_queue", position=2) > interval("in_queue", position=1)
-    # The place in the queue counts up to four places; an unknown place counts as one.
-    assert interval("in_queue", position=4) == interval("in_queue", position=40)
-    assert interval("in_queue", position=None) == interval("in_queue", position=1)
-
-
-def test_running_jobs_are_polled_by_their_expected_end_then_often() -> None:
-    typical = 40.0
-    previous = None
-    for running_for in (0, 10, 20, 30, 38, 40, 60, 400):
-        value = interval("in_progress", running_for=running_for, typical=typical)
-        # Never later than the expected finish, and polled often once overdue.
-        assert value <= max(typical - running_for, typical / 10)
-        if running_for >= typical:
-            assert value <= typical / 10
-        if previous is not None:
-            assert value <= previous
-        previous = value
-    # A model never seen finishing is assumed to take first_guess seconds.
-    assert interval("in_progress", typical=None) == interval("in_progress", typical=60)
-    assert interval(None, typical=None) == interval("in_progress", typical=60)
-    assert interval("in_progress", typical=None) > interval("in_progress", typical=10)
-
-
-def test_poll_intervals_respect_the_policy_bounds() -> None:
-    policy = PollPolicy(minimum=2, maximum=10, first_guess=60, jitter=0.0)
-    assert interval("in_progress", typical=1000, policy=policy) == 10
-    assert interval("in_progress", typical=1, running_for=5, policy=policy) == 2
-    assert interval("in_queue", position=4, typical=1000, policy=policy) == 10
-
-
-@pytest.mark.parametrize("status", ["in_queue", "in_progress", "unknown"])
-def test_jittered_poll_intervals_stay_within_the_bounds(status: str) -> None:
-    policy = PollPolicy(minimum=0.5, maximum=8.0, first_guess=20, jitter=0.2)
-    seen = set()
-    for seed, (typical, running_for, position) in enumerate(
-        itertools.product((None, 0.1, 5, 20, 500), (0, 3, 50), (None, 1, 2, 9))
-    ):
-        value = interval(
-            status,
-            typical=typical,
-            running_for=running_for,
-            position=position,
-            policy=policy,
-            seed=seed,
-        )
-        assert policy.minimum <= value <= policy.maximum
-        seen.add(round(value, 6))
-    assert len(seen) > 10
-
-
-@pytest.mark.parametrize(("status", "position"), [("in_progress", None), ("in_queue", 2)])
-def test_jitter_spreads_polls_of_jobs_submitted_together(status: str, position: int | None) -> None:
-    steady = interval(status, typical=40, position=position)
-    policy = PollPolicy(minimum=1, maximum=60, first_guess=60, jitter=0.2)
-    values = [
-        interval(status, typical=40, position=position, policy=policy, seed=s) for s in range(200)
-    ]
-    assert all(abs(v - steady) <= steady * 0.2 for v in values)  # at most the jitter share
-    assert len({round(v, 9) for v in values}) == len(values)
-    assert min(values) < steady < max(values)
-
-
-# -- the adaptive limit -----------------------------------------------------------------------
-
-
-def test_a_throttle_halves_the_limit_down_to_the_floor() -> None:
-    limit = AdaptiveLimit(8.0, 8)
-    values = []
-    for _ in range(6):
-        limit = limit.throttled()
-        values.append(limit.value)
-    assert values == [4, 2, 1, 1, 1, 1]
-    assert limit.current >= limit.floor
-    floored = AdaptiveLimit(10.0, 10, floor=3)
-    for _ in range(5):
-        floored = floored.throttled()
-    assert floored.value == 3 and floored.current == 3.0
-
-
-def test_successes_grow_the_limit_additively_up_to_the_ceiling() -> None:
-    limit = AdaptiveLimit(1.0, 6)
-    history = [limit.value]
-    for _ in range(60):
-        before = limit.current
-        limit = limit.succeeded()
-        assert 0 < limit.current - before <= 1.0 or limit.current == 6.0
-        history.append(limit.value)
-    assert history == sorted(history)  # never shrinks on success
-    assert history[1] == 2  # from 1: one success regrows one slot
-    assert max(history) == 6 and limit.current == 6.0
-    # Additive: growing from 4 to 5 takes about four successes, not one.
-    four = AdaptiveLimit(4.0, 8)
-    steps = 0
-    while four.value < 5:
-        four = four.succeeded()
-        steps += 1
-    assert steps >= 4
-
-
-def test_the_limit_value_is_clamped() -> None:
-    assert AdaptiveLimit(100.0, 8).value == 8
-    assert AdaptiveLimit(0.2, 8).value == 1
-    assert AdaptiveLimit(5.9, 8).value == 5
-
-
-# -- run times --------------------------------------------------------------------------------
-
-
-def test_run_times_are_an_exponentially_weighted_average_per_model() -> None:
-    times = RunTimes()
-    assert times.typical("a") is None
-    first = times.observed("a", 100.0)
-    assert first.typical("a") == 100.0
-    assert times.typical("a") is None  # immutable
-    second = first.observed("a", 200.0)
-    assert second.typical("a") == pytest.approx(130.0)  # 100 + 0.3 * (200 - 100)
-    both = second.observed("b", 10.0)
-    assert both.typical("b") == 10.0 and both.typical("a") == pytest.approx(130.0)
-    assert [model for model, _ in both.averages] == ["a", "b"]
-    heavy = RunTimes(weight=1.0).observed("a", 5.0).observed("a", 9.0)
-    assert heavy.typical("a") == 9.0

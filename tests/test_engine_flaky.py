@@ -60,7 +60,7 @@ def test_flaky_300_jobs(tmp_path: Path) -> None:
         max_in_flight=24,
         base_delay=0.01,
         max_delay=0.1,
-        poll=PollPolicy(minimum=0.01, maximum=0.1, first_guess=0.06),
+        poll=PollPolicy(minimum=0.01, maximum=0.1),
         idle_check=0.02,
         max_download_tries=6,
         fetch=FetchPolicy.lasting(5),  # a paid video whose fetch fails waits milliseconds

@@ -27,6 +27,14 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _stamp(value: Any) -> str | float | None:
+    """A server timestamp as sent: text (ISO 8601) or a number (epoch seconds or ms); the
+    engine decides what it means (:mod:`orchestrator.engine.runtimes`)."""
+    if isinstance(value, str):
+        return value[:64] if value else None
+    return _number(value)
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -71,8 +79,9 @@ class RemoteResult:
     video_url: str | None = None
     error: str | None = None
     cost: float | None = None
-    created_at: str | None = None
-    finished_at: str | None = None
+    created_at: str | float | None = None
+    started_at: str | float | None = None
+    finished_at: str | float | None = None
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> RemoteResult:
@@ -83,8 +92,9 @@ class RemoteResult:
             video_url=find_video_url(output),
             error=None if error in (None, "", {}, []) else _error_text(error),
             cost=_number(body.get("cost")),
-            created_at=_text(body.get("created_at")),
-            finished_at=_text(body.get("finished_at")),
+            created_at=_stamp(body.get("created_at")),
+            started_at=_stamp(body.get("started_at")),
+            finished_at=_stamp(body.get("finished_at")),
         )
 
     @property

@@ -26,15 +26,15 @@ from orchestrator.api import (
 )
 from orchestrator.catalog import Catalog
 from orchestrator.engine.decisions import (
-    AdaptiveLimit,
     Outcome,
-    RunTimes,
     next_state,
     retry_delay,
 )
 from orchestrator.engine.download import Downloader
 from orchestrator.engine.paidwork import CLOSE_ON_SUCCESS, Breaker
+from orchestrator.engine.runtimes import timing_key
 from orchestrator.engine.settings import EngineSettings
+from orchestrator.engine.timing import Timing
 from orchestrator.store.database import retry_safe
 from orchestrator.store.fetches import FetchQueue
 from orchestrator.store.prices import PriceBook
@@ -104,11 +104,10 @@ class EngineCore:
         self.prices = PriceBook(queue)
         self.worker_id: str | None = None
         """Set by :meth:`Engine.run` once this process is registered as a worker."""
-        self.limit = AdaptiveLimit(float(settings.max_in_flight), settings.max_in_flight)
-        self.run_times = RunTimes()
+        self.timing = Timing(settings.poll, ceiling=settings.max_in_flight, rng=self.rng)
+        """Sightings, learned run times, the discovered capacity: when to look next."""
         self._schedule: list[tuple[float, int, int]] = []
         self._watched: dict[int, WorkItem] = {}
-        self._seen_running: dict[int, float] = {}
         self._transient: dict[int, int] = {}
         self._adopted: set[int] = set()
         self._seq = itertools.count()
@@ -191,6 +190,17 @@ class EngineCore:
                 log.warning("database transaction rolled back; retrying", error=str(error.orig))
         return await anyio.to_thread.run_sync(call, *args, limiter=limiter)
 
+    def _timing_key(self, item: WorkItem) -> str:
+        """The key run times are learned under: model, clip length, resolution."""
+        model = self.catalog.get(item.model_id)
+        clip = model.duration_seconds(item.payload) if model is not None else None
+        return timing_key(item.model_id, item.payload, clip)
+
+    def _unwatch(self, row_id: int) -> None:
+        """The job is no longer this worker's to poll (finished, moved on, taken over)."""
+        self._watched.pop(row_id, None)
+        self.timing.forget(row_id)
+
     def _watch(self, item: WorkItem, delay: float) -> None:
         self._watched[item.row_id] = item
         due = self.monotonic() + delay
@@ -237,7 +247,7 @@ class EngineCore:
             # Someone else moved the job first (a user command), or took it over while this
             # worker looked dead (its lease token moved on): the store kept their change;
             # this one is dropped, not forced, and the job is no longer ours to watch.
-            self._watched.pop(item.row_id, None)
+            self._unwatch(item.row_id)
             log.warning(
                 "stale transition dropped",
                 batch=item.batch,
@@ -270,17 +280,6 @@ class EngineCore:
         )
         values = {**(fields or {}), "next_attempt_at": self.queue.now() + timedelta(seconds=delay)}
         await self._settle(item, outcome, fields=values, error=reason, attempt=attempt)
-
-
-def _seconds_between(start: str | None, end: str | None) -> float | None:
-    """Seconds between two ISO 8601 stamps, or None when either is missing or unreadable."""
-    if not start or not end:
-        return None
-    try:
-        seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 def _frees_room(before: JobState, after: JobState) -> bool:

@@ -1,4 +1,4 @@
-"""Pure decisions: the next state, the retry delay, the poll interval, the concurrency limit.
+"""Pure decisions: the next state, the retry delay, when to look at a job next.
 
 Nothing here awaits, reads a clock or touches the store; the pool asks, then applies the
 answer in one short transaction.
@@ -144,89 +144,109 @@ def retry_delay(
 
 @dataclass(frozen=True, slots=True)
 class PollPolicy:
-    """Bounds for polling, in seconds."""
+    """Bounds for polling, in seconds (see :func:`poll_delay`).
+
+    ``overdue_fraction`` is the promise: once a job is past its expected finish, a finished
+    job is noticed within that fraction of its elapsed run time (or ``minimum``, whichever
+    is longer; never later than ``maximum``). ``probe_growth`` is the same fraction for a
+    job with no run-time history: looks start at ``minimum`` and grow by it. ``fixed``
+    replaces the whole schedule with one interval (the comparison poller of the benchmark).
+
+    >>> PollPolicy(minimum=2, maximum=60).scaled(0.5).maximum
+    30.0
+    """
 
     minimum: float = 2.0
     maximum: float = 60.0
-    first_guess: float = 60.0  # run time assumed for a model never seen finishing
-    jitter: float = 0.2
+    overdue_fraction: float = 0.15
+    probe_growth: float = 0.5
+    jitter: float = 0.1
+    fixed: float | None = None
+
+    def scaled(self, factor: float) -> PollPolicy:
+        """The same policy for a clock that runs ``factor`` real seconds per second."""
+        return PollPolicy(
+            minimum=self.minimum * factor,
+            maximum=self.maximum * factor,
+            overdue_fraction=self.overdue_fraction,
+            probe_growth=self.probe_growth,
+            jitter=self.jitter,
+            fixed=None if self.fixed is None else self.fixed * factor,
+        )
 
 
-def poll_interval(
-    remote_status: str | None,
+def poll_delay(
+    status: str | None,
     *,
-    running_for: float,
-    typical_run_time: float | None,
-    queue_position: int | None,
+    elapsed: float,
+    expected: tuple[float, float] | None,
+    queue_wait: float | None = None,
+    queued_for: float = 0.0,
     policy: PollPolicy,
     rng: random.Random,
 ) -> float:
-    """How long until a job's next status poll.
+    """Seconds until a job's next status look.
 
-    While running, poll when the model usually finishes, then often once it is overdue;
-    while queued, slower, scaled by the place in the queue. Jitter spreads polls of jobs
-    submitted together.
+    ``status`` is what the last look said (None: not looked at yet, just submitted);
+    ``elapsed`` counts from the earliest moment the job can have started; ``expected`` is
+    its key's (low, high) run time, None without history; ``queue_wait`` the expected
+    seconds until a queued job starts (from its place and the rate places free up), None
+    when unknown; ``queued_for`` how long it has been waiting.
 
-    >>> policy = PollPolicy(minimum=1, maximum=60)
-    >>> poll_interval("in_progress", running_for=0, typical_run_time=40,
-    ...               queue_position=None, policy=policy, rng=random.Random(0)) > 10
-    True
+    The promise, whatever the estimate (property-tested):
+
+    - without history, looks start at ``minimum`` and grow by ``probe_growth``: a job
+      that runs T seconds is noticed within max(minimum, probe_growth x T);
+    - with history, the first look comes at the low end of the key's run times, then at
+      its middle and its high end, then every ``overdue_fraction`` of the time elapsed: a
+      job past the low end is noticed within max(minimum, overdue_fraction x T, half the
+      spread); one finishing earlier waits at most low - T;
+    - never more than ``maximum`` between two looks once a job may have finished (a first
+      look at a key's low end waits for it, however long). Jitter only shortens a wait.
+
+    >>> policy = PollPolicy(minimum=1, maximum=60, jitter=0)
+    >>> poll_delay("in_progress", elapsed=0, expected=(30, 50), policy=policy,
+    ...            rng=random.Random(0))
+    30.0
+    >>> poll_delay("in_progress", elapsed=60, expected=(30, 50), policy=policy,
+    ...            rng=random.Random(0))
+    9.0
+    >>> poll_delay(None, elapsed=0, expected=None, policy=policy, rng=random.Random(0))
+    1.0
     """
-    typical = typical_run_time or policy.first_guess
-    if remote_status == "in_queue":
-        places = max(1, queue_position or 1)
-        wanted = typical * min(places, 4) / 2
-        spread = wanted * policy.jitter
+    if policy.fixed is not None:
+        return policy.fixed
+    floor, ceiling = policy.minimum, policy.maximum
+    if status == "in_queue":
+        if queue_wait is None:  # no rate known yet: back off geometrically while it waits
+            wanted = min(ceiling, max(floor, policy.probe_growth * queued_for))
+        else:
+            wanted = min(ceiling, queue_wait) + _running_delay(0.0, expected, policy)
     else:
-        # Aim at the expected finish; once overdue, look often (a twentieth of a run) so
-        # a finished job waits little for its download and its slot is reused at once.
-        remaining = typical - running_for
-        overdue_step = typical / 20
-        wanted = remaining if remaining > overdue_step else overdue_step
-        spread = overdue_step * policy.jitter
-    wanted = min(policy.maximum, max(policy.minimum, wanted))
-    return min(policy.maximum, max(policy.minimum, wanted + rng.uniform(-spread, spread)))
+        wanted = _running_delay(elapsed, expected, policy)
+        if status is None and queue_wait is not None:
+            # Submitted into a full account: it starts after the wait.
+            wanted += min(ceiling, queue_wait)
+    wanted *= 1.0 - policy.jitter * rng.random()
+    return float(max(floor, wanted))
 
 
-@dataclass(frozen=True, slots=True)
-class AdaptiveLimit:
-    """The effective number of jobs in flight: halved on a 429, regrown by one per success
-    window (additive increase, multiplicative decrease), never above the configured limit.
-
-    >>> AdaptiveLimit(8.0, 8).throttled().value
-    4
-    >>> AdaptiveLimit(4.0, 8).succeeded().current > 4
-    True
-    """
-
-    current: float
-    ceiling: int
-    floor: int = 1
-
-    @property
-    def value(self) -> int:
-        return max(self.floor, min(self.ceiling, int(self.current)))
-
-    def throttled(self) -> AdaptiveLimit:
-        return AdaptiveLimit(max(float(self.floor), self.current / 2), self.ceiling, self.floor)
-
-    def succeeded(self) -> AdaptiveLimit:
-        grown = self.current + 1 / max(1.0, self.current)
-        return AdaptiveLimit(min(float(self.ceiling), grown), self.ceiling, self.floor)
-
-
-@dataclass(frozen=True, slots=True)
-class RunTimes:
-    """Observed run times per model (exponentially weighted), for poll scheduling."""
-
-    averages: tuple[tuple[str, float], ...] = ()
-    weight: float = 0.3
-
-    def typical(self, model_id: str) -> float | None:
-        return dict(self.averages).get(model_id)
-
-    def observed(self, model_id: str, seconds: float) -> RunTimes:
-        table = dict(self.averages)
-        old = table.get(model_id)
-        table[model_id] = seconds if old is None else old + self.weight * (seconds - old)
-        return RunTimes(tuple(sorted(table.items())), self.weight)
+def _running_delay(
+    elapsed: float, expected: tuple[float, float] | None, policy: PollPolicy
+) -> float:
+    floor, ceiling = policy.minimum, policy.maximum
+    if expected is None:
+        return min(ceiling, max(floor, policy.probe_growth * elapsed))
+    low, high = expected
+    if elapsed < low * (1 - policy.jitter):  # (a look jittered early counts as the low one)
+        # Nothing is likely to be done before the low end of the key's run times: wait for
+        # it, however long (the maximum bounds waits once a job may have finished).
+        return low - elapsed
+    wanted = max(floor, policy.overdue_fraction * elapsed)
+    if elapsed < high:
+        # Inside the key's usual spread: its low end, its middle and its high end are
+        # enough (a wait of at most half the spread); the overdue fraction comes after.
+        wanted = max(wanted, (high - low) / 2)
+        if high - elapsed >= floor:
+            wanted = min(wanted, high - elapsed)
+    return min(ceiling, wanted)

@@ -1,7 +1,9 @@
-"""Polling: one scheduler for every job in flight, aimed at each model's expected finish.
+"""Polling: one scheduler for every job in flight, aimed at each job's likely finish.
 
 Success is judged from ``/result`` (a success state and a video URL), never from
-``/status`` alone; run times come from the server's own timestamps.
+``/status`` alone. Run times are learned from the engine's own looks, with the server's
+stamps used only where they agree (:mod:`.runtimes`); when to look next is
+:func:`.decisions.poll_delay`, through :class:`.timing.Timing`.
 """
 
 from __future__ import annotations
@@ -21,12 +23,8 @@ from orchestrator.api import (
     RunComfyError,
     TransientError,
 )
-from orchestrator.engine.core import POLL_PATIENCE, EngineCore, _after, _seconds_between, log
-from orchestrator.engine.decisions import (
-    Outcome,
-    poll_interval,
-    retry_delay,
-)
+from orchestrator.engine.core import POLL_PATIENCE, EngineCore, _after, log
+from orchestrator.engine.decisions import Outcome, retry_delay
 from orchestrator.engine.paidwork import BreakerKind, breaker_for_account
 from orchestrator.store.prices import raised_estimate_ratio
 from orchestrator.store.states import JobState
@@ -69,9 +67,10 @@ class Polling(EngineCore):
                 if not status.terminal:
                     await self._still_running(item, status.status, status.queue_position)
                     return
+                self.timing.done(item.row_id, at=self.monotonic())
                 result = await self.api.result(item.request_id, include_cost=True)
         except RequestNotFound as exc:
-            self._watched.pop(item.row_id, None)
+            self._unwatch(item.row_id)
             await self._settle(
                 item,
                 Outcome.REMOTE_LOST,
@@ -85,13 +84,13 @@ class Polling(EngineCore):
             return
         except RunComfyError as exc:
             if isinstance(exc, RateLimited):
-                self.limit = self.limit.throttled()
+                self.timing.capacity = self.timing.capacity.throttled()
             failures = self._transient.get(item.row_id, 0) + 1
             self._transient[item.row_id] = failures
             if not isinstance(exc, TransientError) or failures > POLL_PATIENCE:
                 # A reply that will not change (a 4xx on our own request id) or one that
                 # keeps failing: the job may still finish remotely, so a person decides.
-                self._watched.pop(item.row_id, None)
+                self._unwatch(item.row_id)
                 await self._settle(
                     item,
                     Outcome.REMOTE_LOST,
@@ -135,41 +134,33 @@ class Polling(EngineCore):
             )
 
     async def _still_running(self, item: WorkItem, status: str, position: int | None) -> None:
-        now = self.monotonic()
-        if status == "in_progress":
-            self._seen_running.setdefault(item.row_id, now)
-        running_for = now - self._seen_running.get(item.row_id, now)
         if status != item.remote_status:
             fields: dict[str, Any] = {"remote_status": status, "queue_position": position}
             if status == "in_progress":
                 fields["started_at"] = self.queue.now()
             if not await self._db(self.queue.note, item, fields):
-                self._watched.pop(item.row_id, None)  # moved on or taken over: not ours
+                self._unwatch(item.row_id)  # moved on or taken over: not ours
                 return
             item = _after(item, item.state, remote_status=status)
-        delay = poll_interval(
-            status,
-            running_for=running_for,
-            typical_run_time=self.run_times.typical(item.model_id),
-            queue_position=position,
-            policy=self.settings.poll,
-            rng=self.rng,
-        )
+        room_before = self.timing.room(self._submits_running)
+        delay = self.timing.looked(item.row_id, status, at=self.monotonic(), position=position)
+        if self.timing.room(self._submits_running) > room_before:
+            self._wake_submitter.set()  # the account has room for more: submit them now
         self._watch(item, delay)
 
     async def _finished_remotely(self, item: WorkItem, result: Any) -> None:
         if not result.terminal:  # /status ran ahead of /result: look again soon
             self._watch(item, self.settings.poll.minimum)
-            return  # (keeping when the job was seen starting, to learn its run time)
-        started = self._seen_running.pop(item.row_id, None)
-        if result.succeeded:
-            # The server's own stamps measure the run exactly; our clock only sees when we
-            # looked, which would teach the poller its own lateness.
-            run_time = _seconds_between(result.created_at, result.finished_at)
-            if run_time is None and started is not None:
-                run_time = self.monotonic() - started
-            if run_time is not None:
-                self.run_times = self.run_times.observed(item.model_id, run_time)
+            return  # (keeping what was seen of the job, to learn its run time)
+        evidence = self.timing.finished(
+            item.row_id,
+            at=self.monotonic(),
+            succeeded=result.succeeded,
+            stamps=(result.created_at, result.started_at, result.finished_at),
+            slack=self.settings.poll.minimum / 2,
+        )
+        if evidence is not None and self.timing.stamps[evidence.verdict] == 1:
+            self._note_stamps(item, evidence.verdict)
         self._watched.pop(item.row_id, None)
         # The cost goes on the attempt; the store sums attempts into the job's cost.
         facts = {
@@ -211,4 +202,24 @@ class Polling(EngineCore):
                 None,
                 fields=facts,
                 attempt={"outcome": "failed", "error": reason, "cost_usd": result.cost},
+            )
+
+    def _note_stamps(self, item: WorkItem, verdict: str) -> None:
+        """Say once per run what the server's timestamps turned out to be worth."""
+        where = {
+            "batch": item.batch,
+            "job": item.name,
+            "attempt": item.attempts,
+            "request_id": item.request_id,
+        }
+        if verdict == "contradict":
+            log.warning(
+                "server timestamps disagree with what the engine saw; ignoring them for "
+                "this run (run times come from the engine's own looks)",
+                **where,
+            )
+        elif verdict == "absent":
+            log.info(
+                "the API sent no usable timestamps; run times come from the engine's own looks",
+                **where,
             )

@@ -2,8 +2,8 @@
 
 Each step follows the same rhythm: ask the store (a thread, one short transaction), do the
 network call with no transaction open, ask :mod:`.decisions` what it means, write the
-answer. The store is the truth; in-memory state (poll schedule, adaptive limit, run-time
-averages) is only an optimisation and is rebuilt from the store on start.
+answer. The store is the truth; in-memory state (poll schedule, discovered capacity) is
+only an optimisation and is rebuilt on start; learned run times are kept in the store.
 
 Write-ahead: a job is ``submitting`` (attempt counted) before its POST, and its request id
 is committed before anything waits on it. A submit that may have reached RunComfy without
@@ -18,7 +18,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from orchestrator.api import RunComfyError
-from orchestrator.engine.core import EngineCore, EngineReport, _seconds_between, log
+from orchestrator.engine.core import EngineCore, EngineReport, log
 from orchestrator.engine.decisions import Outcome
 from orchestrator.engine.downloading import Downloading
 from orchestrator.engine.polling import Polling
@@ -26,7 +26,7 @@ from orchestrator.engine.submitting import Submitting
 from orchestrator.store.states import JobState
 from orchestrator.store.work import WorkItem
 
-__all__ = ["Engine", "EngineCore", "EngineReport", "_seconds_between"]
+__all__ = ["Engine", "EngineCore", "EngineReport"]
 
 
 class Engine(Submitting, Polling, Downloading):
@@ -91,6 +91,7 @@ class Engine(Submitting, Polling, Downloading):
                 self._adopted.add(item.row_id)
                 self._send.send_nowait((item, None))
             else:
+                self.timing.adopted(item.row_id, self._timing_key(item))
                 self._watch(item, delay=0.0)
 
     async def _keep_lease(self) -> None:
@@ -137,7 +138,7 @@ class Engine(Submitting, Polling, Downloading):
                     attempt=item.attempts,
                     request_id=item.request_id,
                 )
-                self._watched.pop(row_id, None)
+                self._unwatch(row_id)
 
     async def _leave(self, reason: str) -> None:
         if self.worker_id is None:

@@ -24,10 +24,7 @@ from orchestrator.api import (
     build_request_payload,
 )
 from orchestrator.engine.core import EngineCore, _after, log
-from orchestrator.engine.decisions import (
-    Outcome,
-    poll_interval,
-)
+from orchestrator.engine.decisions import Outcome
 from orchestrator.engine.paidwork import (
     BreakerKind,
     breaker_for_account,
@@ -49,6 +46,9 @@ class Submitting(EngineCore):
             # Claim only as many jobs as can be POSTed right now: a claimed job is marked
             # "submitting", and a crash while it waited would park it as needs_reconcile.
             free = self.settings.max_concurrent_submits - self._submits_running
+            # Within the user's max_in_flight, only as many as the account was found to
+            # run, plus a few queued (see engine/capacity.py).
+            free = min(free, self.timing.room(self._submits_running))
             allowed = self.submitting_allowed and not self._stop.is_set()  # stop: no new ones
             if allowed and not self.report.auth_error and free > 0:
                 now = self.monotonic()
@@ -76,7 +76,7 @@ class Submitting(EngineCore):
                 settings.batch,
                 at_most,
                 worker_id=self.worker_id,
-                max_in_flight=self.limit.value,
+                max_in_flight=settings.max_in_flight,
                 per_model_cap=settings.max_in_flight_per_model,
                 max_spend=spend_cap,
             )
@@ -140,13 +140,14 @@ class Submitting(EngineCore):
                     await self._settle(item, Outcome.HELD, attempt={"outcome": "held"})
                     return
                 try:
+                    sent = self.monotonic()
                     submitted = await self.api.submit(item.model_id, body)
                 except RunComfyError as exc:
                     await self._submit_failed(item, exc, bound)
                     return
                 failpoints.reached("after_post")
             self._transient.pop(item.row_id, None)
-            self.limit = self.limit.succeeded()
+            accepted = self.monotonic()
             now = self.queue.now()
             moved = await self._settle(
                 item,
@@ -164,17 +165,11 @@ class Submitting(EngineCore):
             failpoints.reached("after_accept")
             bound.info("submitted", request_id=submitted.request_id)
             if moved:
-                # First look when the job would finish if it started at once; a queued job
-                # shows its place then and is polled accordingly.
-                first_look = poll_interval(
-                    "in_progress",
-                    running_for=0.0,
-                    typical_run_time=self.run_times.typical(item.model_id),
-                    queue_position=None,
-                    policy=self.settings.poll,
-                    rng=self.rng,
+                # First look at the earliest likely finish, after the expected queue wait
+                # (or soon, while the account's capacity is still being discovered).
+                first_look = self.timing.submitted(
+                    item.row_id, self._timing_key(item), sent=sent, accepted=accepted
                 )
-                self._seen_running[item.row_id] = self.monotonic()
                 self._watch(
                     _after(
                         item,
@@ -215,7 +210,7 @@ class Submitting(EngineCore):
             bound.warning("submit outcome unknown; needs reconcile", error=str(exc))
         elif isinstance(exc, TransientError):
             if isinstance(exc, RateLimited):
-                self.limit = self.limit.throttled()
+                self.timing.capacity = self.timing.capacity.throttled()
             failures = self._transient.get(item.row_id, 0) + 1
             self._transient[item.row_id] = failures
             if failures >= self.settings.max_transient_failures:
