@@ -2,9 +2,10 @@
 
 It speaks the wire format of ``docs/runcomfy-api.md`` on loopback sockets, runs a real queue
 with a fixed number of slots, renders real H.264 videos, misbehaves on purpose as a profile
-says (``calm``, ``flaky``, ``hostile``, ``outages`` or a YAML file; the file host, on a
-listener of its own, can go down for a while), and keeps a ledger of everything clients
-did. Start one with :class:`SimulatorServer` (threads) or ``orchestrator simulate``.
+says (``calm``, ``flaky``, ``hostile``, ``outages``, the ``stamps-*`` and ``runs-vary``
+timing variants, or a YAML file; the file host, on a listener of its own, can go down for
+a while), and keeps a ledger of everything clients did. Start one with
+:class:`SimulatorServer` (threads) or ``orchestrator simulate``.
 """
 
 from __future__ import annotations
@@ -25,3 +26,4 @@ from orchestrator.simulator.profile import parse_profile as parse_profile
 from orchestrator.simulator.server import SimulatorServer as SimulatorServer
 from orchestrator.simulator.state import ApiError as ApiError
 from orchestrator.simulator.state import Simulator as Simulator
+from orchestrator.simulator.timing import RunTimeScale as RunTimeScale

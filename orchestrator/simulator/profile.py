@@ -1,8 +1,11 @@
 """Simulator profiles: how many slots, how long each model runs, what it costs, what breaks.
 
-A profile is YAML. Every key is optional; the built-in ``calm``, ``flaky``, ``hostile`` and
-``outages`` (calm, plus a few file-host outages of each kind in its first ten simulated
-minutes) profiles live beside this module::
+A profile is YAML. Every key is optional; the built-in profiles live beside this module:
+``calm``, ``flaky``, ``hostile``, ``outages`` (calm, plus a few file-host outages of each
+kind in its first ten simulated minutes), and calm with one timing variant each:
+``stamps-absent``, ``stamps-constant``, ``stamps-skewed`` (+3 h), ``stamps-naive`` (no
+offset, -5 h), ``stamps-epoch-ms`` and ``runs-vary`` (run times per model, clip length and
+resolution)::
 
     slots: 8                      # concurrent jobs per account; the rest wait in a FIFO queue
     time_scale: 0.01              # real seconds per simulated second (60 s of work -> 0.6 s)
@@ -18,6 +21,19 @@ minutes) profiles live beside this module::
     file_outages:                 # windows when the file host is down (simulated seconds)
       - {after: 60, seconds: 45, kind: error}   # every download answers 5xx
       - {after: 300, seconds: 90, kind: refuse} # its listener is closed: ECONNREFUSED
+    timestamps: iso               # how /result stamps created_at and finished_at:
+                                  # iso (ISO 8601, microseconds, +00:00), naive (no offset),
+                                  # epoch_s (float seconds), epoch_ms (integer ms), absent
+                                  # (neither field), constant (iso, but finished_at is always
+                                  # created_at + constant_run_seconds)
+    timestamp_skew_seconds: 0     # added to every stamp, may be negative (a clock hours off)
+    constant_run_seconds: 60      # > 0, real seconds, for timestamps: constant
+    created_at: submit            # submit (accepted) or start (left the queue; the submit
+                                  # time while it is still queued)
+    run_time_scale:               # multiplies each sampled run time
+      clip_seconds: false         # true: x (the clip's seconds / 5)
+      resolutions: {}             # e.g. {"480p": 0.6, "1080p": 2.0}: x the factor of the
+                                  # payload's resolution (else its ratio); others x 1
 
 An outage opens at the first file-host request at or after ``after`` (default 0; that
 request already meets it) and lasts ``seconds`` from then; ``kind`` defaults to ``error``.
@@ -35,7 +51,20 @@ from typing import Any
 
 import yaml
 
-BUILTIN_PROFILES = ("calm", "flaky", "hostile", "outages")
+from orchestrator.simulator.timing import TIMING_KEYS, RunTimeScale, TimingError, parse_timing
+
+BUILTIN_PROFILES = (
+    "calm",
+    "flaky",
+    "hostile",
+    "outages",
+    "stamps-absent",
+    "stamps-constant",
+    "stamps-skewed",
+    "stamps-naive",
+    "stamps-epoch-ms",
+    "runs-vary",
+)
 OUTAGE_KINDS = ("error", "refuse")
 DISTRIBUTIONS = ("fixed", "uniform", "lognormal")
 #: Top-level settings checked as numbers >= 0 (``None`` allowed where the default is None)
@@ -140,6 +169,12 @@ class Profile:
     promise a price), while submits are still billed at ``prices``."""
     faults: Faults = field(default_factory=Faults)
     file_outages: tuple[FileOutage, ...] = ()
+    # Timing variants (see :mod:`.timing`): what /result stamps and how run times scale.
+    timestamps: str = "iso"
+    timestamp_skew_seconds: float = 0.0
+    constant_run_seconds: float = 60.0
+    created_at: str = "submit"
+    run_time_scale: RunTimeScale = field(default_factory=RunTimeScale)
 
     def duration_for(self, model_id: str) -> Duration:
         return self.durations.get(model_id) or self.durations.get("default") or Duration()
@@ -153,8 +188,7 @@ class Profile:
 
 
 def load_profile(name_or_path: str | Path | None) -> Profile:
-    """A built-in profile by name (``calm``, ``flaky``, ``hostile``, ``outages``) or a YAML
-    file."""
+    """A built-in profile by name (one of :data:`BUILTIN_PROFILES`) or a YAML file."""
     if name_or_path is None:
         name_or_path = "calm"
     text: str
@@ -206,6 +240,8 @@ def parse_profile(raw: Mapping[str, Any], *, name: str = "custom", origin: str =
             values[key] = _faults(value or {}, where)
         elif key == "file_outages":
             values[key] = _file_outages(value, where)
+        elif key in TIMING_KEYS:
+            continue  # parsed together below
         elif key in NUMBER_KEYS and not (value is None and key in NULLABLE_KEYS):
             values[key] = _number(value, f"{where}{key}")
         elif key == "publish_prices" and not isinstance(value, bool):
@@ -214,6 +250,10 @@ def parse_profile(raw: Mapping[str, Any], *, name: str = "custom", origin: str =
             raise ProfileError(f"{where}{key} must be a whole number, got {value!r}")
         else:
             values[key] = value
+    try:
+        values.update(parse_timing(raw))
+    except TimingError as exc:
+        raise ProfileError(f"{where}{exc}") from exc
     profile = Profile(**values)
     if not isinstance(profile.slots, int) or profile.slots < 1:
         raise ProfileError(f"{where}slots must be a whole number >= 1")

@@ -26,6 +26,7 @@ from orchestrator.simulator.ledger import Ledger
 from orchestrator.simulator.outages import OutageSchedule
 from orchestrator.simulator.profile import Profile
 from orchestrator.simulator.queue import AccountQueue, SimJob
+from orchestrator.simulator.timing import stamp_fields
 from orchestrator.simulator.video import VideoCache
 
 #: Job outcomes decided at submit time, mapped to the profile's fault probabilities.
@@ -76,7 +77,10 @@ class Simulator:
         clock: Clock | None = None,
         catalog: Catalog | None = None,
         token: str | None = None,
+        wall_start: datetime | None = None,
     ) -> None:
+        """``wall_start`` is the aware wall-clock moment simulated time 0 stands for (now by
+        default); tests pin it to check stamps exactly."""
         self.profile = profile
         self.clock: Clock = clock or ScaledClock(profile.time_scale)
         self.catalog = catalog or builtin_catalog()
@@ -91,7 +95,7 @@ class Simulator:
         self._images: OrderedDict[str, bytes] = OrderedDict()
         self._submit_counts: Counter[str] = Counter()
         self._secret = secrets.token_bytes(16)
-        self._started = datetime.now(UTC) - timedelta(
+        self._started = (wall_start or datetime.now(UTC)) - timedelta(
             seconds=self.clock.now() * getattr(self.clock, "time_scale", 1.0)
         )
         self._lock = threading.Lock()
@@ -196,12 +200,15 @@ class Simulator:
                     self._images.popitem(last=False)
         elif checked.first_image_url is not None:
             image_key = "url:" + checked.first_image_url
+        # One draw whatever the scale, so adding run_time_scale keeps every other decision.
+        run_time = self.profile.duration_for(model_id).sample(rng)
+        run_time *= self.profile.run_time_scale.factor(seconds, body)
         job = SimJob(
             request_id=request_id,
             model_id=model_id,
             owner=owner,
             payload_hash=digest,
-            run_time=self.profile.duration_for(model_id).sample(rng),
+            run_time=run_time,
             video_seconds=self.profile.video_seconds or seconds,
             cost=cost,
             outcome=outcome,
@@ -228,14 +235,23 @@ class Simulator:
         job = self.job_for(owner, request_id)
         now = self.clock.now()
         status = job.result_status_at(now)
-        body: dict[str, Any] = {
-            "request_id": request_id,
-            "status": status,
-            "created_at": self.timestamp(job.submitted_at),
-        }
+        body: dict[str, Any] = {"request_id": request_id, "status": status}
+        created = job.submitted_at
+        started = job.started_at
+        if self.profile.created_at == "start" and started is not None and started <= now:
+            created = started
+        finished_moment = None
         if status in ("completed", "failed", "cancelled"):
             finished = job.cancelled_at if job.cancelled_at is not None else job.finished_at
-            body["finished_at"] = self.timestamp(now if finished is None else finished)
+            finished_moment = self.moment(now if finished is None else finished)
+        body.update(
+            stamp_fields(
+                self.profile.timestamps,
+                self.moment(created),
+                finished_moment,
+                self.profile.constant_run_seconds,
+            )
+        )
         if status == "completed":
             body["output"] = {} if job.outcome == "no_output" else {"video": self.mint_url(job)}
         elif status == "failed":
@@ -303,15 +319,20 @@ class Simulator:
         fallback = job.image_key or job.request_id
         return Download(200, self.videos.get(image, fallback, job.video_seconds))
 
-    def timestamp(self, simulated: float) -> str:
-        """Wall-clock ISO 8601 (microseconds, offset) for a simulated moment.
+    def moment(self, simulated: float) -> datetime:
+        """The wall-clock moment (aware, UTC, skew included) /result stamps for a simulated
+        one; :func:`.timing.stamp_fields` renders it in the profile's form.
 
         Real RunComfy stamps wall-clock times; clients measure run times from them, so a
         time-scaled simulator stamps real seconds (simulated x time scale) since it started.
         """
         scale = getattr(self.clock, "time_scale", 1.0)
-        moment = self._started + timedelta(seconds=simulated * scale)
-        return moment.isoformat(timespec="microseconds")
+        offset = simulated * scale + self.profile.timestamp_skew_seconds
+        return self._started + timedelta(seconds=offset)
+
+    def timestamp(self, simulated: float) -> str:
+        """:meth:`moment` as ISO 8601 (microseconds, offset), whatever the profile's form."""
+        return self.moment(simulated).isoformat(timespec="microseconds")
 
     def snapshot(self) -> dict[str, Any]:
         """The ledger, with every queue advanced to now so timelines are current."""
