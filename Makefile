@@ -51,7 +51,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/plan_enqueue.py --jobs 100000 --write BENCHMARKS.md
 	$(BIN)/python bench/simulator_load.py --seconds 5 --write BENCHMARKS.md
-	$(BIN)/python bench/engine_makespan.py --jobs 2000 --slots 50 --ahead 4 --write BENCHMARKS.md
+	$(BIN)/python bench/poll_profiles.py --write BENCHMARKS.md
+	$(BIN)/python bench/engine_makespan.py --jobs 2000 --slots 50 --write BENCHMARKS.md
 	$(BIN)/python bench/store_status.py --jobs 1000000 --write BENCHMARKS.md
 	$(BIN)/python bench/compare.py --jobs 100,1000 --slots 50,500 --tools sequential,gather,orchestrator --write BENCHMARKS.md
 
@@ -64,6 +65,7 @@ bench-large: $(STAMP)
 # A few seconds of each benchmark, so none of them can rot (CI runs it; no time is asserted).
 bench-smoke: $(STAMP)
 	$(BIN)/python bench/engine_makespan.py --smoke
+	$(BIN)/python bench/poll_profiles.py --smoke
 	$(BIN)/python bench/compare.py --smoke
 	$(BIN)/python bench/workers_scaling.py --smoke
 	$(BIN)/python bench/kill_trials.py --smoke
