@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 #: The newest migration's revision. Opening a store already at it skips Alembic entirely
 #: (importing it costs ~0.4 s per command); tests/test_migrations.py keeps it in step.
-SCHEMA_REVISION: Final = "0003"
+SCHEMA_REVISION: Final = "0004"
 
 MIGRATION_LOCK: Final = 0x6F726368  # "orch": the PostgreSQL advisory lock for migrations
 CLAIM_LOCK: Final = 0x6F726369

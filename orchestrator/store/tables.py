@@ -237,6 +237,20 @@ class StoreMeta(SQLModel, table=True):
     value: str
 
 
+class RunTime(SQLModel, table=True):
+    """A learned run time for one key (model, clip length, resolution; opaque here), shared
+    by every worker and every night's batch; written by :mod:`orchestrator.store.runtimes`."""
+
+    __tablename__: ClassVar[str] = "run_times"
+
+    key: str = Field(primary_key=True, sa_type=Text)
+    model_id: str = Field(sa_type=Text)
+    typical_s: float
+    spread_s: float
+    samples: int
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 metadata = SQLModel.metadata
 """The metadata Alembic compares migrations against."""
 
@@ -247,3 +261,4 @@ EVENTS: Table = metadata.tables["events"]
 WORKERS: Table = metadata.tables["workers"]
 PACERS: Table = metadata.tables["pacers"]
 STORE_META: Table = metadata.tables["store_meta"]
+RUN_TIMES: Table = metadata.tables["run_times"]
