@@ -38,6 +38,7 @@ from orchestrator.engine.timing import Timing
 from orchestrator.store.database import retry_safe
 from orchestrator.store.fetches import FetchQueue
 from orchestrator.store.prices import PriceBook
+from orchestrator.store.runtimes import RunTimeBook
 from orchestrator.store.states import EventKind, JobState
 from orchestrator.store.work import REMOTE_ACTIVE, WorkItem, WorkQueue
 from orchestrator.store.workers import WorkerRegistry
@@ -102,6 +103,7 @@ class EngineCore:
         self.workers = WorkerRegistry(queue)
         self.fetches = FetchQueue(queue)
         self.prices = PriceBook(queue)
+        self.runtimes = RunTimeBook(queue)
         self.worker_id: str | None = None
         """Set by :meth:`Engine.run` once this process is registered as a worker."""
         self.timing = Timing(settings.poll, ceiling=settings.max_in_flight, rng=self.rng)

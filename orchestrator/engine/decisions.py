@@ -156,7 +156,7 @@ class PollPolicy:
     30.0
     """
 
-    minimum: float = 2.0
+    minimum: float = 0.5
     maximum: float = 60.0
     overdue_fraction: float = 0.15
     probe_growth: float = 0.5

@@ -16,13 +16,17 @@ import math
 
 import anyio
 from anyio.abc import TaskGroup
+from sqlalchemy.exc import DBAPIError
 
 from orchestrator.api import RunComfyError
 from orchestrator.engine.core import EngineCore, EngineReport, log
 from orchestrator.engine.decisions import Outcome
 from orchestrator.engine.downloading import Downloading
 from orchestrator.engine.polling import Polling
+from orchestrator.engine.runtimes import Estimate
 from orchestrator.engine.submitting import Submitting
+from orchestrator.engine.timing import Learned
+from orchestrator.store.runtimes import StoredRunTime
 from orchestrator.store.states import JobState
 from orchestrator.store.work import WorkItem
 
@@ -50,6 +54,12 @@ class Engine(Submitting, Polling, Downloading):
         )
         reason = "exited"
         try:
+            # Run times learned by earlier runs (this batch's, or last night's).
+            stored = await self._db(self.runtimes.load)
+            self.timing.load(
+                Learned(r.key, r.model_id, Estimate(r.typical_s, r.spread_s, r.samples))
+                for r in stored.values()
+            )
             # What a dead or stopped worker (this one's previous run, say) left in flight.
             await self._take_over()
             # A re-run is the way to ask again for paid videos that could not be fetched.
@@ -71,6 +81,7 @@ class Engine(Submitting, Polling, Downloading):
             reason = self.report.stopped_by
         finally:
             with anyio.CancelScope(shield=True):
+                await self._save_run_times()
                 await self._leave(reason)
         return self.report
 
@@ -116,6 +127,23 @@ class Engine(Submitting, Polling, Downloading):
                 return
             await self._take_over()
             await self._forget_moved()
+            await self._save_run_times()
+
+    async def _save_run_times(self) -> None:
+        """Keep what this run learned for the next one (a few rows, upserted at once).
+        Losing them is harmless: the next run learns again, with a bounded schedule."""
+        rows = [
+            StoredRunTime(
+                r.key, r.model_id, r.estimate.typical, r.estimate.spread, r.estimate.samples
+            )
+            for r in self.timing.changed()
+        ]
+        if not rows:
+            return
+        try:
+            await self._db(self.runtimes.save, rows)
+        except (DBAPIError, OSError) as error:  # a full disk must not end the run here
+            log.warning("could not keep the learned run times", error=str(error))
 
     async def _forget_moved(self) -> None:
         """Stop watching jobs a user (or another worker) moved since this worker last
