@@ -363,6 +363,48 @@ def measure(api_base: str, folder: Path, expansion: Any, row: Row) -> dict[str, 
         "peak_in_flight": peak(in_flight),
         "cpu_ms_per_job": 1000 * cpu / count,
         "drain_s": drained - started,
+        **looks_by_phase(remote.values(), count),
+        **slot_use(remote.values(), row.slots, scale),
+    }
+
+
+def looks_by_phase(jobs: Iterable[dict[str, Any]], count: int) -> dict[str, float]:
+    """Status looks per job by what they found (the simulator counts them per job)."""
+    totals: dict[str, int] = {}
+    for job in jobs:
+        for status, looks in (job.get("looks") or {}).items():
+            totals[status] = totals.get(status, 0) + looks
+    return {
+        "looks_queued": totals.get("in_queue", 0) / count,
+        "looks_running": totals.get("in_progress", 0) / count,
+        "looks_done": sum(v for k, v in totals.items() if k not in ("in_queue", "in_progress"))
+        / count,
+    }
+
+
+def slot_use(jobs: Iterable[dict[str, Any]], slots: int, scale: float) -> dict[str, float]:
+    """Where the makespan went: slot-seconds left idle while jobs were still to start (from
+    the first start to the last), and the tail after the last start (real seconds)."""
+    spans = [(j["started_at"], j["finished_at"]) for j in jobs if j["started_at"] is not None]
+    if not spans:
+        return {"idle_slot_s": 0.0, "tail_s": 0.0, "ramp_s": 0.0}
+    first = min(start for start, _ in spans)
+    last = max(start for start, _ in spans)
+    edges = sorted(e for a, b in spans for e in ((a, 1), (b if b is not None else math.inf, -1)))
+    idle, running, at, full_at = 0.0, 0, first, None
+    for moment, step in edges:
+        if moment > last:
+            break
+        idle += max(0, slots - running) * (moment - at)
+        running += step
+        at = moment
+        if full_at is None and running >= slots:
+            full_at = moment
+    tail = max(b for _, b in spans if b is not None) - last
+    return {
+        "idle_slot_s": idle * scale / slots,
+        "tail_s": tail * scale,
+        "ramp_s": ((full_at if full_at is not None else last) - first) * scale,
     }
 
 
@@ -509,7 +551,10 @@ def main() -> int:
         print(
             f"{scenario.name}: {row.elapsed:.1f} s; {f['succeeded']:.0f} / {row.jobs} done, "
             f"{100 * f['ratio']:.1f}% of ideal, {f['calls_per_job']:.2f} status + result "
-            f"per job{' (' + ', '.join(row.misses()) + ' missed)' if row.misses() else ''}",
+            f"per job{' (' + ', '.join(row.misses()) + ' missed)' if row.misses() else ''}; "
+            f"looks queued/running/done {f['looks_queued']:.2f}/{f['looks_running']:.2f}/"
+            f"{f['looks_done']:.2f}; slots idle {f['idle_slot_s']:.1f} s (ramp "
+            f"{f['ramp_s']:.1f} s), tail {f['tail_s']:.1f} s",
             flush=True,
         )
     total = time.perf_counter() - began

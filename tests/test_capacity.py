@@ -109,12 +109,12 @@ def timing(ceiling: int = 100) -> Timing:
 def test_while_discovering_first_looks_come_early_then_at_the_estimate() -> None:
     clock = timing()
     clock.load([Learned("k", "m", Estimate(40.0, 4.0, 9))])
-    assert clock.expected("k") == (36.0, 44.0)
+    assert clock.expected("k") == (40.0, 44.0)
     assert clock.submitted(1, "k", sent=0.0, accepted=0.1) == 1.0  # learn the account first
     full = timing(ceiling=3)  # nothing to discover: the user's bound is the limit
     assert full.submitted(1, "k", sent=0.0, accepted=0.1) == 1.0  # (no estimate loaded)
     full.load([Learned("k", "m", Estimate(40.0, 4.0, 9))])
-    assert full.submitted(2, "k", sent=0.0, accepted=0.1) == 36.0
+    assert full.submitted(2, "k", sent=0.0, accepted=0.1) == 40.0
 
 
 def test_looks_teach_the_capacity_and_the_room_to_submit() -> None:

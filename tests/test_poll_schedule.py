@@ -50,7 +50,7 @@ def delay(
             {"status": None, "expected": (450.0, 750.0)},
             450.0,
         ),
-        # With history: the first look at the low end of the key's run times.
+        # With history: the first look when the key's runs typically finish.
         ("history, just submitted", {"status": None, "expected": (30.0, 50.0)}, 30.0),
         (
             "history, running 10 s",
@@ -59,9 +59,9 @@ def delay(
         ),
         # Past the low end: every overdue fraction of the elapsed time, hitting the high end.
         (
-            "inside the spread: its middle",
+            "still running when typical: a look at the late end",
             {"status": "in_progress", "elapsed": 30.0, "expected": (30.0, 50.0)},
-            10.0,
+            20.0,
         ),
         (
             "a narrow spread",
@@ -177,18 +177,18 @@ def test_a_finished_job_is_noticed_within_the_bound_whatever_the_estimate(
         assert latency <= min(policy.maximum, max(policy.minimum, BETA * run_time)) + 1e-6
         assert looks <= look_bound(policy.minimum, run_time, BETA, policy)
         return
-    low = expected[0]
-    # Past the first look: within max(floor, overdue_fraction x T, half the spread), never
-    # more than the poll maximum; a job done before the first look waits for it (at the
-    # low end: the cost of an estimate that was too high).
-    half_spread = (expected[1] - expected[0]) / 2
-    after_low = min(policy.maximum, max(policy.minimum, ALPHA * run_time, half_spread))
-    assert latency <= max(low - run_time, after_low) + 1e-6
-    if run_time <= low * (1 - policy.jitter):
+    finish, late = expected
+    # A job done before the first look waits for it (the cost of an estimate that was too
+    # high); one done before the late end waits at most the spread; later ones at most
+    # max(floor, overdue_fraction x T); never more than the poll maximum once late.
+    after = min(policy.maximum, max(policy.minimum, ALPHA * run_time))
+    spacing = late - finish * (1 - policy.jitter)  # the first look to the late end
+    assert latency <= max(finish - run_time, spacing, after) + 1e-6
+    if run_time <= finish * (1 - policy.jitter):
         assert looks == 1
     else:
-        first = max(policy.minimum, low * (1 - policy.jitter))
-        assert looks <= 1 + look_bound(first, run_time, ALPHA, policy)
+        first = max(policy.minimum, finish * (1 - policy.jitter))
+        assert looks <= 2 + look_bound(first, run_time, ALPHA, policy)
 
 
 @settings(max_examples=200, deadline=None)
@@ -201,9 +201,10 @@ def test_a_good_estimate_costs_few_looks(run_time: float, error: float, seed: in
     # An estimate within 10% of the truth, with the spread a key starts with (25%):
     # a handful of looks, and a small share of the run waited.
     typical = run_time * error
-    expected = (0.75 * typical, 1.25 * typical)
+    expected = (typical, 1.25 * typical)
     latency, looks = looks_until_noticed(run_time, expected, REAL, seed)
-    # Low end, middle, high end, and a jittered look or two; steps are never longer than
-    # the poll maximum, so a wide spread of long runs takes a few more.
-    assert looks <= 5 + math.ceil((expected[1] - expected[0]) / 2 / REAL.maximum)
-    assert latency <= max(REAL.minimum, 0.25 * typical, ALPHA * run_time) + 1e-6
+    # The typical finish, the late end, and a jittered look or two (steps are never longer
+    # than the poll maximum, so a wide spread of long runs takes a few more).
+    assert looks <= 3 + math.ceil((expected[1] - expected[0]) / REAL.maximum)
+    spacing = expected[1] - typical * (1 - REAL.jitter)  # first look to the late end
+    assert latency <= max(REAL.minimum, spacing, ALPHA * run_time) + 1e-6

@@ -167,7 +167,9 @@ def test_a_first_estimate_comes_from_any_finite_bracket() -> None:
 
 def test_a_wide_bracket_consistent_with_the_estimate_teaches_nothing() -> None:
     estimate = Estimate(30.0, 5.0, 10)
-    assert estimate.learn(Evidence(0.0, 45.0)) is estimate
+    same = estimate.learn(Evidence(0.0, 45.0))
+    assert (same.typical, same.spread, same.samples) == (30.0, 5.0, 10)
+    assert same.early < estimate.early  # (not done by the typical look: counted)
     # ... but one wholly below or above proves it wrong.
     assert estimate.learn(Evidence(0.0, 20.0)).typical < 30.0
     assert estimate.learn(Evidence(40.0, 100.0)).typical > 30.0
@@ -194,7 +196,7 @@ def test_a_wrong_estimate_is_unlearned_from_brackets_alone(truth: float, start: 
     # running and the look that saw it done, looks as the schedule would place them.
     estimate = Estimate.first(start)
     for _ in range(40):
-        first_look = estimate.low
+        first_look = estimate.typical
         if truth <= first_look:
             evidence = Evidence(0.0, first_look)  # done at its first look
         else:
@@ -202,3 +204,20 @@ def test_a_wrong_estimate_is_unlearned_from_brackets_alone(truth: float, start: 
             evidence = Evidence(truth - step, truth + step)
         estimate = estimate.learn(evidence)
     assert truth / 2.5 <= estimate.typical <= truth * 2.5
+
+
+def test_an_estimate_far_too_high_is_unlearned_within_a_few_dozen_runs() -> None:
+    # Every run is done at its first look (10 s when the estimate said 1,000 s).
+    estimate = Estimate(1000.0, 50.0, 30)
+    runs = 0
+    while estimate.typical > 20.0:
+        estimate = estimate.learn(Evidence(0.0, estimate.typical))
+        runs += 1
+    assert runs <= 25 and estimate.too_high
+    # A right estimate is done by its first look about half the time: never "too high".
+    right = Estimate(10.0, 1.0, 30)
+    for index in range(200):
+        low = 8.5 if index % 2 else 10.2
+        right = right.learn(Evidence(0.0, 10.0) if index % 2 else Evidence(low, low + 1.0))
+        assert not right.too_high
+    assert 8.0 <= right.typical <= 12.0

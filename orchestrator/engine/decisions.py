@@ -189,7 +189,7 @@ def poll_delay(
 
     ``status`` is what the last look said (None: not looked at yet, just submitted);
     ``elapsed`` counts from the earliest moment the job can have started; ``expected`` is
-    its key's (low, high) run time, None without history; ``queue_wait`` the expected
+    its key's (typical, late) run time, None without history; ``queue_wait`` the expected
     seconds until a queued job starts (from its place and the rate places free up), None
     when unknown; ``queued_for`` how long it has been waiting.
 
@@ -197,12 +197,12 @@ def poll_delay(
 
     - without history, looks start at ``minimum`` and grow by ``probe_growth``: a job
       that runs T seconds is noticed within max(minimum, probe_growth x T);
-    - with history, the first look comes at the low end of the key's run times, then at
-      its middle and its high end, then every ``overdue_fraction`` of the time elapsed: a
-      job past the low end is noticed within max(minimum, overdue_fraction x T, half the
-      spread); one finishing earlier waits at most low - T;
-    - never more than ``maximum`` between two looks once a job may have finished (a first
-      look at a key's low end waits for it, however long). Jitter only shortens a wait.
+    - with history, the first look comes when its key's runs typically finish, one more at
+      the late end of their spread, then every ``overdue_fraction`` of the time elapsed: a
+      job that runs past the late end is noticed within max(minimum, overdue_fraction x T);
+      one finishing before waits at most until the next of those two looks;
+    - never more than ``maximum`` between two looks once a job is late (a first look at a
+      key's typical run waits for it, however long). Jitter only shortens a wait.
 
     >>> policy = PollPolicy(minimum=1, maximum=60, jitter=0)
     >>> poll_delay("in_progress", elapsed=0, expected=(30, 50), policy=policy,
@@ -237,16 +237,12 @@ def _running_delay(
     floor, ceiling = policy.minimum, policy.maximum
     if expected is None:
         return min(ceiling, max(floor, policy.probe_growth * elapsed))
-    low, high = expected
-    if elapsed < low * (1 - policy.jitter):  # (a look jittered early counts as the low one)
-        # Nothing is likely to be done before the low end of the key's run times: wait for
-        # it, however long (the maximum bounds waits once a job may have finished).
-        return low - elapsed
+    finish, late = expected
+    if elapsed < finish * (1 - policy.jitter):  # (a look jittered early counts as that one)
+        # Look when runs of its key usually finish, however long that is (the maximum
+        # bounds waits once a job may have finished; an early finisher waits for this).
+        return finish - elapsed
     wanted = max(floor, policy.overdue_fraction * elapsed)
-    if elapsed < high:
-        # Inside the key's usual spread: its low end, its middle and its high end are
-        # enough (a wait of at most half the spread); the overdue fraction comes after.
-        wanted = max(wanted, (high - low) / 2)
-        if high - elapsed >= floor:
-            wanted = min(wanted, high - elapsed)
+    if elapsed < late and late - elapsed >= floor:
+        wanted = late - elapsed  # one more look at the late end of the key's spread
     return min(ceiling, wanted)

@@ -35,6 +35,8 @@ WEIGHT = 0.2
 #: The spread assumed for a key seen once, and the bounds of any spread, as shares of
 #: the typical run time (a spread of 0 would aim every first look exactly at a guess).
 FIRST_SPREAD, MIN_SPREAD, MAX_SPREAD = 0.25, 0.05, 0.5
+#: The share of runs done at their first look above which an estimate is too high.
+TOO_EARLY = 0.8
 RUNNING = frozenset({"in_progress", "running"})
 QUEUED = frozenset({"in_queue", "queued", "pending"})
 
@@ -213,44 +215,61 @@ def evidence_from(
 class Estimate:
     """A key's typical run time and its spread (seconds), from ``samples`` runs.
 
-    >>> Estimate.first(40.0).low, Estimate.first(40.0).high
-    (30.0, 50.0)
+    ``early`` is the share of recent runs already done at the look aimed at the typical
+    finish (about half when the estimate is right; near one when it is too high).
+
+    >>> Estimate.first(40.0).high
+    50.0
     """
 
     typical: float
     spread: float
     samples: int = 1
+    early: float = 0.5
 
     @classmethod
     def first(cls, seconds: float) -> Estimate:
         return cls(seconds, FIRST_SPREAD * seconds, 1)
 
     @property
-    def low(self) -> float:
-        """The earliest finish worth a look: most runs take at least this long."""
-        return max(0.0, self.typical - self.spread)
+    def high(self) -> float:
+        """The late end of the key's runs: most have finished by then."""
+        return self.typical + self.spread
 
     @property
-    def high(self) -> float:
-        return self.typical + self.spread
+    def too_high(self) -> bool:
+        """Nearly every run is done before its first look: the estimate is too high."""
+        return self.early > TOO_EARLY
 
     def learn(self, evidence: Evidence) -> Estimate:
         """The estimate after one more finished run (unchanged when the run says nothing
         new: a wide bracket around the estimate is consistent with it)."""
+        done_early = _done_by_first_look(evidence, self)
+        early = self.early + WEIGHT * (float(done_early) - self.early)
         sample = _sample(evidence, self)
         if sample is None:
-            return self
+            return replace(self, early=early)
         weight = max(WEIGHT, 1.0 / (self.samples + 1))
+        if done_early and self.too_high:
+            weight = max(weight, 0.5)  # unlearn a wrong estimate fast
         typical = self.typical + weight * (sample - self.typical)
-        spread = self.spread + weight * (abs(sample - self.typical) - self.spread)
+        spread = self.spread
+        if evidence.exact is not None or evidence.tight:
+            # Only measured runs say how much runs vary; a wide bracket that proves the
+            # estimate wrong moves it, but its midpoint is no measure of the spread.
+            spread += weight * (abs(sample - self.typical) - spread)
         spread = min(MAX_SPREAD * typical, max(MIN_SPREAD * typical, spread))
-        return Estimate(typical, spread, self.samples + 1)
+        return Estimate(typical, spread, self.samples + 1, early)
 
 
 def first_estimate(evidence: Evidence) -> Estimate | None:
     """The estimate of a key from its first finished run (None when it says nothing)."""
     sample = _sample(evidence, None)
     return None if sample is None else Estimate.first(sample)
+
+
+def _done_by_first_look(evidence: Evidence, estimate: Estimate) -> bool:
+    return evidence.exact is None and evidence.high <= estimate.typical and not evidence.tight
 
 
 def _sample(evidence: Evidence, estimate: Estimate | None) -> float | None:
@@ -263,6 +282,11 @@ def _sample(evidence: Evidence, estimate: Estimate | None) -> float | None:
     if evidence.tight or estimate is None:
         return middle
     # A wide bracket still proves the estimate wrong when it lies wholly on one side.
-    if high < estimate.typical or low > estimate.typical:
+    if high <= estimate.typical:
+        # Done by a look at the typical finish: about half the runs are, when the estimate
+        # is right. Nudge it down by a spread (the midpoint would drag a good estimate far
+        # below most runs), unless nearly every run is: then it is too high, so halve it.
+        return middle if estimate.too_high else max(middle, high - estimate.spread)
+    if low >= estimate.typical:
         return middle
     return None

@@ -74,7 +74,7 @@ class Timing:
 
     def expected(self, key: str) -> tuple[float, float] | None:
         estimate = self.estimates.get(key)
-        return None if estimate is None else (estimate.low, estimate.high)
+        return None if estimate is None else (estimate.typical, estimate.high)
 
     def changed(self) -> list[Learned]:
         """Estimates learned since the last call (for the store)."""

@@ -112,4 +112,5 @@ def _timeline(job: SimJob) -> dict[str, Any]:
         "cancelled_at": job.cancelled_at,
         "outcome": job.outcome,
         "cost": job.cost,
+        "looks": dict(job.extra.get("looks") or {}),  # type: ignore[call-overload]
     }

@@ -224,6 +224,10 @@ class Simulator:
         job = self.job_for(owner, request_id)
         now = self.clock.now()
         body: dict[str, Any] = {"request_id": request_id, "status": job.status_at(now)}
+        # What each look found, for benchmarks to see where a schedule spends its polls.
+        looks = job.extra.setdefault("looks", {})
+        assert isinstance(looks, dict)
+        looks[body["status"]] = looks.get(body["status"], 0) + 1
         position = self._queue(owner).position(job, self.profile.queue_position_base)
         if position is not None:
             body["queue_position"] = position
