@@ -283,7 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
         action=_EnvDefault,
         env="ORCHESTRATOR_SIM_PROFILE",
         default="calm",
-        help="calm, flaky, hostile, outages or a profile YAML file (default: %(default)s)",
+        help=(
+            "calm, flaky, hostile, outages, runs-vary, stamps-absent, stamps-constant, "
+            "stamps-skewed, stamps-naive, stamps-epoch-ms or a profile YAML file "
+            "(default: %(default)s)"
+        ),
     )
     simulate.add_argument(
         "--seed",

@@ -9,51 +9,64 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.engine.capacity import AHEAD_MIN, INITIAL, Capacity, FreeRate
+from orchestrator.engine.capacity import AHEAD_MIN, INITIAL, PROBE_EVERY, Capacity, FreeRate
 from orchestrator.engine.decisions import PollPolicy
 from orchestrator.engine.runtimes import Estimate
 from orchestrator.engine.timing import Learned, Timing
 
 
-def test_it_starts_small_and_grows_while_the_account_has_room() -> None:
+def test_it_starts_small_and_grows_while_probes_find_room() -> None:
     capacity = Capacity.start(ceiling=200)
-    assert (capacity.value, capacity.discovering, capacity.ahead) == (INITIAL, True, 0)
-    for running in range(1, 40):
-        capacity = capacity.saw_running(running)
-    assert capacity.value == INITIAL + 39 and capacity.discovering
+    assert (capacity.value, capacity.room, capacity.full) == (INITIAL, 0, False)
+    rounds = 0
+    while capacity.value < 200:
+        # Every job in flight was running when its probe looked: room for them all.
+        assert capacity.probe_due(submits_since_probe=0)
+        capacity = capacity.probed(in_flight_before=capacity.value - 1, queued=False)
+        rounds += 1
+    assert rounds <= 6  # slow start: doubles each round until a probe finds it full
     assert Capacity.start(ceiling=3).value == 3  # never above the user's bound
-    grown = Capacity.start(ceiling=10)
-    for _ in range(20):
-        grown = grown.saw_running(5)
-    assert grown.value == 10 and not grown.discovering  # the bound itself: nothing to learn
+    bounded = Capacity.start(ceiling=10).probed(in_flight_before=9, queued=False)
+    assert bounded.value == 10 and not bounded.probe_due(0)  # nothing left to learn
 
 
 @pytest.mark.parametrize(
     ("slots", "target"),
-    [(1, 1 + AHEAD_MIN + 1), (8, 8 + AHEAD_MIN + 2), (50, 50 + AHEAD_MIN + 8), (500, 200)],
+    [(1, INITIAL), (8, 8 + AHEAD_MIN + 2), (50, 50 + AHEAD_MIN + 8), (500, 200)],
 )
-def test_a_job_seen_queued_shows_the_slots_and_a_few_are_kept_ahead(
-    slots: int, target: int
-) -> None:
+def test_the_most_seen_running_plus_a_few_ahead(slots: int, target: int) -> None:
     capacity = Capacity.start(ceiling=200)
-    for _ in range(300):
-        capacity = capacity.saw_running(slots)
-    full = capacity.saw_queued(running=slots)
-    assert full.slots == slots and full.target == target and full.value == target
-    assert not full.discovering
+    for in_flight in range(0, 600):
+        capacity = capacity.probed(in_flight, queued=in_flight >= slots)
+    assert capacity.room == min(slots, 600) and capacity.target == target
+    assert capacity.value == target and capacity.full == (slots < 600)
 
 
-def test_the_slots_only_grow_with_evidence_and_a_429_halves_the_limit() -> None:
-    full = Capacity.start(ceiling=200).saw_queued(running=20)
-    assert full.slots == 20
-    assert full.saw_queued(running=12).slots == 20  # fewer seen running: stale looks
-    assert full.saw_running(30).slots == 30  # more seen running at once: a bigger account
-    throttled = full.throttled()
-    assert throttled.value == full.value // 2
+def test_once_full_only_one_job_in_a_few_is_probed() -> None:
+    full = Capacity.start(ceiling=200).probed(19, queued=False).probed(30, queued=True)
+    assert (full.room, full.full) == (20, True)
+    due = [full.probe_due(n) for n in range(PROBE_EVERY)]
+    assert due == [False] * (PROBE_EVERY - 1) + [True]
+    # A probe that finds room again (the account grew, or others' jobs left it) resumes
+    # probing every job, from a higher mark.
+    grown = full.probed(25, queued=False)
+    assert (grown.room, grown.full, grown.probe_due(0)) == (26, False, True)
+    assert grown.probed(3, queued=False).room == 26  # the mark never falls
+
+
+def test_a_429_halves_the_limit_and_accepted_submits_regrow_it() -> None:
+    capacity = Capacity.start(ceiling=200).probed(49, queued=False)
+    before = capacity.value
+    throttled = capacity.throttled()
+    assert throttled.value == before // 2
+    assert throttled.throttled().value == before // 4
     regrown = throttled
-    for _ in range(600):
+    steps = 0
+    while regrown.throttled_to is not None:
         regrown = regrown.accepted()
-    assert regrown.value == full.target  # additive regrowth, up to the target, no further
+        steps += 1
+    assert regrown.value == before and steps > before // 2  # additive, not at once
+    assert capacity.accepted() is capacity
 
 
 def test_queue_waits_need_a_rate() -> None:
@@ -77,26 +90,25 @@ def test_the_free_rate_follows_the_gaps_between_finishes() -> None:
 @given(
     ceiling=st.integers(min_value=1, max_value=1000),
     events=st.lists(
-        st.tuples(st.sampled_from(["run", "queue", "429", "ok"]), st.integers(0, 2000)),
+        st.tuples(st.sampled_from(["room", "full", "429", "ok"]), st.integers(0, 2000)),
         max_size=200,
     ),
 )
-def test_the_limit_never_leaves_one_to_the_users_bound(
+def test_the_limit_stays_between_one_and_the_users_bound(
     ceiling: int, events: list[tuple[str, int]]
 ) -> None:
     capacity = Capacity.start(ceiling)
-    for kind, running in events:
-        if kind == "run":
-            capacity = capacity.saw_running(running)
-        elif kind == "queue":
-            capacity = capacity.saw_queued(running)
+    for kind, in_flight in events:
+        if kind in ("room", "full"):
+            capacity = capacity.probed(in_flight, queued=kind == "full")
         elif kind == "429":
             capacity = capacity.throttled()
         else:
             capacity = capacity.accepted()
         assert 1 <= capacity.value <= ceiling
-        if capacity.slots is not None:
-            assert capacity.value <= capacity.slots + capacity.ahead
+        # Within what probes showed: twice it during slow start, a few ahead after it.
+        margin = capacity.room if not capacity.seen_full else capacity.ahead
+        assert capacity.value <= max(INITIAL, capacity.room + max(margin, capacity.ahead))
 
 
 POLICY = PollPolicy(minimum=1.0, maximum=60.0, jitter=0.0)
@@ -106,28 +118,34 @@ def timing(ceiling: int = 100) -> Timing:
     return Timing(POLICY, ceiling=ceiling, rng=random.Random(0))
 
 
-def test_while_discovering_first_looks_come_early_then_at_the_estimate() -> None:
+def test_probes_come_early_and_the_rest_look_at_the_estimate() -> None:
     clock = timing()
     clock.load([Learned("k", "m", Estimate(40.0, 4.0, 9))])
     assert clock.expected("k") == (40.0, 44.0)
-    assert clock.submitted(1, "k", sent=0.0, accepted=0.1) == 1.0  # learn the account first
-    full = timing(ceiling=3)  # nothing to discover: the user's bound is the limit
-    assert full.submitted(1, "k", sent=0.0, accepted=0.1) == 1.0  # (no estimate loaded)
-    full.load([Learned("k", "m", Estimate(40.0, 4.0, 9))])
-    assert full.submitted(2, "k", sent=0.0, accepted=0.1) == 40.0
+    assert clock.submitted(1, "k", sent=0.0, accepted=0.1) == 1.0  # a probe: look soon
+    clock.looked(1, "in_queue", at=1.0, position=1)  # the account is full with 0 running?
+    assert clock.capacity.full
+    # Not probed now: the first look at the typical finish.
+    assert clock.submitted(2, "k", sent=1.0, accepted=1.1) == 40.0
+    bounded = timing(ceiling=1)  # nothing to learn: the user's bound is the limit
+    bounded.load([Learned("k", "m", Estimate(40.0, 4.0, 9))])
+    assert bounded.submitted(1, "k", sent=0.0, accepted=0.1) == 40.0
 
 
-def test_looks_teach_the_capacity_and_the_room_to_submit() -> None:
+def test_probes_teach_the_capacity_and_the_room_to_submit() -> None:
     clock = timing(ceiling=100)
     for row in range(1, 9):
-        clock.submitted(row, "k", sent=0.0, accepted=0.1)
+        assert clock.submitted(row, "k", sent=0.0, accepted=0.1) == 1.0  # all probed
     assert clock.in_flight == 8 and clock.room(submitting=0) == 0
-    for row in range(1, 7):
+    for row in range(1, 8):
         clock.looked(row, "in_progress", at=1.0)
-    assert clock.room(submitting=0) == 6  # six seen running, none queued: room for six more
-    clock.looked(7, "in_queue", at=1.0, position=1)
-    assert clock.capacity.slots == 6
-    assert clock.capacity.target == 6 + AHEAD_MIN + 1
+    clock.done(8, at=1.0)  # already done at its probe: it ran too
+    assert clock.capacity.room == 8
+    assert clock.room(submitting=0) == 8  # 8 seen at once: slow start doubles it
+    clock.submitted(9, "k", sent=2.0, accepted=2.1)
+    clock.looked(9, "in_queue", at=3.0, position=1)
+    assert clock.capacity.full and clock.capacity.room == 8
+    assert clock.room(submitting=0) == 8 + AHEAD_MIN + 2 - 9  # then a few ahead only
 
 
 def test_a_finished_job_teaches_its_key_once_and_is_forgotten() -> None:

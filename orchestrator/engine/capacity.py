@@ -1,25 +1,28 @@
 """The account's capacity, discovered: how many jobs RunComfy runs at once for this worker.
 
 RunComfy publishes no concurrency number, so ``max_in_flight`` is only the user's upper
-bound (cost, politeness). Within it the engine starts small and grows while every job it
-looks at is running (none of its jobs waits in the account's queue: the account has room).
-The first look that finds a job ``in_queue`` shows the account full; the jobs seen running
-then are its slots. From then on the engine keeps the slots busy plus a few jobs queued
-remotely, just enough that a freed slot starts the next job at once (the engine notices a
-finish a fraction of a run late, and a fraction of the slots free up meanwhile). A 429
-halves the limit; accepted submits regrow it.
+bound (cost, politeness). Within it the engine measures the account with probes: a job
+submitted while ``F`` others were in flight gets an early first look. If it is already
+running, the account ran ``F + 1`` at once; if it waits in the queue, the account was full.
+The limit is the most seen running at once plus a few to keep queued remotely, just enough
+that a freed slot starts the next job at once (the engine notices a finish a fraction of a
+run late, and some slots free up meanwhile). Until a probe first finds the account full,
+the limit is twice the most seen running (slow start) and every new job is probed; after
+that, one job in :data:`PROBE_EVERY` is, to notice an account that grew (a probe that
+finds room again resumes probing every job).
+A 429 halves the limit; accepted submits regrow it.
 
 Each worker counts its own jobs: workers sharing an account each learn their share.
 
 >>> capacity = Capacity.start(ceiling=200)
->>> capacity.value, capacity.discovering
+>>> capacity.value, capacity.probe_due(submits_since_probe=0)
 (8, True)
->>> capacity = capacity.saw_running(8).saw_running(8)
->>> capacity.value
-10
->>> full = capacity.saw_queued(running=50)
->>> full.slots, full.target, full.discovering
-(50, 60, False)
+>>> capacity = capacity.probed(in_flight_before=7, queued=False)
+>>> capacity.room, capacity.value
+(8, 16)
+>>> full = capacity.probed(in_flight_before=10, queued=True)
+>>> full.full, full.probe_due(submits_since_probe=3)
+(True, False)
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ from dataclasses import dataclass, replace
 
 #: Jobs submitted before anything is known of the account.
 INITIAL = 8
-#: Jobs kept queued beyond the slots: the share of slots freed while a finish goes
-#: unnoticed (on average half the poll schedule's overdue fraction of a run, 0.075 by
-#: default) twice over, plus two.
+#: Jobs kept queued beyond the most seen running: the share of slots freed while a
+#: finish goes unnoticed (on average half the poll schedule's overdue fraction of a run)
+#: twice over, plus two.
 AHEAD_SHARE, AHEAD_MIN = 0.15, 2
+#: Once the account was seen full, one new job in this many is still probed.
+PROBE_EVERY = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,62 +45,62 @@ class Capacity:
     """The number of this worker's jobs to keep in flight (submitted, not yet finished)."""
 
     ceiling: int
-    current: float
-    slots: int | None = None
-    """Jobs the account was seen running at once while one of ours waited (None: not yet
-    seen full)."""
+    room: int = 0
+    """The most jobs the account was seen running at once (by a probe)."""
+    full: bool = False
+    """The last probe found the account full (its job waited in the queue)."""
+    seen_full: bool = False
+    """A probe has found the account full at least once (slow start is over)."""
+    throttled_to: float | None = None
+    """After a 429: the reduced limit, regrowing with each accepted submit."""
 
     @classmethod
-    def start(cls, ceiling: int, initial: int = INITIAL) -> Capacity:
-        ceiling = max(1, ceiling)
-        return cls(ceiling, float(min(ceiling, initial)))
+    def start(cls, ceiling: int) -> Capacity:
+        return cls(max(1, ceiling))
 
     @property
     def ahead(self) -> int:
-        """Jobs kept waiting in the account's queue once the slots are known."""
-        if self.slots is None:
-            return 0
-        return AHEAD_MIN + math.ceil(AHEAD_SHARE * self.slots)
+        """Jobs kept beyond the most seen running (waiting in the account's queue)."""
+        return AHEAD_MIN + math.ceil(AHEAD_SHARE * self.room)
 
     @property
     def target(self) -> int:
-        if self.slots is None:
-            return self.ceiling
-        return min(self.ceiling, self.slots + self.ahead)
+        if not self.seen_full and self.room:
+            # Never seen full: double what was seen running (slow start, as TCP does).
+            return min(self.ceiling, max(INITIAL, 2 * self.room, self.room + self.ahead))
+        return min(self.ceiling, max(INITIAL, self.room + self.ahead))
 
     @property
     def value(self) -> int:
-        return max(1, min(self.target, int(self.current)))
+        if self.throttled_to is None:
+            return self.target
+        return max(1, min(self.target, int(self.throttled_to)))
 
-    @property
-    def discovering(self) -> bool:
-        """Still looking for the account's limit: first looks come early, to learn it."""
-        return self.slots is None and self.value < self.ceiling
+    def probe_due(self, submits_since_probe: int) -> bool:
+        """Whether the job being submitted gets an early first look, to measure the
+        account: always while it keeps showing room, else one in PROBE_EVERY; never when
+        the user's bound is already reached (there is nothing to learn)."""
+        if max(INITIAL, self.room + self.ahead) >= self.ceiling:
+            return False  # the user's bound is the limit already
+        return not self.full or submits_since_probe + 1 >= PROBE_EVERY
 
-    def saw_running(self, running: int) -> Capacity:
-        """A look found a job running (or done) with none of ours queued: room to grow,
-        one more job per job seen started (doubling per round of looks)."""
-        slots = self.slots
-        if slots is not None and running > slots:
-            slots = running  # the account runs more than we thought
-        return replace(self, slots=slots, current=min(float(self.ceiling), self.current + 1))
-
-    def saw_queued(self, running: int) -> Capacity:
-        """A look found a job waiting in the account's queue: the account is full, and
-        the jobs seen running are what it runs at once."""
-        slots = max(1, running, self.slots or 0)
-        grown = replace(self, slots=slots)
-        current = min(max(self.current, float(running)), float(grown.target))
-        return replace(grown, current=max(1.0, current))
+    def probed(self, in_flight_before: int, *, queued: bool) -> Capacity:
+        """What a probe found: its job waiting (the account is full), or running or done
+        (the account ran it and the ``in_flight_before`` others at once)."""
+        if queued:
+            return replace(self, full=True, seen_full=True)
+        return replace(self, room=max(self.room, in_flight_before + 1), full=False)
 
     def throttled(self) -> Capacity:
         """A 429: half as many in flight (multiplicative decrease)."""
-        return replace(self, current=max(1.0, self.current / 2))
+        return replace(self, throttled_to=max(1.0, self.value / 2))
 
     def accepted(self) -> Capacity:
         """A submit went through: regrow additively toward the target after a throttle."""
-        grown = self.current + 1 / max(1.0, self.current)
-        return replace(self, current=min(float(self.target), max(self.current, grown)))
+        if self.throttled_to is None:
+            return self
+        grown = self.throttled_to + 1 / max(1.0, self.throttled_to)
+        return replace(self, throttled_to=None if grown >= self.target else grown)
 
     def queue_wait(self, ahead_of_it: int, free_rate: float | None) -> float | None:
         """Expected seconds until a job with ``ahead_of_it`` jobs before it starts, at
@@ -108,7 +113,7 @@ class Capacity:
 @dataclass(frozen=True, slots=True)
 class FreeRate:
     """How fast places free up in the account: an average of the gaps between the
-    finishes this worker notices (seconds), while the account is full.
+    finishes this worker notices (seconds).
 
     >>> FreeRate().noticed(10.0).noticed(12.0).noticed(14.0).per_second
     0.5

@@ -27,7 +27,6 @@ from orchestrator.engine.capacity import Capacity, FreeRate
 from orchestrator.engine.decisions import PollPolicy, poll_delay
 from orchestrator.engine.runtimes import (
     QUEUED,
-    RUNNING,
     Estimate,
     Evidence,
     Sightings,
@@ -59,10 +58,13 @@ class Timing:
         self._seen: dict[int, Sightings] = {}
         self._keys: dict[int, str] = {}
         self._status: dict[int, str] = {}
-        self._counts: Counter[str] = Counter()
         self._dirty: set[str] = set()
         self._models: dict[str, str] = {}
         self._stamps_dropped = False
+        self._probes: dict[int, int] = {}
+        """Jobs given an early look to measure the account: how many were in flight."""
+        self._since_probe = 0
+        self._done = 0
 
     # -- estimates ----------------------------------------------------------------------
 
@@ -90,13 +92,20 @@ class Timing:
 
     def submitted(self, row_id: int, key: str, *, sent: float, accepted: float) -> float:
         """A job was accepted; returns the delay until its first look."""
-        ahead = self.in_flight - (self.capacity.slots or self.in_flight)
+        # Jobs that may still hold a slot (a finish not yet noticed still counts: the
+        # measured room errs high, which only keeps a few more jobs queued).
+        in_flight_before = self.in_flight - self._done
         self._keys[row_id] = key
         self._seen[row_id] = Sightings(sent=sent, accepted=accepted)
         self._set_status(row_id, "submitted")
         self.capacity = self.capacity.accepted()
-        if self.capacity.discovering:
-            return float(self.policy.minimum if self.policy.fixed is None else self.policy.fixed)
+        if self.policy.fixed is None and self.capacity.probe_due(self._since_probe):
+            # An early look measures the account: running (room for this many) or queued.
+            self._probes[row_id] = in_flight_before
+            self._since_probe = 0
+            return float(self.policy.minimum)
+        self._since_probe += 1
+        ahead = in_flight_before - self.capacity.room if self.capacity.full else 0
         wait = self.capacity.queue_wait(ahead, self.free_rate.per_second) if ahead > 0 else None
         return poll_delay(
             None,
@@ -119,11 +128,7 @@ class Timing:
         first_queued = seen.queued_until is None and status in QUEUED
         seen = self._seen[row_id] = seen.saw(status, at)
         self._set_status(row_id, status)
-        running = self._counts["in_progress"]
-        if status in QUEUED:
-            self.capacity = self.capacity.saw_queued(running)
-        elif self._counts["in_queue"] == 0:
-            self.capacity = self.capacity.saw_running(running)
+        self._probed(row_id, queued=status in QUEUED)
         key = self._keys.get(row_id, "")
         wait = None
         if status in QUEUED and position is not None:
@@ -145,6 +150,7 @@ class Timing:
         if seen is not None:
             self._seen[row_id] = seen.saw("completed", at)
         self._set_status(row_id, "done")
+        self._probed(row_id, queued=False)
 
     def finished(
         self,
@@ -178,7 +184,13 @@ class Timing:
             self._dirty.add(key)
         return evidence
 
+    def _probed(self, row_id: int, *, queued: bool) -> None:
+        before = self._probes.pop(row_id, None)
+        if before is not None:
+            self.capacity = self.capacity.probed(before, queued=queued)
+
     def forget(self, row_id: int) -> None:
+        self._probes.pop(row_id, None)
         self._set_status(row_id, None)
         self._seen.pop(row_id, None)
         self._keys.pop(row_id, None)
@@ -200,16 +212,7 @@ class Timing:
 
     def _set_status(self, row_id: int, status: str | None) -> None:
         old = self._status.pop(row_id, None)
-        if old is not None:
-            self._counts[_bucket(old)] -= 1
+        self._done -= old == "done"
         if status is not None:
             self._status[row_id] = status
-            self._counts[_bucket(status)] += 1
-
-
-def _bucket(status: str) -> str:
-    if status in QUEUED:
-        return "in_queue"
-    if status in RUNNING:
-        return "in_progress"
-    return status
+            self._done += status == "done"

@@ -1,0 +1,101 @@
+"""The engine against the simulator's timing variants, over real sockets: stamps that
+mean something else are caught, stamps that agree are used, learned run times outlive the
+run, and the account's slots are found without being told."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from engine_helpers import by_name, fast_settings, make_profile, run_engine, seed_store, simulator
+
+from orchestrator.engine.decisions import PollPolicy
+from orchestrator.store import JobState
+from orchestrator.store.runtimes import RunTimeBook
+from orchestrator.store.work import WorkQueue
+
+#: 50 simulated seconds at the base profile's 0.002 scale: 0.1 s of real time per job.
+RUN_REAL_SECONDS = 0.1
+SLOW = {"durations": {"default": {"distribution": "fixed", "seconds": 50}}}
+POLL = PollPolicy(minimum=0.01, maximum=0.2, jitter=0.0)
+
+
+def learned(run: object) -> dict[str, float]:
+    estimates = run.engine.timing.estimates  # type: ignore[attr-defined]
+    return {key: estimate.typical for key, estimate in estimates.items()}
+
+
+@pytest.mark.parametrize(
+    ("stamps", "verdict"),
+    [
+        ({"timestamps": "constant", "constant_run_seconds": 60}, "contradict"),
+        ({"timestamps": "absent"}, "absent"),
+        ({"timestamps": "epoch_ms", "created_at": "start"}, "agree"),
+        ({"timestamps": "naive", "timestamp_skew_seconds": -18000}, "agree"),
+        ({"timestamps": "iso", "timestamp_skew_seconds": 10800}, "agree"),
+    ],
+)
+def test_stamps_are_believed_only_where_they_agree_with_the_looks(
+    tmp_path: Path, stamps: dict[str, object], verdict: str
+) -> None:
+    store = seed_store(tmp_path, 6)
+    # Slots enough for every job: none waits in the queue, so a stamp from the submit
+    # measures the run too, and agrees with the bracket.
+    with simulator(make_profile(slots=8, **SLOW, **stamps)) as server:
+        run = run_engine(store, server, fast_settings(poll=POLL))
+    assert {job.state for job in by_name(store).values()} == {JobState.SUCCEEDED}
+    timing = run.engine.timing
+    assert timing.stamps[verdict] >= 1
+    assert timing.stamps_dropped == (verdict == "contradict")
+    (typical,) = learned(run).values()
+    # Whatever the stamps said (a 60 s run, hours of skew), the estimate is the run's.
+    assert 0.5 * RUN_REAL_SECONDS <= typical <= 2.5 * RUN_REAL_SECONDS
+
+
+def test_learned_run_times_are_kept_for_the_next_run(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 4)
+    with simulator(make_profile(slots=8, **SLOW)) as server:
+        first = run_engine(store, server, fast_settings(poll=POLL))
+        kept = RunTimeBook(WorkQueue(store)).load()
+        assert set(kept) == set(learned(first)) and len(kept) == 1
+        (row,) = kept.values()
+        assert row.samples == 4 and row.typical_s == pytest.approx(
+            next(iter(learned(first).values()))
+        )
+        # The next batch (same store) starts from them, and adds to them.
+        again = seed_store(tmp_path, 3, batch="again")
+        second = run_engine(again, server, fast_settings(batch="again", poll=POLL))
+    (estimate,) = second.engine.timing.estimates.values()
+    assert estimate.samples == 4 + 3
+    (after,) = RunTimeBook(WorkQueue(store)).load().values()
+    assert after.samples == 7
+
+
+def test_the_slots_are_found_without_being_told(tmp_path: Path) -> None:
+    store = seed_store(tmp_path, 24)
+    # Three slots; the user's bound (max_in_flight 20) is far above them.
+    with simulator(make_profile(slots=3, **SLOW)) as server:
+        run = run_engine(store, server, fast_settings(max_in_flight=20, poll=POLL))
+        snapshot = server.simulator.snapshot()
+    assert {job.state for job in by_name(store).values()} == {JobState.SUCCEEDED}
+    capacity = run.engine.timing.capacity
+    # (A finish not yet noticed looks like a job still running: the room errs high.)
+    assert capacity.seen_full and 3 <= capacity.room <= 2 * 3
+    # It kept few jobs waiting remotely: never more than slow start's first eight minus
+    # the three slots, yet some, so a freed slot had a job to start.
+    waiting = [(job["submitted_at"], job["started_at"]) for job in snapshot["jobs"].values()]
+    assert len(waiting) == 24 and all(start is not None for _, start in waiting)
+    assert 1 <= peak(waiting) <= 8 - 3
+    assert run.engine.report.polls < 24 * 8
+
+
+def peak(spans: list[tuple[float, float]]) -> int:
+    """The most spans open at one moment (a span that opens as another closes: not both)."""
+    edges = sorted(
+        (at, step) for begin, end in spans if end > begin for at, step in ((begin, 1), (end, -1))
+    )
+    open_now = highest = 0
+    for _at, step in edges:
+        open_now += step
+        highest = max(highest, open_now)
+    return highest
