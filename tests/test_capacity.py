@@ -36,7 +36,7 @@ def test_it_starts_small_and_grows_while_probes_find_room() -> None:
 )
 def test_the_most_seen_running_plus_a_few_ahead(slots: int, target: int) -> None:
     capacity = Capacity.start(ceiling=200)
-    for in_flight in range(0, 600):
+    for in_flight in range(600):
         capacity = capacity.probed(in_flight, queued=in_flight >= slots)
     assert capacity.room == min(slots, 600) and capacity.target == target
     assert capacity.value == target and capacity.full == (slots < 600)
