@@ -258,7 +258,7 @@ def test_engine_settings_from_the_manifest_and_the_flags(tmp_path: Path) -> None
     )
     fast = engine_settings(namespace(simulate=True, sim_time_scale="0.01"), None, None)
     # The simulator's seconds are a hundredth of real ones: the same schedule, scaled.
-    assert fast.base_delay < 1 and fast.poll.minimum == pytest.approx(0.02)
+    assert fast.base_delay < 1 and fast.poll.minimum == pytest.approx(0.005)
     assert fast.poll.maximum == pytest.approx(0.6)
     assert fast.idle_check < plain.idle_check
     bounded = engine_settings(namespace(poll_min="0.5", poll_max="10"), None, None).poll

@@ -732,7 +732,7 @@ def test_an_unknown_failure_state_names_the_remote_status(tmp_path: Path) -> Non
     assert (job.state, job.error) == (S.FAILED, "remote status error")
     assert script.calls["status"] == 2  # the 429 was retried
     start = Capacity.start(fast_settings().max_in_flight)
-    assert engine.timing.capacity.current < start.current  # and slowed us down
+    assert engine.timing.capacity.value < start.value  # and slowed us down
 
 
 def test_an_expired_url_without_a_fresh_one_waits_then_pauses(tmp_path: Path) -> None:
