@@ -4,31 +4,20 @@ there after a store at 0003 migrates. Store tests run on each backend (``db_url`
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from model_ids import LITE, PRO
 from sqlalchemy import Engine, event, inspect, select, text
+from test_store_work import START, Clock
 
 from orchestrator.store import Store
 from orchestrator.store.database import current_revision, downgrade, make_engine, upgrade
 from orchestrator.store.runtimes import MAX_KEY_LENGTH, RunTimeBook, StoredRunTime
 from orchestrator.store.tables import RUN_TIMES
 from orchestrator.store.work import WorkQueue
-
-START = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    """A store clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

@@ -34,6 +34,9 @@ from orchestrator.engine.runtimes import (
     first_estimate,
 )
 
+#: How fast the queue depth follows what probes find.
+DEPTH_WEIGHT = 0.2
+
 
 @dataclass(frozen=True, slots=True)
 class Learned:
@@ -65,6 +68,10 @@ class Timing:
         """Jobs given an early look to measure the account: how many were in flight."""
         self._since_probe = 0
         self._done = 0
+        self._depth = 0.0
+        """Jobs ahead of a new one in the account's queue, as probes found (average)."""
+        self._starts: dict[int, float] = {}
+        """Jobs submitted behind others: when they were expected to start."""
 
     # -- estimates ----------------------------------------------------------------------
 
@@ -99,14 +106,19 @@ class Timing:
         self._seen[row_id] = Sightings(sent=sent, accepted=accepted)
         self._set_status(row_id, "submitted")
         self.capacity = self.capacity.accepted()
-        if self.policy.fixed is None and self.capacity.probe_due(self._since_probe):
+        if self.capacity.probe_due(self._since_probe):
             # An early look measures the account: running (room for this many) or queued.
             self._probes[row_id] = in_flight_before
             self._since_probe = 0
-            return float(self.policy.minimum)
+            return float(self.policy.minimum if self.policy.fixed is None else self.policy.fixed)
         self._since_probe += 1
-        ahead = in_flight_before - self.capacity.room if self.capacity.full else 0
-        wait = self.capacity.queue_wait(ahead, self.free_rate.per_second) if ahead > 0 else None
+        # Behind as many as probes find queued (the room errs high, so in-flight minus
+        # room would undercount them), at the rate places free up.
+        wait = None
+        if self.capacity.full and self._depth > 0:
+            wait = self.capacity.queue_wait(round(self._depth), self.free_rate.per_second)
+        if wait:
+            self._starts[row_id] = accepted + wait
         return poll_delay(
             None,
             elapsed=0.0,
@@ -128,7 +140,7 @@ class Timing:
         first_queued = seen.queued_until is None and status in QUEUED
         seen = self._seen[row_id] = seen.saw(status, at)
         self._set_status(row_id, status)
-        self._probed(row_id, queued=status in QUEUED)
+        self._probed(row_id, queued=status in QUEUED, position=position)
         key = self._keys.get(row_id, "")
         wait = None
         if status in QUEUED and position is not None:
@@ -136,7 +148,7 @@ class Timing:
         started = seen.sent if math.isfinite(seen.sent) else at
         return poll_delay(
             "in_queue" if status in QUEUED else "in_progress",
-            elapsed=max(0.0, at - seen.running_since),
+            elapsed=max(0.0, at - self._started(row_id, seen, at)),
             expected=self.expected(key),
             queue_wait=wait,
             queued_for=0.0 if first_queued else max(0.0, at - started),
@@ -184,13 +196,27 @@ class Timing:
             self._dirty.add(key)
         return evidence
 
-    def _probed(self, row_id: int, *, queued: bool) -> None:
+    def _started(self, row_id: int, seen: Sightings, at: float) -> float:
+        """When the job's run is counted from: the earliest start its looks allow, or,
+        for a job submitted behind others and never seen queued, when it was expected to
+        start (its looks would otherwise count the wait as running, and come early; an
+        error in the expected wait shifts its looks by at most that wait)."""
+        expected = self._starts.get(row_id)
+        if expected is None or seen.queued_until is not None:
+            return seen.running_since
+        return max(seen.running_since, min(expected, at))
+
+    def _probed(self, row_id: int, *, queued: bool, position: int | None = None) -> None:
         before = self._probes.pop(row_id, None)
         if before is not None:
             self.capacity = self.capacity.probed(before, queued=queued)
+            # How deep the account's queue is when a job arrives: its place, or none.
+            depth = (position if position is not None else self._depth) if queued else 0.0
+            self._depth += DEPTH_WEIGHT * (depth - self._depth)
 
     def forget(self, row_id: int) -> None:
         self._probes.pop(row_id, None)
+        self._starts.pop(row_id, None)
         self._set_status(row_id, None)
         self._seen.pop(row_id, None)
         self._keys.pop(row_id, None)
