@@ -185,3 +185,33 @@ def test_adopted_jobs_count_in_flight_and_queued_ones_wait_by_their_place() -> N
     clock.forget(1)
     clock.forget(2)
     assert clock.in_flight == 0
+
+
+def test_a_job_submitted_behind_others_is_looked_at_after_its_wait() -> None:
+    clock = timing(ceiling=100)
+    clock.load([Learned("k", "m", Estimate(40.0, 4.0, 9))])
+    clock.free_rate = FreeRate().noticed(0.0).noticed(0.5)  # two places a second
+    # Probes find the account full with six jobs ahead of a new one, each time.
+    for row in range(1, 40):
+        clock.submitted(row, "k", sent=0.0, accepted=0.0)
+        if row in clock._probes:
+            clock.looked(row, "in_queue", at=1.0, position=6)
+    assert clock.capacity.full and 2.0 < clock._depth <= 6.0
+    # Not a probe: the first look after the wait (six places at two a second) plus the
+    # typical run, and once running its elapsed time counts from that expected start.
+    row = 100
+    while clock.capacity.probe_due(clock._since_probe):
+        clock.submitted(row, "k", sent=10.0, accepted=10.0)
+        row += 1
+    first = clock.submitted(row, "k", sent=10.0, accepted=10.0)
+    wait = round(clock._depth) / 2.0
+    assert first == pytest.approx(wait + 40.0)
+    assert wait >= 1.0
+    # Seen running at 60 s, past the late end (44 s): its elapsed time counts from the
+    # expected start at 10 s + wait, so the next look is 15% of 50 s - wait, not of 50 s.
+    late = clock.looked(row, "in_progress", at=60.0)
+    assert late == pytest.approx(0.15 * (60.0 - 10.0 - wait))
+    # A probe that finds room empties the expected queue.
+    for probe in list(clock._probes):
+        clock.looked(probe, "in_progress", at=53.0)
+    assert clock._depth < 6.0
