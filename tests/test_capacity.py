@@ -32,7 +32,7 @@ def test_it_starts_small_and_grows_while_probes_find_room() -> None:
 
 @pytest.mark.parametrize(
     ("slots", "target"),
-    [(1, INITIAL), (8, 8 + AHEAD_MIN + 2), (50, 50 + AHEAD_MIN + 8), (500, 200)],
+    [(1, INITIAL), (8, 8 + AHEAD_MIN + 2), (50, 50 + AHEAD_MIN + 13), (500, 200)],
 )
 def test_the_most_seen_running_plus_a_few_ahead(slots: int, target: int) -> None:
     capacity = Capacity.start(ceiling=200)

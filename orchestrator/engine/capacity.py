@@ -33,9 +33,10 @@ from dataclasses import dataclass, replace
 #: Jobs submitted before anything is known of the account.
 INITIAL = 8
 #: Jobs kept queued beyond the most seen running: the share of slots freed while a
-#: finish goes unnoticed (on average half the poll schedule's overdue fraction of a run)
-#: twice over, plus two.
-AHEAD_SHARE, AHEAD_MIN = 0.15, 2
+#: finish goes unnoticed (on average under a tenth of a run with the default schedule)
+#: and while its download and the next submit run, with room for a busy event loop, plus
+#: two. Queued jobs cost few looks: their first comes after their expected wait.
+AHEAD_SHARE, AHEAD_MIN = 0.25, 2
 #: Once the account was seen full, one new job in this many is still probed.
 PROBE_EVERY = 8
 
