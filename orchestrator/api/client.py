@@ -239,13 +239,36 @@ class RunComfyClient:
         if not MODEL_ID.match(model_id):
             raise PermanentError(f"invalid model id {model_id!r}")
         body = await self._get(f"/v1/models/{model_id}")
-        price = body.get("base_price_usd")
-        return ModelInfo(
-            model_id=str(body.get("model_id") or model_id),
-            base_price_usd=float(price) if isinstance(price, int | float) else None,
-            price_unit=_lower(body.get("price_unit")),
-            input_schema=body.get("input_schema"),
-        )
+        return ModelInfo.parse(body, model_id)
+
+    async def list_models(
+        self,
+        *,
+        search: str | None = None,
+        category: str | None = "image-to-video",
+        include_schema: bool = False,
+        page_size: int = 100,
+        at_most: int = 5000,
+    ) -> list[ModelInfo]:
+        """The API's catalog (``GET /v1/models``), page by page, at most ``at_most``
+        entries however large the ``total`` a server claims."""
+        found: list[ModelInfo] = []
+        while len(found) < at_most:
+            params = {"limit": str(page_size), "offset": str(len(found))}
+            params |= {"include_schema": "true" if include_schema else "false"}
+            if search:
+                params["search"] = search
+            if category:
+                params["category"] = category
+            body = await self._get("/v1/models", params)
+            entries = body.get("models")
+            if not isinstance(entries, list) or not entries:
+                break
+            found.extend(ModelInfo.parse(e) for e in entries if isinstance(e, Mapping))
+            total = body.get("total")
+            if not isinstance(total, int) or len(found) >= total or len(entries) < page_size:
+                break
+        return found[:at_most]
 
     async def _get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         try:

@@ -127,6 +127,23 @@ class ModelInfo:
     base_price_usd: float | None
     price_unit: str | None
     input_schema: Mapping[str, Any] | None
+    display_name: str | None = None
+    pricing_note: str | None = None
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any], model_id: str = "") -> ModelInfo:
+        """One catalog entry; fields of the wrong type are dropped, never trusted."""
+        price = _number(body.get("base_price_usd"))
+        schema = body.get("input_schema")
+        unit = body.get("price_unit")
+        return cls(
+            model_id=str(body.get("model_id") or model_id)[:200],
+            base_price_usd=price if price is not None and price >= 0 else None,
+            price_unit=unit.lower()[:20] if isinstance(unit, str) else None,
+            input_schema=schema if isinstance(schema, Mapping) else None,
+            display_name=_text(body.get("display_name")),
+            pricing_note=_text(body.get("pricing_note")),
+        )
 
 
 def find_video_url(output: Any) -> str | None:

@@ -9,6 +9,8 @@ API host (:func:`build_api_app`)::
 
     POST /v1/models/{model_id}           submit (model ids contain slashes and dots)
     GET  /v1/models/{model_id}           catalog entry with base_price_usd, input_schema
+    GET  /v1/models?search=&category=&include_schema=&limit=&offset=   {models, total}
+    GET  /v1/models/categories           {categories}
     GET  /v1/requests/{id}/status        in_queue (queue_position) / in_progress / completed ...
     GET  /v1/requests/{id}/result        current state, or output when completed
     POST /v1/requests/{id}/cancel        outcome: cancelled | not_cancellable
@@ -38,6 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from orchestrator.simulator.listing import catalog_entry, categories, list_models
 from orchestrator.simulator.outages import OutageWindow
 from orchestrator.simulator.profile import OUTAGE_KINDS
 from orchestrator.simulator.state import ApiError, Simulator
@@ -184,22 +187,23 @@ def build_api_app(
 
         def action() -> tuple[int, dict[str, Any]]:
             sim.owner_of(request.headers.get("authorization"))
-            model = sim.model(model_id)
-            return 200, {
-                "model_id": model.model_id,
-                "display_name": model.display_name,
-                "categories": list(model.raw.get("categories", ["image-to-video"])),
-                "kind": "model",
-                "base_price_usd": (
-                    sim.profile.price_for(model_id) if sim.profile.publish_prices else None
-                ),
-                "price_unit": "second",
-                "pricing_note": "simulated price, USD per second of video",
-                "input_schema": model.raw.get("input_schema"),
-                "model_url": f"{sim.api_base}/v1/models/{model_id}",
-            }
+            return 200, catalog_entry(sim, sim.model(model_id))
 
         return await guarded("model", request, model_id, action)
+
+    async def model_list(request: Request) -> Response:
+        def action() -> tuple[int, dict[str, Any]]:
+            sim.owner_of(request.headers.get("authorization"))
+            return 200, list_models(sim, dict(request.query_params))
+
+        return await guarded("models", request, str(request.url.query), action)
+
+    async def model_categories(request: Request) -> Response:
+        def action() -> tuple[int, dict[str, Any]]:
+            sim.owner_of(request.headers.get("authorization"))
+            return 200, categories(sim)
+
+        return await guarded("categories", request, "", action)
 
     def request_route(
         route: str, answer: Callable[[str, str, Request], dict[str, Any]]
@@ -246,6 +250,8 @@ def build_api_app(
 
     api = Starlette(
         routes=[
+            Route("/v1/models", model_list, methods=["GET"]),
+            Route("/v1/models/categories", model_categories, methods=["GET"]),
             Route("/v1/models/{model_id:path}", submit, methods=["POST"]),
             Route("/v1/models/{model_id:path}", model_entry, methods=["GET"]),
             Route("/v1/requests/{request_id}/status", status, methods=["GET"]),
