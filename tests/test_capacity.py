@@ -70,11 +70,11 @@ def test_a_429_halves_the_limit_and_accepted_submits_regrow_it() -> None:
 
 
 def test_queue_waits_need_a_rate() -> None:
-    capacity = Capacity.start(ceiling=10)
-    assert capacity.queue_wait(5, None) is None
-    assert capacity.queue_wait(5, 0.0) is None
-    assert capacity.queue_wait(5, 2.0) == 2.5
-    assert capacity.queue_wait(-3, 2.0) == 0.0
+    assert FreeRate().wait(5) is None
+    assert FreeRate().noticed(0.0).wait(5) is None  # one finish: no gap yet
+    two_a_second = FreeRate().noticed(0.0).noticed(0.5)
+    assert two_a_second.wait(5) == 2.5
+    assert two_a_second.wait(-3) == 0.0
 
 
 def test_the_free_rate_follows_the_gaps_between_finishes() -> None:
@@ -123,7 +123,7 @@ def test_probes_come_early_and_the_rest_look_at_the_estimate() -> None:
     clock.load([Learned("k", "m", Estimate(40.0, 4.0, 9))])
     assert clock.expected("k") == (40.0, 44.0)
     assert clock.submitted(1, "k", sent=0.0, accepted=0.1) == 1.0  # a probe: look soon
-    clock.looked(1, "in_queue", at=1.0, position=1)  # the account is full with 0 running?
+    clock.looked(1, "in_queue", at=1.0, position=1)  # the probe found the account full
     assert clock.capacity.full
     # Not probed now: the first look at the typical finish.
     assert clock.submitted(2, "k", sent=1.0, accepted=1.1) == 40.0

@@ -8,7 +8,15 @@ import math
 from pathlib import Path
 
 import pytest
-from engine_helpers import by_name, fast_settings, make_profile, run_engine, seed_store, simulator
+from engine_helpers import (
+    Run,
+    by_name,
+    fast_settings,
+    make_profile,
+    run_engine,
+    seed_store,
+    simulator,
+)
 
 from orchestrator.engine.capacity import AHEAD_MIN, AHEAD_SHARE, INITIAL
 from orchestrator.engine.decisions import PollPolicy
@@ -22,9 +30,8 @@ SLOW = {"durations": {"default": {"distribution": "fixed", "seconds": 50}}}
 POLL = PollPolicy(minimum=0.01, maximum=0.2, jitter=0.0)
 
 
-def learned(run: object) -> dict[str, float]:
-    estimates = run.engine.timing.estimates  # type: ignore[attr-defined]
-    return {key: estimate.typical for key, estimate in estimates.items()}
+def learned(run: Run) -> dict[str, float]:
+    return {key: estimate.typical for key, estimate in run.engine.timing.estimates.items()}
 
 
 @pytest.mark.parametrize(

@@ -103,13 +103,6 @@ class Capacity:
         grown = self.throttled_to + 1 / max(1.0, self.throttled_to)
         return replace(self, throttled_to=None if grown >= self.target else grown)
 
-    def queue_wait(self, ahead_of_it: int, free_rate: float | None) -> float | None:
-        """Expected seconds until a job with ``ahead_of_it`` jobs before it starts, at
-        ``free_rate`` places a second (None when the rate is not known yet)."""
-        if free_rate is None or free_rate <= 0:
-            return None
-        return max(0, ahead_of_it) / free_rate
-
 
 @dataclass(frozen=True, slots=True)
 class FreeRate:
@@ -136,3 +129,9 @@ class FreeRate:
         if self.gap is None:
             return None
         return 1.0 / max(self.gap, 1e-3)
+
+    def wait(self, ahead_of_it: int) -> float | None:
+        """Expected seconds until a job with ``ahead_of_it`` jobs before it starts (None
+        while the rate is not known yet)."""
+        rate = self.per_second
+        return None if rate is None else max(0, ahead_of_it) / rate

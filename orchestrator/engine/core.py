@@ -1,8 +1,9 @@
 """The engine's shared state and the one place its decisions are applied to the store.
 
 :class:`EngineCore` holds what the submitter, the poller and the downloaders share (the
-store, the client, the schedule, the adaptive limit); :meth:`EngineCore._settle` turns an
-outcome into the next state through :mod:`.decisions` and writes it in one transaction.
+store, the client, the schedule, and :class:`.timing.Timing` with run times and capacity);
+:meth:`EngineCore._settle` turns an outcome into the next state through :mod:`.decisions`
+and writes it in one transaction.
 """
 
 from __future__ import annotations

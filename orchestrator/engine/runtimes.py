@@ -183,7 +183,7 @@ def evidence_from(
     """
     low, high = seen.run_between()
     finished = parse_stamp(finished_at)
-    begun = parse_stamp(started_at) if started_at is not None else None
+    begun = parse_stamp(started_at)
     created = parse_stamp(created_at)
     if finished is None or (begun is None and created is None):
         return Evidence(low, high)

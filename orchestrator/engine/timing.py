@@ -116,7 +116,7 @@ class Timing:
         # room would undercount them), at the rate places free up.
         wait = None
         if self.capacity.full and self._depth > 0:
-            wait = self.capacity.queue_wait(round(self._depth), self.free_rate.per_second)
+            wait = self.free_rate.wait(round(self._depth))
         if wait:
             self._starts[row_id] = accepted + wait
         return poll_delay(
@@ -144,7 +144,7 @@ class Timing:
         key = self._keys.get(row_id, "")
         wait = None
         if status in QUEUED and position is not None:
-            wait = self.capacity.queue_wait(position - 1, self.free_rate.per_second)
+            wait = self.free_rate.wait(position - 1)
         started = seen.sent if math.isfinite(seen.sent) else at
         return poll_delay(
             "in_queue" if status in QUEUED else "in_progress",

@@ -334,10 +334,6 @@ class Simulator:
         offset = simulated * scale + self.profile.timestamp_skew_seconds
         return self._started + timedelta(seconds=offset)
 
-    def timestamp(self, simulated: float) -> str:
-        """:meth:`moment` as ISO 8601 (microseconds, offset), whatever the profile's form."""
-        return self.moment(simulated).isoformat(timespec="microseconds")
-
     def snapshot(self) -> dict[str, Any]:
         """The ledger, with every queue advanced to now so timelines are current."""
         now = self.clock.now()
