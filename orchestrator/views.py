@@ -15,7 +15,7 @@ from orchestrator.manifest import Expansion
 from orchestrator.planning import PlanSummary
 from orchestrator.problems import Problem
 from orchestrator.store import JobView, Store
-from orchestrator.store.money import Money, money
+from orchestrator.store.money import ModelCost, Money, any_cost, money
 from orchestrator.store.work import WorkQueue
 from orchestrator.store.workers import WorkerRegistry, WorkerView
 
@@ -236,6 +236,7 @@ def print_status(
     total = sum(counts.values())
     spend = store.spend(batch)
     batches = [b for b in store.batches() if batch is None or b.name == batch]
+    costs = store.cost_by_model(batch)
     if as_json:
         json.dump(
             {
@@ -249,6 +250,7 @@ def print_status(
                 ],
                 "by_model": store.counts_by_model(batch),
                 "money": money(store, batch).as_dict(cap),
+                "cost_by_model": [c.as_dict() for c in costs],
                 "workers": [w.as_dict() for w in live_workers(store)],
             },
             out,
@@ -263,7 +265,27 @@ def print_status(
         nonzero = [[state, number] for state, number in counts.items() if number]
         if nonzero:
             out.write(table(nonzero, ["state", "jobs"], {1}) + "\n")
+    if any_cost(costs):
+        print_costs(costs, out)
     print_workers(store, out)
+
+
+def print_costs(costs: Sequence[ModelCost], out: TextIO) -> None:
+    """Per model: jobs billed, their estimate, what RunComfy billed, and the difference."""
+    rows = [
+        [
+            c.model_id,
+            f"{c.billed} of {c.jobs}",
+            usd(c.billed_estimate_usd) if c.compared else "-",
+            usd(c.actual_usd) if c.billed else "-",
+            c.difference_text(),
+        ]
+        for c in costs
+    ]
+    out.write("\nestimate vs actual:\n")
+    header = ["model", "billed", "estimated", "actual", "difference"]
+    for line in table(rows, header, {1, 2, 3, 4}).splitlines():
+        out.write(f"  {line}\n")
 
 
 def live_workers(store: Store) -> list[WorkerView]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, replace
@@ -219,6 +220,29 @@ def test_summary_models_and_matrix_layout(produced: Produced) -> None:
     heads = [data.strip() for data in page.text if data.strip() in ("xss", "beach", "forest")]
     assert heads[:3] == ["xss", "beach", "forest"]
     assert "Wall time" in text
+    # No prices in this run: every model was billed, none had an estimate to compare.
+    costs = _section(text, "Estimate vs actual", "By model")
+    assert costs.count("no estimate") == 5 and "4 of 4 — $1.00" in costs  # Runway: 4 x $0.25
+
+
+def _section(text: str, start: str, end: str) -> str:
+    """The page's text from the heading ``start`` to the next heading ``end``."""
+    assert start in text, f"no {start!r} section"
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+def _cost_rows(html: str) -> dict[str, list[str]]:
+    """The estimate-vs-actual table: model name -> [model id, billed, estimated, actual,
+    difference, the difference cell's class]."""
+    table = html.split("<h2>Estimate vs actual", 1)[1].split("</table>", 1)[0]
+    rows = {}
+    for row in re.findall(r"<tr><td>(.*?)</tr>", table):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", "<td>" + row)
+        name, model_id = Page(cells[0]).text
+        values = [" ".join(Page(cell).text) for cell in cells[1:]]
+        css = re.findall(r'<td class="([^"]*)">', row)[-1]
+        rows[name] = [model_id, *values, css]
+    return rows
 
 
 def test_failures_list_the_reason(produced: Produced) -> None:
@@ -287,6 +311,32 @@ def test_reconcile_and_missing_files_show_as_placeholders(
     assert "2 attempts" in text
     runway_beach = next(a for a in page.all("video") if "runway-gen-4-turbo/beach" in str(a["src"]))
     assert "width" not in runway_beach  # no sidecar: no probe facts, still playable
+
+
+def test_estimate_vs_actual_per_model(produced: Produced, tmp_path: Path) -> None:
+    db, _out = _copy(produced, tmp_path)
+    pro, lite = "bytedance/seedance-1-0/pro/image-to-video", "bytedance/seedance-1-0/lite/%"
+    with Store.open(str(db)) as store:
+        with store.write() as connection:
+            # Seedance 1.0 Pro billed a quarter more than estimated, Lite half its estimate.
+            connection.execute(
+                update(JOBS)
+                .where(JOBS.c.model_id == pro)
+                .values(estimated_cost_usd=JOBS.c.cost_usd / 1.25)
+            )
+            connection.execute(
+                update(JOBS)
+                .where(JOBS.c.model_id.like(lite))
+                .values(estimated_cost_usd=JOBS.c.cost_usd * 2)
+            )
+        html = write_report(store, BATCH, tmp_path / "review.html").path.read_text("utf-8")
+    assert Page(html).stack == []
+    rows = _cost_rows(html)
+    # Pro: 3 x $0.60 billed against 3 x $0.48; Lite: 3 x $0.30 against 3 x $0.60.
+    assert rows["Seedance 1.0 Pro"] == [pro, "3 of 3", "$1.44", "$1.80", "+25.0%", "n over"]
+    assert rows["Seedance 1.0 Lite"][1:] == ["3 of 3", "$1.80", "$0.90", "-50.0%", "n"]
+    assert rows["Runway Gen-4 Turbo"][1:] == ["4 of 4", "—", "$1.00", "no estimate", "n"]
+    assert len(rows) == 5 and sum(r[4] == "no estimate" for r in rows.values()) == 3
 
 
 def test_posters_are_made_only_when_missing_or_stale(produced: Produced, tmp_path: Path) -> None:
@@ -516,8 +566,21 @@ def test_render_loose_videos_and_an_empty_batch() -> None:
         loose=(clip,),
         failures=(),
         videos=1,
+        costs=(
+            report_html.CostLine(
+                model_id="acme/<wonder>",
+                name="Wonder <1>",
+                billed=1,
+                jobs=2,
+                estimate=None,
+                actual=0.5,
+                difference="no estimate",
+                over=False,
+            ),
+        ),
     )
     html = render(page)
+    assert "acme/&lt;wonder&gt;" in html
     parsed = Page(html)
     assert parsed.stack == []
     assert [a.get("src") for a in parsed.all("video")] == ["v/solo.mp4"]
@@ -525,5 +588,9 @@ def test_render_loose_videos_and_an_empty_batch() -> None:
     text = " ".join(parsed.text)
     assert "Wonder <1>" in text and "from in.jpg" in text and "a <b>bold</b> move" in text
     assert "still queued or running" in text and "None: every finished job" in text
-    empty = " ".join(Page(render(replace(page, loose=(), videos=0))).text)
+    assert _cost_rows(html) == {
+        "Wonder <1>": ["acme/<wonder>", "1 of 2", "—", "$0.50", "no estimate", "n"]
+    }
+    empty = " ".join(Page(render(replace(page, loose=(), videos=0, costs=()))).text)
     assert "No video has been downloaded yet" in empty
+    assert "Estimate vs actual" not in empty

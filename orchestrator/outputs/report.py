@@ -39,6 +39,7 @@ from orchestrator.catalog import builtin_catalog, model_slug
 from orchestrator.outputs.paths import SAFE_NAME, OutputPathError, resolve_inside
 from orchestrator.outputs.report_html import (
     Clip,
+    CostLine,
     Failure,
     ModelLine,
     Page,
@@ -48,6 +49,7 @@ from orchestrator.outputs.report_html import (
 )
 from orchestrator.outputs.sidecar import sidecar_path
 from orchestrator.store import Store
+from orchestrator.store.money import any_cost
 from orchestrator.store.records import BatchView, JobView
 from orchestrator.store.states import JobState
 from orchestrator.store.tables import JOBS
@@ -121,6 +123,7 @@ def write_report(store: Store, batch: str, dest: Path | None = None) -> ReportRe
             if job.state in _FAILURE_STATES
         ),
         videos=sum(1 for c in clips.values() if c.video_src is not None),
+        costs=_cost_lines(store, batch, names),
     )
     _write_atomically(target, render(page))
     return ReportResult(path=target, videos=page.videos, failures=len(page.failures))
@@ -402,6 +405,27 @@ def _model_lines(
             )
         )
     return tuple(lines)
+
+
+def _cost_lines(store: Store, batch: str, names: Callable[[str], str]) -> tuple[CostLine, ...]:
+    """Estimate against actual per model, as ``status`` shows it (none when nothing has an
+    estimate or a cost)."""
+    costs = store.cost_by_model(batch)
+    if not any_cost(costs):
+        return ()
+    return tuple(
+        CostLine(
+            model_id=c.model_id,
+            name=names(c.model_id),
+            billed=c.billed,
+            jobs=c.jobs,
+            estimate=c.billed_estimate_usd,
+            actual=c.actual_usd,
+            difference=c.difference_text(),
+            over=c.over_estimate,
+        )
+        for c in costs
+    )
 
 
 def _wall_bounds(jobs: Sequence[JobView]) -> tuple[datetime, datetime] | None:

@@ -79,6 +79,24 @@ class ModelLine:
 
 
 @dataclass(frozen=True, slots=True)
+class CostLine:
+    """One model's estimate against what RunComfy billed, as the page shows it."""
+
+    model_id: str
+    name: str
+    billed: int
+    jobs: int
+    estimate: float | None
+    """The estimates of the billed jobs; None when none of them has one."""
+    actual: float | None
+    """What was billed; None when nothing is billed yet."""
+    difference: str
+    """``+25.0%``, or why there is none (``no estimate``)."""
+    over: bool
+    """Billed more than estimated."""
+
+
+@dataclass(frozen=True, slots=True)
 class Failure:
     """A failed or needs_reconcile job and why."""
 
@@ -108,6 +126,8 @@ class Page:
     loose: tuple[Clip, ...]
     failures: tuple[Failure, ...]
     videos: int
+    costs: tuple[CostLine, ...] = ()
+    """Empty when no job has an estimate or a cost (the section is left out)."""
 
 
 STYLE = """
@@ -173,6 +193,7 @@ button.play{margin-top:8px;border:1px solid var(--line);background:var(--card);c
 border-radius:8px;padding:3px 10px;font:inherit;font-size:12px;cursor:pointer}
 button.play:hover{border-color:var(--accent);color:var(--accent)}
 .reason{color:var(--bad)}
+.over{color:var(--warn)}
 .ok{color:var(--ok)}
 .note{margin-top:12px;color:var(--warn);font-size:13px}
 footer{margin-top:40px;color:var(--muted);font-size:12px}
@@ -318,6 +339,28 @@ def _models(page: Page) -> str:
     )
 
 
+def _costs(page: Page) -> str:
+    if not page.costs:
+        return ""
+
+    def money(value: float | None) -> str:
+        return "—" if value is None else f"${value:,.2f}"
+
+    lines = "".join(
+        f"<tr><td><b>{esc(c.name)}</b><div class='meta mono'>{esc(c.model_id)}</div></td>"
+        f'<td class="n">{c.billed} of {c.jobs}</td><td class="n">{money(c.estimate)}</td>'
+        f'<td class="n">{money(c.actual)}</td>'
+        f'<td class="n{" over" if c.over else ""}">{esc(c.difference)}</td></tr>'
+        for c in page.costs
+    )
+    return (
+        "<h2>Estimate vs actual <small>what RunComfy billed against the estimate, per model"
+        '</small></h2><table class="t"><thead><tr><th>model</th><th class="n">billed</th>'
+        '<th class="n">estimated</th><th class="n">actual</th><th class="n">difference</th>'
+        f"</tr></thead><tbody>{lines}</tbody></table>"
+    )
+
+
 def _failures(page: Page) -> str:
     if not page.failures:
         return '<h2>Failures</h2><p class="ok">None: every finished job produced a video.</p>'
@@ -356,7 +399,7 @@ def render(page: Page) -> str:
         f"<header><h1>{esc(page.batch)}</h1>"
         f"<p>Review report · generated {esc(page.generated)} · manifest "
         f"<code>{esc(page.manifest)}</code></p></header>"
-        f"{_summary(page)}{_models(page)}{sheets}{loose}{_failures(page)}"
+        f"{_summary(page)}{_models(page)}{_costs(page)}{sheets}{loose}{_failures(page)}"
         "<footer>Written by runcomfy-orchestrator. Videos and posters are files beside this "
         "page: move or zip the folder as a whole.</footer>"
         f"</main><script>{SCRIPT}</script></body></html>\n"

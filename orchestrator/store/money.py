@@ -1,4 +1,5 @@
-"""Where a batch's money went: delivered, still to fetch, lost, committed in flight.
+"""Where a batch's money went: delivered, still to fetch, lost, committed in flight; and,
+per model, what was estimated against what RunComfy billed.
 
 Every run and every ``status`` prints this: a user reading it in the morning knows what
 was paid for, what is on disk, what can still be fetched for free, and what is gone.
@@ -13,10 +14,11 @@ Amounts are what RunComfy reported (``include_cost``), or the estimate where it 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, exists, func, or_, select
+from sqlalchemy import Connection, and_, case, exists, func, or_, select
 
 from orchestrator.store.spend import COMMITTED_SPEND
 from orchestrator.store.states import TO_FETCH, JobState
@@ -123,3 +125,161 @@ def _money(connection: Connection, batch: str | None) -> Money:
         committed_usd=float(connection.execute(committed).scalar_one()),
         lost_reasons=reasons,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCost:
+    """One model's estimate against what RunComfy billed (:meth:`Store.cost_by_model`).
+
+    A job is *billed* once RunComfy reported its cost; its actual cost is what all its
+    paid attempts cost, so a re-roll counts against the one estimate its job has.
+
+    The estimate is the job's as stored: set at enqueue (or before a capped run). A bill
+    above its estimate raises the estimates of the model's jobs still queued or in flight
+    (:meth:`~orchestrator.store.prices.PriceBook.raise_estimates`, so the spend cap stays
+    a bound), the billed job's own included: it is still in flight when its bill arrives.
+    So a model billed *more* than estimated shows little or no difference here, while one
+    billed less shows its whole gap; keeping the first estimate needs a column of its own.
+    """
+
+    model_id: str
+    jobs: int
+    billed: int
+    """Jobs with an actual cost."""
+    compared: int
+    """Billed jobs that also have an estimate: the ones :attr:`ratio` compares."""
+    estimated_usd: float | None
+    """The estimates of all the model's jobs; None when none has one."""
+    billed_estimate_usd: float | None
+    """The estimates of the billed jobs; None when none of them has one."""
+    actual_usd: float | None
+    """What RunComfy billed for the model's jobs; None when none is billed yet."""
+    compared_actual_usd: float | None
+    """What RunComfy billed for the :attr:`compared` jobs (the same as
+    :attr:`actual_usd` unless some billed job has no estimate)."""
+
+    @property
+    def ratio(self) -> float | None:
+        """Actual over estimate for the jobs that have both; None where not comparable
+        (nothing billed with an estimate, or estimates of zero).
+
+        >>> ModelCost("m", 2, 2, 2, 1.0, 1.0, 1.25, 1.25).ratio
+        1.25
+        >>> ModelCost("m", 2, 2, 0, None, None, 1.25, None).ratio is None
+        True
+        """
+        if not self.compared or not self.billed_estimate_usd or self.compared_actual_usd is None:
+            return None
+        return self.compared_actual_usd / self.billed_estimate_usd
+
+    @property
+    def difference_pct(self) -> float | None:
+        """How much more (positive) or less (negative) was billed than estimated, in %."""
+        ratio = self.ratio
+        return None if ratio is None else (ratio - 1.0) * 100.0
+
+    @property
+    def over_estimate(self) -> bool:
+        """Billed more than estimated, by enough to show (0.1% or more)."""
+        pct = self.difference_pct
+        return pct is not None and round(pct, 1) > 0
+
+    def difference_text(self) -> str:
+        """``+25.0%``, ``-40.0%``, or why there is no difference to show.
+
+        >>> ModelCost("m", 2, 2, 2, 1.0, 1.0, 0.6, 0.6).difference_text()
+        '-40.0%'
+        >>> ModelCost("m", 3, 3, 2, 1.0, 1.0, 0.9, 0.6).difference_text()
+        '-40.0% (2 of 3 billed had an estimate)'
+        >>> ModelCost("m", 1, 1, 0, None, None, 0.25, None).difference_text()
+        'no estimate'
+        """
+        pct = self.difference_pct
+        if pct is not None:
+            # One decimal place; never "-0.0%" for a bill that matched its estimate.
+            text = "0.0%" if round(pct, 1) == 0 else f"{pct:+.1f}%"
+            if self.compared < self.billed:
+                # The estimate then covers fewer jobs than the actual cost: say so.
+                text += f" ({self.compared} of {self.billed} billed had an estimate)"
+            return text
+        if not self.billed:
+            return "not billed yet"
+        if not self.compared:
+            return "no estimate"
+        return "estimate $0"
+
+    def as_dict(self) -> dict[str, Any]:
+        ratio, pct = self.ratio, self.difference_pct
+        return {
+            "model": self.model_id,
+            "jobs": self.jobs,
+            "billed": self.billed,
+            "compared": self.compared,
+            "estimated_usd": _rounded(self.estimated_usd),
+            "billed_estimate_usd": _rounded(self.billed_estimate_usd),
+            "actual_usd": _rounded(self.actual_usd),
+            "compared_actual_usd": _rounded(self.compared_actual_usd),
+            "ratio": None if ratio is None else round(ratio, 6),
+            "difference_pct": None if pct is None else round(pct, 4),
+        }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def any_cost(costs: Sequence[ModelCost]) -> bool:
+    """Whether the comparison has anything to show: some job has an estimate or a cost."""
+    return any(c.estimated_usd is not None or c.actual_usd is not None for c in costs)
+
+
+_BILLED = JOBS.c.cost_usd.is_not(None)
+_COMPARED = and_(_BILLED, JOBS.c.estimated_cost_usd.is_not(None))
+# SUM of no rows, or of NULLs only, is NULL: "no estimate" stays apart from "$0.00".
+_COST_BY_MODEL = (
+    select(
+        JOBS.c.model_id,
+        func.count(),
+        func.count(JOBS.c.cost_usd),
+        func.count(case((_COMPARED, 1))),
+        func.sum(JOBS.c.estimated_cost_usd),
+        func.sum(case((_BILLED, JOBS.c.estimated_cost_usd))),
+        func.sum(JOBS.c.cost_usd),
+        func.sum(case((_COMPARED, JOBS.c.cost_usd))),
+    )
+    .group_by(JOBS.c.model_id)
+    .order_by(JOBS.c.model_id)
+)
+
+
+def cost_by_model(connection: Connection, batch: str | None) -> list[ModelCost]:
+    """Estimate against actual for each model of one batch (or of every batch), by model
+    id; one grouped query."""
+    query = _COST_BY_MODEL if batch is None else _COST_BY_MODEL.where(JOBS.c.batch == batch)
+    return [
+        ModelCost(
+            model_id=model_id,
+            jobs=int(jobs),
+            billed=int(billed),
+            compared=int(compared),
+            estimated_usd=_float(estimated),
+            billed_estimate_usd=_float(billed_estimate),
+            actual_usd=_float(actual),
+            compared_actual_usd=_float(compared_actual),
+        )
+        for (
+            model_id,
+            jobs,
+            billed,
+            compared,
+            estimated,
+            billed_estimate,
+            actual,
+            compared_actual,
+        ) in connection.execute(query)
+    ]
+
+
+def _float(value: Any) -> float | None:
+    """Aggregates may come back as Decimal (PostgreSQL) or float; None stays None."""
+    return None if value is None else float(value)

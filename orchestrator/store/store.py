@@ -21,7 +21,7 @@ from typing import Any, Self
 
 from sqlalchemy import Connection, Engine, func, select
 
-from orchestrator.store import queries
+from orchestrator.store import money, queries
 from orchestrator.store.database import (
     make_engine,
     read_transaction,
@@ -224,6 +224,12 @@ class Store:
         with self.read() as connection:
             value = connection.execute(query).scalar_one()
         return float(value) if value is not None else None
+
+    def cost_by_model(self, batch: str | None = None) -> list[money.ModelCost]:
+        """Per model, by id: its jobs, those billed, their estimates against what RunComfy
+        billed, and the ratio (see :class:`~orchestrator.store.money.ModelCost`)."""
+        with self.read() as connection:
+            return money.cost_by_model(connection, batch)
 
     def span(self, batch: str | None = None) -> tuple[datetime | None, datetime | None]:
         """When the batch's first job was enqueued and its last one last changed."""
