@@ -93,9 +93,9 @@ def test_records_expire_after_record_ttl() -> None:
 # -- 400 / 422 -------------------------------------------------------------------------------
 
 
-def test_unknown_model_is_400(shared: Sim) -> None:
+def test_unknown_model_is_400_on_submit_and_404_on_get(shared: Sim) -> None:
     assert_error(shared.submit("acme/no-such-model", payload(PRO)), 400, 400001)
-    assert_error(shared.api.get("/v1/models/acme/no-such-model"), 400, 400001)
+    assert_error(shared.api.get("/v1/models/acme/no-such-model"), 404, 404001)
 
 
 def _not_an_image() -> str:

@@ -4,7 +4,8 @@ It speaks the wire format of ``docs/runcomfy-api.md`` on loopback sockets, runs 
 with a fixed number of slots, renders real H.264 videos, misbehaves on purpose as a profile
 says (``calm``, ``flaky``, ``hostile``, ``outages``, the ``stamps-*`` and ``runs-vary``
 timing variants, or a YAML file; the file host, on a listener of its own, can go down for
-a while), and keeps a ledger of everything clients did. Start one with
+a while), serves a catalog of the five shipped models and a few invented ones (see
+:mod:`.served`), and keeps a ledger of everything clients did. Start one with
 :class:`SimulatorServer` (threads) or ``orchestrator simulate``.
 """
 
@@ -23,6 +24,7 @@ from orchestrator.simulator.profile import Profile as Profile
 from orchestrator.simulator.profile import ProfileError as ProfileError
 from orchestrator.simulator.profile import load_profile as load_profile
 from orchestrator.simulator.profile import parse_profile as parse_profile
+from orchestrator.simulator.served import SchemaChangeError as SchemaChangeError
 from orchestrator.simulator.server import SimulatorServer as SimulatorServer
 from orchestrator.simulator.state import ApiError as ApiError
 from orchestrator.simulator.state import Simulator as Simulator

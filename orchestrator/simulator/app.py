@@ -8,7 +8,7 @@ a request whose Host header names another host.
 API host (:func:`build_api_app`)::
 
     POST /v1/models/{model_id}           submit (model ids contain slashes and dots)
-    GET  /v1/models/{model_id}           catalog entry with base_price_usd, input_schema
+    GET  /v1/models/{model_id}           catalog entry with base_price_usd, input_schema (404)
     GET  /v1/models?search=&category=&include_schema=&limit=&offset=   {models, total}
     GET  /v1/models/categories           {categories}
     GET  /v1/requests/{id}/status        in_queue (queue_position) / in_progress / completed ...
@@ -187,7 +187,7 @@ def build_api_app(
 
         def action() -> tuple[int, dict[str, Any]]:
             sim.owner_of(request.headers.get("authorization"))
-            return 200, catalog_entry(sim, sim.model(model_id))
+            return 200, catalog_entry(sim, sim.described(model_id))
 
         return await guarded("model", request, model_id, action)
 

@@ -1,9 +1,9 @@
 """The simulator's model catalog routes, as plain values (:mod:`.app` turns them into HTTP).
 
-``GET /v1/models/{id}`` gives one entry; ``GET /v1/models`` lists them with ``search``,
-``category``, ``kind``, ``include_schema``, ``limit`` (1-500) and ``offset``, as
-``{"models": [...], "total": n}``; ``GET /v1/models/categories`` names the categories
-(``docs/runcomfy-api.md`` section 1.5).
+``GET /v1/models/{id}`` gives one entry (404001 for an unknown id); ``GET /v1/models``
+lists them with ``search``, ``category``, ``kind``, ``include_schema``, ``limit`` (1-500)
+and ``offset``, as ``{"models": [...], "total": n}``; ``GET /v1/models/categories`` names
+the categories (``docs/runcomfy-api.md`` section 1.5).
 
 >>> from orchestrator.simulator.profile import Profile
 >>> from orchestrator.simulator.state import Simulator
@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.catalog import ModelSpec
+from orchestrator.simulator.served import price_of
 from orchestrator.simulator.state import ApiError, Simulator
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
@@ -28,17 +29,16 @@ DEFAULT_CATEGORY = "image-to-video"
 def catalog_entry(
     sim: Simulator, model: ModelSpec, *, include_schema: bool = True
 ) -> dict[str, Any]:
-    """One model as ``GET /v1/models/{id}`` describes it."""
+    """One model as ``GET /v1/models/{id}`` describes it (price: :func:`.served.price_of`)."""
+    price = price_of(sim.profile, model)
     entry: dict[str, Any] = {
         "model_id": model.model_id,
         "display_name": model.display_name,
         "categories": categories_of(model),
         "kind": "model",
-        "base_price_usd": (
-            sim.profile.price_for(model.model_id) if sim.profile.publish_prices else None
-        ),
-        "price_unit": "second",
-        "pricing_note": "simulated price, USD per second of video",
+        "base_price_usd": price.usd if sim.profile.publish_prices else None,
+        "price_unit": price.unit,
+        "pricing_note": price.note,
         "model_url": f"{sim.api_base}/v1/models/{model.model_id}",
     }
     if include_schema:

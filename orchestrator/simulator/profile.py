@@ -14,7 +14,15 @@ resolution)::
     durations:                    # simulated seconds per model (or "default")
       default: {distribution: uniform, low: 40, high: 80}
       runwayml/runway-gen-4/turbo/image-to-video: {distribution: fixed, seconds: 30}
-    prices: {default: 0.1}        # USD per second of video
+    prices: {default: 0.1}        # USD per second of video (per video when the model's
+                                  # price_unit is output); a model whose catalog entry has
+                                  # a price (the invented ones) costs that unless named
+                                  # here (see .served)
+    publish_prices: true          # false: the catalog says base_price_usd: null
+    schema_changes:               # the served and enforced schema differs from the file:
+      acme/wonder-video/v2/image-to-video:
+        clip_seconds: {enum: [4, 8, 12]}   # also minimum, maximum, minLength, maxLength,
+                                           # default; null removes the keyword
     url_ttl: 3600                 # simulated seconds a download URL stays valid
     faults:                       # probability of each fault, per request
       rate_limit: 0.02            # 429 with Retry-After ...
@@ -37,6 +45,12 @@ resolution)::
 
 An outage opens at the first file-host request at or after ``after`` (default 0; that
 request already meets it) and lasts ``seconds`` from then; ``kind`` defaults to ``error``.
+
+``schema_changes`` stands for RunComfy changing a model's schema under a client: what
+``GET /v1/models`` serves and what submits are validated against both follow it. Its models
+and fields are checked against the simulator's default catalog (:func:`.served.default_catalog`);
+an unknown one is a ProfileError. A running simulator changes a field with
+:meth:`.state.Simulator.change_field`.
 """
 
 from __future__ import annotations
@@ -51,6 +65,12 @@ from typing import Any
 
 import yaml
 
+from orchestrator.simulator.served import (
+    SchemaChangeError,
+    apply_changes,
+    check_change,
+    default_catalog,
+)
 from orchestrator.simulator.timing import TIMING_KEYS, RunTimeScale, TimingError, parse_timing
 
 BUILTIN_PROFILES = (
@@ -168,6 +188,7 @@ class Profile:
     """False: ``GET /v1/models/{id}`` gives ``base_price_usd: null`` (the docs never
     promise a price), while submits are still billed at ``prices``."""
     faults: Faults = field(default_factory=Faults)
+    schema_changes: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
     file_outages: tuple[FileOutage, ...] = ()
     # Timing variants (see :mod:`.timing`): what /result stamps and how run times scale.
     timestamps: str = "iso"
@@ -240,6 +261,8 @@ def parse_profile(raw: Mapping[str, Any], *, name: str = "custom", origin: str =
             values[key] = _faults(value or {}, where)
         elif key == "file_outages":
             values[key] = _file_outages(value, where)
+        elif key == "schema_changes":
+            values[key] = _schema_changes(value, where)
         elif key in TIMING_KEYS:
             continue  # parsed together below
         elif key in NUMBER_KEYS and not (value is None and key in NULLABLE_KEYS):
@@ -304,6 +327,31 @@ def _faults(raw: Mapping[str, Any], where: str) -> Faults:
     if "retry_after_seconds" in values:
         values["retry_after_seconds"] = int(values["retry_after_seconds"])
     return Faults(**values)
+
+
+def _schema_changes(raw: Any, where: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{model_id: {field: {keyword: value}}}``, checked against the default catalog."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ProfileError(f"{where}schema_changes must map model ids to {{field: changes}}")
+    changes: dict[str, dict[str, dict[str, Any]]] = {}
+    try:
+        for model_id, fields in raw.items():
+            at = f"schema_changes.{model_id}"
+            if not isinstance(fields, Mapping) or not fields:
+                raise SchemaChangeError(f"{at} must map field names to changes")
+            changes[str(model_id)] = {
+                str(name): check_change(change, f"{at}.{name}") for name, change in fields.items()
+            }
+        # Applied to a throwaway copy, so a typo fails when the profile is read.
+        apply_changes(default_catalog(), changes)
+    except SchemaChangeError as exc:
+        text = str(exc)
+        if not text.startswith("schema_changes"):
+            text = f"schema_changes: {text}"
+        raise ProfileError(f"{where}{text}") from exc
+    return changes
 
 
 def _file_outages(raw: Any, where: str) -> tuple[FileOutage, ...]:

@@ -18,14 +18,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from orchestrator.catalog import Catalog, ModelSpec, builtin_catalog
+from orchestrator.catalog import Catalog, ModelSpec
 from orchestrator.simulator.clock import Clock, ScaledClock
 from orchestrator.simulator.faults import FaultDecider
 from orchestrator.simulator.inputs import check_submission
 from orchestrator.simulator.ledger import Ledger
 from orchestrator.simulator.outages import OutageSchedule
-from orchestrator.simulator.profile import Profile
+from orchestrator.simulator.profile import Profile, ProfileError
 from orchestrator.simulator.queue import AccountQueue, SimJob
+from orchestrator.simulator.served import (
+    SchemaChangeError,
+    apply_changes,
+    change_field,
+    clip_seconds,
+    cost_of,
+    default_catalog,
+    settings_of,
+)
 from orchestrator.simulator.timing import stamp_fields
 from orchestrator.simulator.video import VideoCache
 
@@ -80,10 +89,19 @@ class Simulator:
         wall_start: datetime | None = None,
     ) -> None:
         """``wall_start`` is the aware wall-clock moment simulated time 0 stands for (now by
-        default); tests pin it to check stamps exactly."""
+        default); tests pin it to check stamps exactly. ``catalog`` replaces the default
+        one (:func:`.served.default_catalog`: the five shipped models and the invented
+        ones); either way the simulator serves a copy, which the profile's
+        ``schema_changes`` and :meth:`change_field` change."""
         self.profile = profile
         self.clock: Clock = clock or ScaledClock(profile.time_scale)
-        self.catalog = catalog or builtin_catalog()
+        self.catalog = Catalog(catalog if catalog is not None else default_catalog())
+        for model in self.catalog:
+            settings_of(model)  # a bad ``simulator`` key fails now, not as a 500 on submit
+        try:
+            apply_changes(self.catalog, profile.schema_changes)
+        except SchemaChangeError as exc:
+            raise ProfileError(f"schema_changes: {exc}") from exc
         self.token = token
         self.balance = profile.balance_usd
         self.ledger = Ledger()
@@ -141,10 +159,31 @@ class Simulator:
     # -- the four request routes -----------------------------------------------------------
 
     def model(self, model_id: str) -> ModelSpec:
+        """The model a submit names: 400001 (InvalidResourceIdentifier) when unknown."""
         model = self.catalog.get(model_id)
         if model is None:
             raise ApiError(400, 400001, f"invalid model_id: {model_id}")
         return model
+
+    def described(self, model_id: str) -> ModelSpec:
+        """The model ``GET /v1/models/{id}`` describes: 404001 when unknown."""
+        model = self.catalog.get(model_id)
+        if model is None:
+            raise ApiError(404, 404001, f"model not found: {model_id}")
+        return model
+
+    def change_field(self, model_id: str, field: str, **changes: Any) -> ModelSpec:
+        """Change one field's schema now, as RunComfy might under a running client: the
+        catalog routes serve it and submits are validated against it from the next request.
+        ``changes`` are schema keywords (``enum=[4, 8]``, ``maximum=10``; None removes
+        one); raises :class:`.served.SchemaChangeError` for an unknown model or field."""
+        model = self.catalog.get(model_id)
+        if model is None:
+            raise SchemaChangeError(f"unknown model {model_id!r}")
+        changed = change_field(model, field, changes)
+        with self._lock:
+            self.catalog.add(changed)
+        return changed
 
     def submit(self, owner: str, model_id: str, body: Any) -> SimJob:
         """Validate, charge and queue one request (raises ApiError on rejection)."""
@@ -161,8 +200,8 @@ class Simulator:
         if checked.detail:
             self.ledger.rejected(digest)
             raise ApiError(422, 422001, "Validation Error", checked.detail)
-        seconds = model.duration_seconds(body) or 5.0
-        cost = round(self.profile.price_for(model_id) * seconds, 6)
+        seconds = clip_seconds(model, body) or 5.0
+        cost = cost_of(self.profile, model, body, seconds)
         with self._lock:
             if self.balance is not None:
                 if self.balance < cost:
