@@ -557,6 +557,42 @@ def test_require_suggests_the_closest_model() -> None:
     assert builtin_catalog().suggest("runwayml/runway-gen-4/turbo/image-to-vid") == RUNWAY
 
 
+@pytest.mark.parametrize(
+    ("typo", "expected"),
+    [
+        ("bytedance/seedance-1-0/prp/image-to-video", [PRO, V15, LITE]),
+        ("runwayml/runway-gen-4/turbo/image-to-vid", [RUNWAY]),
+        ("bytedance/dreamina-3-0/pro", [DREAMINA, PRO, V15]),
+        ("bytedance/seedance-9/ultra", [LITE, PRO, V15]),  # issue 14's typo
+        ("acme/nothing-like-it", []),
+    ],
+    ids=["three-close", "one-close", "no-suffix", "issue-typo", "none-close"],
+)
+def test_suggestions_are_the_closest_ids_closest_first(typo: str, expected: list[str]) -> None:
+    catalog = builtin_catalog()
+    assert catalog.suggestions(typo) == expected
+    assert catalog.suggestions(typo, limit=1) == expected[:1]
+    assert catalog.suggest(typo) == (expected[0] if expected else None)
+
+
+def test_suggestions_limit() -> None:
+    typo = "bytedance/seedance-1-0/prp/image-to-video"
+    assert builtin_catalog().suggestions(typo, limit=2) == [PRO, V15]
+    assert builtin_catalog().suggestions(typo, limit=0) == []
+    assert builtin_catalog().suggestions(typo, limit=-1) == []
+    assert len(builtin_catalog().suggestions("bytedance/seedance", limit=10)) <= 5
+    assert Catalog().suggestions(typo) == []
+
+
+def test_suggestions_keep_ids_that_differ_only_by_the_task_suffix() -> None:
+    twins = Catalog(
+        parse_model({"model_id": model_id, "input_schema": {"properties": {}}})
+        for model_id in ("acme/wonder", "acme/wonder/image-to-video")
+    )
+    assert twins.suggestions("acme/wondr") == ["acme/wonder", "acme/wonder/image-to-video"]
+    assert twins.suggest("acme/wondr") == "acme/wonder"
+
+
 # -- catalog files ---------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterable, Iterator
 from functools import cache
@@ -14,7 +15,9 @@ from importlib import resources
 from pathlib import Path
 
 from orchestrator.catalog.spec import CatalogError, ModelSpec, load_model_file, parse_model
-from orchestrator.problems import closest
+
+#: difflib's similarity cutoff, the one :func:`orchestrator.problems.closest` uses.
+CLOSE_ENOUGH = 0.6
 
 
 class Catalog:
@@ -44,9 +47,30 @@ class Catalog:
     def suggest(self, model_id: str) -> str | None:
         """The known id most like ``model_id``, compared without the shared task suffix
         (``/image-to-video`` alone would make every id look alike)."""
-        by_core = {_core(known): known for known in self._models}
-        match = closest(_core(model_id), by_core)
-        return by_core[match] if match else None
+        found = self.suggestions(model_id, limit=1)
+        return found[0] if found else None
+
+    def suggestions(self, model_id: str, limit: int = 3) -> list[str]:
+        """Up to ``limit`` known ids most like ``model_id``, closest first.
+
+        The likeness is the one of :func:`~orchestrator.problems.closest` (difflib's ratio,
+        at least 0.6), on the ids without the shared task suffix, as in :meth:`suggest`.
+
+        >>> for known in builtin_catalog().suggestions("bytedance/seedance-1-0/prp/image-to-video"):
+        ...     print(known)
+        bytedance/seedance-1-0/pro/image-to-video
+        bytedance/seedance-v1.5-pro/image-to-video
+        bytedance/seedance-1-0/lite/image-to-video
+        >>> builtin_catalog().suggestions("acme/nothing-like-it", limit=2)
+        []
+        """
+        if limit <= 0:
+            return []
+        by_core: dict[str, list[str]] = {}
+        for known in sorted(self._models):
+            by_core.setdefault(_core(known), []).append(known)
+        cores = difflib.get_close_matches(_core(model_id), by_core, n=limit, cutoff=CLOSE_ENOUGH)
+        return [known for core in cores for known in by_core[core]][:limit]
 
     def __iter__(self) -> Iterator[ModelSpec]:
         return iter(sorted(self._models.values(), key=lambda m: m.model_id))
