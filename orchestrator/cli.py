@@ -9,14 +9,15 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
 from orchestrator import __version__
-from orchestrator.catalog import CatalogError, PriceTable, load_catalog
+from orchestrator.catalog import Catalog, CatalogError, PriceTable
 from orchestrator.catalog.pricing import load_price_file
-from orchestrator.cli_options import add_engine_options
+from orchestrator.cli_options import OptionError, add_catalog_options, add_engine_options
 from orchestrator.logs import configure_logging
 from orchestrator.manifest import Expansion, load_manifest
 from orchestrator.media import ImageInfo
@@ -30,10 +31,9 @@ from orchestrator.planning import (
 )
 from orchestrator.problems import InputError
 from orchestrator.store import JobState, Store
-from orchestrator.store.database import sqlite_file, to_url
+from orchestrator.store.database import store_exists
 from orchestrator.views import (
     print_jobs,
-    print_models,
     print_plan,
     print_problems,
     print_status,
@@ -118,26 +118,51 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     validate = commands.add_parser(
-        "validate", help="check a manifest and its images (no network, nothing stored)"
+        "validate",
+        help="check a manifest and its images against the catalog (nothing stored or submitted)",
     )
     _common(validate, manifest=True)
+    add_catalog_options(validate, _EnvDefault, _flag, api_base=True, manifest=True)
     plan = commands.add_parser(
         "plan", help="show the jobs a manifest creates, the diff with the store and the cost"
     )
     _common(plan, manifest=True)
+    add_catalog_options(plan, _EnvDefault, _flag, api_base=True, manifest=True)
     _flag(plan, "--list", "ORCHESTRATOR_LIST", "list every job (default: the first 20)")
     enqueue_cmd = commands.add_parser(
         "enqueue", help="validate a manifest and add its new jobs to the store (submits nothing)"
     )
     _common(enqueue_cmd, manifest=True)
+    add_catalog_options(enqueue_cmd, _EnvDefault, _flag, api_base=True, manifest=True)
 
-    models = commands.add_parser("models", help="list the model catalog")
-    _flag(models, "--json", "ORCHESTRATOR_JSON", "print JSON instead of text")
+    models = commands.add_parser(
+        "models", help="list the model catalog, where each model came from, and its price"
+    )
+    _common(models, manifest=False)
     models.add_argument(
         "--catalog",
         action=_EnvDefault,
         env="ORCHESTRATOR_CATALOG",
         help="a folder of extra model schema files (*.json)",
+    )
+    add_catalog_options(models, _EnvDefault, _flag, api_base=True, manifest=False)
+    _flag(
+        models,
+        "--refresh",
+        "ORCHESTRATOR_REFRESH",
+        "fetch every known model's schema and price from the API now, into the store's cache",
+    )
+    _flag(
+        models,
+        "--remote",
+        "ORCHESTRATOR_REMOTE",
+        "list the image-to-video models the API offers (id, name, price)",
+    )
+    models.add_argument(
+        "--search",
+        action=_EnvDefault,
+        env="ORCHESTRATOR_SEARCH",
+        help="with --remote: only models whose id or name contains this text",
     )
 
     status = commands.add_parser("status", help="counts by state and spend, per batch")
@@ -158,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(run, manifest=True)
     add_engine_options(run, _EnvDefault, _flag)
+    add_catalog_options(run, _EnvDefault, _flag, api_base=False, manifest=True)
     work = commands.add_parser("work", help="drain whatever is queued (every batch, or --batch)")
     _common(work, manifest=False)
     work.add_argument("--batch", action=_EnvDefault, env="ORCHESTRATOR_BATCH", help="one batch")
@@ -328,22 +354,29 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except InputError as exc:
         print_problems(exc.problems, [], stream, as_json=bool(getattr(args, "json", False)))
         return EXIT_USAGE
-    except CatalogError as exc:
+    except (CatalogError, OptionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
 
-def _expand(args: argparse.Namespace) -> Expansion:
-    catalog = load_catalog(getattr(args, "catalog", None))
-    prices = PriceTable.from_catalog(catalog)
+def _expand(args: argparse.Namespace, catalog: Catalog) -> Expansion:
+    """Read and check the manifest against ``catalog`` (see :mod:`.cli_catalog`), and check
+    the output side, before anything is stored or paid for."""
+    prices = PriceTable()
     if args.prices:
-        prices = prices.merged(load_price_file(Path(args.prices)))
+        prices = PriceTable(load_price_file(Path(args.prices)))
     probe: Callable[[str], ImageInfo] | None = None
     if args.probe_urls:
         from orchestrator.media.remote import probe_url
 
         probe = probe_url
-    expansion = load_manifest(args.manifest, catalog=catalog, prices=prices, probe_url=probe)
+    expansion = load_manifest(
+        args.manifest,
+        catalog=catalog,
+        prices=prices,
+        probe_url=probe,
+        allow_unknown_model=bool(args.allow_unknown_model),
+    )
     # The output side, before anything is stored or paid for: names and paths that fit the
     # file system, a writable folder, and a warning when the free space looks short.
     preflight = check_outputs(
@@ -358,13 +391,30 @@ def _expand(args: argparse.Namespace) -> Expansion:
     return expansion
 
 
-def _store_exists(db: str) -> bool:
-    path = sqlite_file(to_url(db))
-    return path is None or path.exists()
+def _catalog(args: argparse.Namespace, store: Store | None) -> Any:
+    """The live catalog for a manifest command (imported here: it needs httpx)."""
+    from orchestrator.cli_catalog import live_catalog
+
+    return live_catalog(args, store)
+
+
+def _sources(live: Any, expansion: Expansion) -> list[dict[str, Any]]:
+    from orchestrator.cli_catalog import sources_json
+
+    return sources_json(live, list(expansion.by_model()))
+
+
+def _show_sources(live: Any, expansion: Expansion, out: TextIO) -> None:
+    from orchestrator.cli_catalog import show_sources
+
+    show_sources(live, list(expansion.by_model()), out)
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
-    expansion = _expand(args)
+    # Reads the store's cache when there is one, and never writes (nothing is stored).
+    with _maybe_store(args.db) as store:
+        live = _catalog(args, store)
+        expansion = _expand(args, live)
     by_model = expansion.by_model()
     if args.json:
         json.dump(
@@ -373,6 +423,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
                 "batch": expansion.settings.batch,
                 "jobs": len(expansion.jobs),
                 "models": {m: len(j) for m, j in by_model.items()},
+                "catalog": _sources(live, expansion),
                 "warnings": [w.as_dict() for w in expansion.warnings],
                 "problems": [],
             },
@@ -387,25 +438,45 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
         f"ok: {args.manifest}: batch {expansion.settings.batch!r}, "
         f"{len(expansion.jobs)} job(s): {models}\n"
     )
+    _show_sources(live, expansion, out)
     return EXIT_OK
 
 
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
-    expansion = _expand(args)
     states: dict[str, str] = {}
-    if _store_exists(args.db):
-        with Store.open(args.db) as store:
+    with _maybe_store(args.db) as store:
+        live = _catalog(args, store)
+        with _remembered(live, store, args.api_base):
+            expansion = _expand(args, live)
+        if store is not None:
             states = {k: v.value for k, v in store.states_by_key(expansion.settings.batch).items()}
     summary = summarize(expansion, states)
     root = output_root(expansion, args.out)
-    print_plan(expansion, summary, states, root, out, as_json=args.json, list_all=args.list)
+    print_plan(
+        expansion,
+        summary,
+        states,
+        root,
+        out,
+        as_json=args.json,
+        list_all=args.list,
+        extra={"catalog": _sources(live, expansion)} if args.json else None,
+    )
+    if not args.json:
+        _show_sources(live, expansion, out)
     return EXIT_OK
 
 
 def cmd_enqueue(args: argparse.Namespace, out: TextIO) -> int:
-    expansion = _expand(args)
+    with _maybe_store(args.db) as existing:
+        live = _catalog(args, existing)
+        with _remembered(live, existing, args.api_base):
+            expansion = _expand(args, live)
     root = output_root(expansion, args.out)
     with Store.open(args.db) as store:
+        from orchestrator.cli_catalog import remember
+
+        remember(live, store, args.api_base)
         kept_root = stored_output_root(store, expansion.settings.batch)
         result = enqueue(store, expansion, root)
     if kept_root is not None and kept_root != str(root):
@@ -421,6 +492,7 @@ def cmd_enqueue(args: argparse.Namespace, out: TextIO) -> int:
                 "added": result.added,
                 "existing": result.existing,
                 "renamed": [list(pair) for pair in result.renamed],
+                "catalog": _sources(live, expansion),
             },
             out,
         )
@@ -432,16 +504,36 @@ def cmd_enqueue(args: argparse.Namespace, out: TextIO) -> int:
     )
     for old, new in result.renamed:
         out.write(f"  note: {old!r} is taken by an earlier version of the job; stored as {new!r}\n")
+    _show_sources(live, expansion, out)
     return EXIT_OK
 
 
-def cmd_models(args: argparse.Namespace, out: TextIO) -> int:
-    print_models(load_catalog(getattr(args, "catalog", None)), out, as_json=args.json)
-    return EXIT_OK
+@contextmanager
+def _remembered(live: Any, store: Store | None, api_base: str) -> Iterator[None]:
+    """Cache what was fetched once the block ends, even when the manifest was refused: the
+    entries are the API's, whatever the manifest says."""
+    try:
+        yield
+    finally:
+        if store is not None:
+            from orchestrator.cli_catalog import remember
+
+            remember(live, store, api_base)
+
+
+@contextmanager
+def _maybe_store(db: str) -> Iterator[Store | None]:
+    """The store when it exists already (read for its cache), else None: a command that
+    only reads never creates an empty store."""
+    if not store_exists(db):
+        yield None
+        return
+    with Store.open(db) as store:
+        yield store
 
 
 def _open_existing(args: argparse.Namespace, out: TextIO) -> Store | None:
-    if not _store_exists(args.db):
+    if not store_exists(args.db):
         message = f"no store at {args.db}: run 'orchestrator enqueue' or 'run' first"
         if args.json:
             out.write(json.dumps({"error": message}) + "\n")
@@ -571,11 +663,13 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "validate": cmd_validate,
     "plan": cmd_plan,
     "enqueue": cmd_enqueue,
-    "models": cmd_models,
+    "models": lambda args, out: _lazy("cli_catalog", "cmd_models")(args, out),
     "status": cmd_status,
     "jobs": cmd_jobs,
     "simulate": cmd_simulate,
-    "run": lambda args, out: _lazy("cli_run", "run_batch")(args, out, lambda: _expand(args)),
+    "run": lambda args, out: _lazy("cli_run", "run_batch")(
+        args, out, lambda catalog: _expand(args, catalog)
+    ),
     "work": lambda args, out: _lazy("cli_run", "work")(args, out),
     "reconcile": lambda args, out: _lazy("cli_run", "reconcile")(args, out),
     "retry": lambda args, out: _lazy("cli_actions", "retry")(args, out),

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 #: RunComfy's Model API; ``--api-base`` / ``RUNCOMFY_API_BASE`` override it.
 DEFAULT_API_BASE = "https://model-api.runcomfy.net"
+#: Seconds a cached catalog entry is used before the API is asked again (a day).
+DEFAULT_CATALOG_TTL = 86_400.0
 
 
 def add_engine_options(
@@ -99,3 +101,63 @@ def add_engine_options(
         "ORCHESTRATOR_CANCEL_ON_EXIT",
         "when interrupted, cancel remote jobs that are still queued",
     )
+
+
+def add_catalog_options(
+    parser: argparse.ArgumentParser,
+    env_action: type[argparse.Action],
+    flag: Callable[[argparse.ArgumentParser, str, str, str], None],
+    *,
+    api_base: bool,
+    manifest: bool,
+) -> None:
+    """Options of every command that reads the catalog; each also reads a variable."""
+    if api_base:  # ``run`` declares it with the engine options
+        parser.add_argument(
+            "--api-base",
+            action=env_action,
+            env="RUNCOMFY_API_BASE",
+            default=DEFAULT_API_BASE,
+            help="RunComfy Model API base URL, asked for each model's schema and price "
+            "when RUNCOMFY_API_TOKEN (or RUNCOMFY_TOKEN) is set (default: %(default)s)",
+        )
+    flag(
+        parser,
+        "--offline",
+        "ORCHESTRATOR_OFFLINE",
+        "never ask the API for schemas and prices: use the store's cache, then the shipped files",
+    )
+    parser.add_argument(
+        "--catalog-ttl",
+        action=env_action,
+        env="ORCHESTRATOR_CATALOG_TTL",
+        default=str(int(DEFAULT_CATALOG_TTL)),
+        help="seconds a cached catalog entry is used before the API is asked again "
+        "(default: %(default)s, a day; 0 asks every time)",
+    )
+    if manifest:
+        flag(
+            parser,
+            "--allow-unknown-model",
+            "ORCHESTRATOR_ALLOW_UNKNOWN_MODEL",
+            "send a model id that neither RunComfy, the cache nor the shipped files know, "
+            "its inputs as written (default: refuse it before anything is sent)",
+        )
+
+
+class OptionError(ValueError):
+    """An option value that cannot be used (exit status 2)."""
+
+
+def catalog_ttl(args: argparse.Namespace) -> float:
+    """``--catalog-ttl`` in seconds (a day when unset)."""
+    value = getattr(args, "catalog_ttl", None)
+    if value is None or value == "":
+        return DEFAULT_CATALOG_TTL
+    try:
+        ttl = float(value)
+    except ValueError:
+        raise OptionError(f"--catalog-ttl needs a number of seconds, got {value!r}") from None
+    if not ttl >= 0:
+        raise OptionError(f"--catalog-ttl must be 0 or more seconds, got {value!r}")
+    return ttl

@@ -12,8 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO, cast
 
-from orchestrator.catalog import Catalog, load_catalog
-from orchestrator.cli_options import DEFAULT_API_BASE
+import httpx
+
+from orchestrator.catalog import Catalog
+from orchestrator.cli_catalog import live_catalog, remember, show_sources
+from orchestrator.cli_options import DEFAULT_API_BASE, OptionError
 from orchestrator.engine.decisions import PollPolicy
 from orchestrator.engine.paidwork import FetchPolicy
 from orchestrator.engine.pool import EngineReport
@@ -28,10 +31,13 @@ from orchestrator.engine.runner import (
     token_from_environment,
 )
 from orchestrator.engine.settings import EngineSettings
+from orchestrator.livecatalog import LiveCatalog, cached_catalog
 from orchestrator.logs import configure_logging
 from orchestrator.manifest import BatchSettings
 from orchestrator.planning import enqueue, output_root, stored_output_root, stored_settings
 from orchestrator.store import JobState, Store
+from orchestrator.store.catalog import CatalogCache
+from orchestrator.store.database import store_exists
 from orchestrator.store.work import WorkQueue
 from orchestrator.views import print_run_summary, table
 
@@ -116,42 +122,67 @@ def connection_for(args: argparse.Namespace) -> AbstractContextManager[Connectio
     return nullcontext(Connection(args.api_base, token_from_environment(), hosts))
 
 
-def run_batch(args: argparse.Namespace, out: TextIO, expand: Callable[[], Any]) -> int:
-    """``run MANIFEST``: validate, enqueue, drain the batch, print the summary."""
-    expansion = expand()
-    root = output_root(expansion, args.out)
-    batch = expansion.settings.batch
+def run_batch(args: argparse.Namespace, out: TextIO, expand: Callable[[Catalog], Any]) -> int:
+    """``run MANIFEST``: validate, enqueue, drain the batch, print the summary.
+
+    The manifest is checked against the catalog of the API the run talks to (the simulator
+    with ``--simulate``, whose catalog is always asked afresh) before anything is stored.
+    """
     try:
-        settings = engine_settings(args, batch, expansion.settings)
-        if settings.max_spend != expansion.settings.limits.max_spend:
-            # --max-spend is stored with the batch: every worker draining it holds it too.
-            limits = replace(expansion.settings.limits, max_spend=settings.max_spend)
-            expansion = replace(expansion, settings=replace(expansion.settings, limits=limits))
-        with connection_for(args) as connection, Store.open(args.db) as store:
-            result = enqueue(store, expansion, root)
-            out.write(
-                f"batch {batch!r}: {result.added} new job(s), {result.existing} already stored\n"
-            )
-            out.flush()
-            catalog = load_catalog(getattr(args, "catalog", None))
-            _price_for_cap(store, batch, settings, connection, catalog, out)
-            log_file = Path(stored_output_root(store, batch) or root) / "logs" / f"{batch}.jsonl"
-            progress = progress_for(args, store, batch)
-            # A live panel owns the terminal: log lines then go only to the batch log file.
-            configure_logging(
-                stream=cast(TextIO, _Discard()) if progress is not None and progress.live else None,
-                json_file=log_file,
-            )
-            out.write(f"log: {log_file}\n")
-            try:
-                report = drain(WorkQueue(store), catalog, connection, settings, progress=progress)
-            finally:
-                configure_logging()  # closes the batch log file
-            again = rerun_command(args, report, manifest=expansion.settings.manifest_path)
-            return _finish(store, batch, report, out, settings, again)
-    except (MissingToken, UsageError) as exc:
+        ttl = 0.0 if args.simulate else None
+        with connection_for(args) as connection:
+            existing = Store.open(args.db) if store_exists(args.db) else None
+            with existing if existing is not None else nullcontext():
+                live = live_catalog(
+                    args, existing, api_base=connection.api_base, token=connection.token, ttl=ttl
+                )
+                try:
+                    expansion = expand(live)
+                finally:  # what the API said holds whatever the manifest says
+                    if existing is not None:
+                        remember(live, existing, connection.api_base)
+            return _run_expanded(args, out, expansion, live, connection)
+    except (MissingToken, UsageError, OptionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _run_expanded(
+    args: argparse.Namespace,
+    out: TextIO,
+    expansion: Any,
+    live: LiveCatalog,
+    connection: Connection,
+) -> int:
+    root = output_root(expansion, args.out)
+    batch = expansion.settings.batch
+    settings = engine_settings(args, batch, expansion.settings)
+    if settings.max_spend != expansion.settings.limits.max_spend:
+        # --max-spend is stored with the batch: every worker draining it holds it too.
+        limits = replace(expansion.settings.limits, max_spend=settings.max_spend)
+        expansion = replace(expansion, settings=replace(expansion.settings, limits=limits))
+    with Store.open(args.db) as store:
+        remember(live, store, connection.api_base)
+        show_sources(live, list(expansion.by_model()), out)
+        result = enqueue(store, expansion, root)
+        out.write(f"batch {batch!r}: {result.added} new job(s), {result.existing} already stored\n")
+        out.flush()
+        catalog = live.snapshot()
+        _price_for_cap(store, batch, settings, connection, catalog, out)
+        log_file = Path(stored_output_root(store, batch) or root) / "logs" / f"{batch}.jsonl"
+        progress = progress_for(args, store, batch)
+        # A live panel owns the terminal: log lines then go only to the batch log file.
+        configure_logging(
+            stream=cast(TextIO, _Discard()) if progress is not None and progress.live else None,
+            json_file=log_file,
+        )
+        out.write(f"log: {log_file}\n")
+        try:
+            report = drain(WorkQueue(store), catalog, connection, settings, progress=progress)
+        finally:
+            configure_logging()  # closes the batch log file
+        again = rerun_command(args, report, manifest=expansion.settings.manifest_path)
+        return _finish(store, batch, report, out, settings, again)
 
 
 class _Discard:
@@ -182,7 +213,9 @@ def work(args: argparse.Namespace, out: TextIO) -> int:
             stored = stored_settings(store, args.batch) if args.batch else None
             settings = engine_settings(args, args.batch, stored)
             progress = progress_for(args, store, args.batch)
-            catalog = load_catalog(getattr(args, "catalog", None))
+            # What the batch was validated against: the cache of this API, the files.
+            cache = CatalogCache(store, httpx.URL(connection.api_base).host)
+            catalog = cached_catalog(getattr(args, "catalog", None), cache)
             _price_for_cap(store, args.batch, settings, connection, catalog, out)
             report = drain(WorkQueue(store), catalog, connection, settings, progress=progress)
             return _finish(store, args.batch, report, out, settings, rerun_command(args, report))

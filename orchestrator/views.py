@@ -77,10 +77,14 @@ def print_plan(
     *,
     as_json: bool,
     list_all: bool,
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
-    """The plan: per-model counts, the store diff, cost, and the jobs themselves."""
+    """The plan: per-model counts, the store diff, cost, and the jobs themselves.
+
+    ``extra`` keys are added to the JSON output (the catalog sources)."""
     if as_json:
         data = summary.as_dict()
+        data.update(extra or {})
         data["output_root"] = str(root)
         data["warnings"] = [w.as_dict() for w in expansion.warnings]
         data["jobs"] = [
@@ -141,8 +145,9 @@ def print_plan(
         out.write(
             f"estimated cost: unknown{known} - no price for "
             + ", ".join(summary.unpriced)
-            + ".\n  RunComfy's pages publish no prices for these models; pass --prices FILE "
-            "(YAML: model id -> USD per second of video) to estimate.\n"
+            + ".\n  RunComfy's catalog gives no price for these models (or was not asked: "
+            "see the catalog lines below); pass --prices FILE (YAML: model id -> USD per "
+            "second of video) to estimate.\n"
         )
     else:
         out.write(

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from model_ids import RUNWAY
 
 from orchestrator.cli import build_parser, main
 
@@ -125,9 +126,19 @@ def test_enqueue_is_idempotent_and_status_jobs_read_the_store(
     manifest = str(examples / "runway-gen-4-turbo.yaml")
     db = str(tmp_path / "store.db")
     code, out = run("enqueue", manifest, "--db", db)
-    assert (code, out.strip()) == (0, "batch 'runway-demo': 2 job(s) added, 0 already stored")
-    code, out = run("enqueue", manifest, "--db", db, "--json")
-    assert json.loads(out) == {"batch": "runway-demo", "added": 0, "existing": 2, "renamed": []}
+    assert code == 0
+    assert out.splitlines()[0] == "batch 'runway-demo': 2 job(s) added, 0 already stored"
+    assert out.splitlines()[1].startswith(f"catalog: {RUNWAY}: shipped schema file")
+    code, out = run("enqueue", manifest, "--db", db, "--json", "--offline")
+    assert json.loads(out) == {
+        "batch": "runway-demo",
+        "added": 0,
+        "existing": 2,
+        "renamed": [],
+        "catalog": [
+            {"model": RUNWAY, "source": "shipped", "fetched_at": None, "note": "--offline"}
+        ],
+    }
 
     code, out = run("status", "--db", db, "--json")
     status = json.loads(out)
@@ -225,7 +236,7 @@ def test_a_batch_keeps_its_first_output_folder(
     assert status["batches"][0]["output_root"] == str(tmp_path / "first")
 
 
-def test_an_unknown_model_is_a_warning_with_a_suggestion(tmp_path: Path) -> None:
+def test_an_unknown_model_is_refused_with_suggestions_unless_allowed(tmp_path: Path) -> None:
     (tmp_path / "a.png").write_bytes((REPO / "manifests/images/lake.png").read_bytes())
     manifest = tmp_path / "m.yaml"
     manifest.write_text(
@@ -233,7 +244,12 @@ def test_an_unknown_model_is_a_warning_with_a_suggestion(tmp_path: Path) -> None
         "jobs:\n  - {prompt: hi, image: a.png}\n",
         encoding="utf-8",
     )
-    code, out = run("validate", str(manifest))
+    code, out = run("validate", str(manifest), "--offline")
+    assert code == 2
+    assert f"error: {manifest}:2" in out
+    assert "unknown model 'bytedance/seedance-1.0/pro/image-to-video'" in out
+    assert "did you mean 'bytedance/seedance-1-0/pro/image-to-video'" in out
+    code, out = run("validate", str(manifest), "--offline", "--allow-unknown-model")
     assert code == 0
     assert "warning: " in out and "has no schema in the catalog" in out
-    assert "did you mean 'bytedance/seedance-1-0/pro/image-to-video'?" in out
+    assert "did you mean 'bytedance/seedance-1-0/pro/image-to-video'" in out

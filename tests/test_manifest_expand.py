@@ -613,18 +613,18 @@ def test_jobs_without_an_id_are_named_after_their_image(load: Load, make_image: 
 # -- models without a schema -----------------------------------------------------------------
 
 
-def test_an_unknown_model_warns_and_passes_fields_through(
+def test_an_allowed_unknown_model_warns_and_passes_fields_through(
     load: Load, manifest_path: Path, tmp_path: Path
 ) -> None:
     text = "batch: demo\nmodel: acme/wonder-video/v2/image-to-video\njobs:\n"
     text += "  - {id: a, prompt: hi, image: beach.jpg, wobble: 3}\n"
     text += "  - {id: b, prompt: ho, start_image: city.png, style: [x, y]}\n"
-    expansion = load(text)
+    expansion = load(text, allow_unknown_model=True)
     [warning] = expansion.warnings
     assert (warning.file, warning.line, warning.field) == (str(manifest_path), 2, "model")
     assert warning.message == (
         "model 'acme/wonder-video/v2/image-to-video' has no schema in the catalog: its inputs "
-        "are sent as written, without validation"
+        "are sent as written, without validation (--allow-unknown-model)"
     )
     a, b = expansion.jobs
     assert a.payload == {"prompt": "hi", "image": "beach.jpg", "wobble": 3}
@@ -639,17 +639,33 @@ def test_an_unknown_model_warns_and_passes_fields_through(
     assert a.estimated_cost_usd is None
 
 
-def test_a_misspelt_model_id_warns_with_the_closest(load: Load) -> None:
+def test_a_misspelt_model_id_is_refused_with_the_closest(
+    problems_of: ProblemsOf, manifest_path: Path
+) -> None:
     text = (
         f"batch: demo\nmodel: {LITE[:-2]}oe\njobs:\n  - {{id: a, prompt: hi, image: beach.jpg}}\n"
     )
-    [warning] = load(text).warnings
-    assert warning.hint == f"did you mean {LITE!r}?"
+    [problem] = problems_of(text)
+    assert (problem.file, problem.line, problem.field) == (str(manifest_path), 2, "model")
+    assert problem.message == (
+        f"unknown model {LITE[:-2] + 'oe'!r}; nothing was submitted (--allow-unknown-model "
+        "sends it as written)"
+    )
+    assert problem.hint is not None and problem.hint.startswith(f"did you mean {LITE!r}")
+
+
+def test_an_unknown_model_is_said_once_however_many_jobs_name_it(
+    problems_of: ProblemsOf,
+) -> None:
+    text = "batch: demo\nmodel: acme/nothing-like-it\njobs:\n"
+    text += "".join(f"  - {{id: j{n}, prompt: hi {n}, image: beach.jpg}}\n" for n in range(3))
+    [problem] = problems_of(text)
+    assert problem.hint == "see 'orchestrator models --remote' for the ids RunComfy offers"
 
 
 def test_an_unknown_model_still_needs_its_local_images(problems_of: ProblemsOf) -> None:
     text = "batch: demo\nmodel: acme/x\njobs:\n  - {id: a, prompt: hi, image: nothere.png}\n"
-    [problem] = problems_of(text)
+    [problem] = problems_of(text, allow_unknown_model=True)
     assert (problem.line, problem.field, problem.model, problem.message) == (
         4,
         "image",
@@ -752,6 +768,6 @@ def test_matrix_labels_for_booleans_and_plain_model_names(load: Load) -> None:
     assert [j.id for j in load(text).jobs] == ["a_camera_fixed-true", "a_camera_fixed-false"]
     text = "batch: demo\nmatrix:\n  model: [wonder, 'odd model']\n"
     text += "jobs:\n  - {id: a, prompt: waves, image: beach.jpg}\n"
-    expansion = load(text)
+    expansion = load(text, allow_unknown_model=True)
     assert [j.id for j in expansion.jobs] == ["a_model-wonder", "a_model-odd-model"]
     assert len(expansion.warnings) == 2

@@ -24,8 +24,18 @@ from orchestrator.store.tables import metadata
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 REPO = Path(__file__).resolve().parent.parent
-TABLES = {"batches", "jobs", "attempts", "events", "workers", "pacers", "store_meta", "run_times"}
-HEAD = "0004"
+TABLES = {
+    "batches",
+    "jobs",
+    "attempts",
+    "events",
+    "workers",
+    "pacers",
+    "store_meta",
+    "run_times",
+    "catalog_entries",
+}
+HEAD = "0005"
 
 
 @pytest.fixture(name="engine", params=["sqlite", "postgresql"])
@@ -60,7 +70,13 @@ def test_scripts_form_a_single_line_of_history() -> None:
     scripts = ScriptDirectory.from_config(alembic_config())
     assert scripts.get_heads() == [HEAD]
     assert scripts.get_base() == "0001"
-    assert [s.revision for s in scripts.walk_revisions()] == ["0004", "0003", "0002", "0001"]
+    assert [s.revision for s in scripts.walk_revisions()] == [
+        "0005",
+        "0004",
+        "0003",
+        "0002",
+        "0001",
+    ]
 
 
 def test_upgrade_to_head_matches_the_models(engine: Engine) -> None:

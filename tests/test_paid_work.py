@@ -558,7 +558,8 @@ def test_a_spend_cap_takes_runcomfys_published_price_and_holds(
         )
         ledger = server.simulator.snapshot()
     assert code == 1, text
-    assert "$0.1 per second (RunComfy's catalog)" in text
+    # The price comes from the catalog entry the run fetched before enqueuing.
+    assert f"catalog: {PRO}: RunComfy API (fetched now); $0.1 per second" in text
     assert "stopped submitting: batch paid: the spend cap of $1.20 would be passed" in text
     billed = sum(job["cost"] for job in ledger["jobs"].values())
     assert billed == pytest.approx(1.0) and billed <= 1.2

@@ -220,9 +220,10 @@ def test_summary_models_and_matrix_layout(produced: Produced) -> None:
     heads = [data.strip() for data in page.text if data.strip() in ("xss", "beach", "forest")]
     assert heads[:3] == ["xss", "beach", "forest"]
     assert "Wall time" in text
-    # No prices in this run: every model was billed, none had an estimate to compare.
+    # The run priced its jobs from the simulator's catalog, which bills what it publishes.
     costs = _section(text, "Estimate vs actual", "By model")
-    assert costs.count("no estimate") == 5 and "4 of 4 — $1.00" in costs  # Runway: 4 x $0.25
+    assert costs.count("0.0%") == 5 and "no estimate" not in costs
+    assert "4 of 4 $1.00 $1.00" in costs  # Runway: 4 x $0.25
 
 
 def _section(text: str, start: str, end: str) -> str:
@@ -319,15 +320,18 @@ def test_estimate_vs_actual_per_model(produced: Produced, tmp_path: Path) -> Non
     with Store.open(str(db)) as store:
         with store.write() as connection:
             # Seedance 1.0 Pro billed a quarter more than estimated, Lite half its estimate.
+            # The others had no price. (The quoted estimate is the one compared.)
+            connection.execute(update(JOBS).values(estimated_cost_usd=None, quoted_cost_usd=None))
+            quoted = JOBS.c.cost_usd / 1.25
             connection.execute(
                 update(JOBS)
                 .where(JOBS.c.model_id == pro)
-                .values(estimated_cost_usd=JOBS.c.cost_usd / 1.25)
+                .values(estimated_cost_usd=quoted, quoted_cost_usd=quoted)
             )
             connection.execute(
                 update(JOBS)
                 .where(JOBS.c.model_id.like(lite))
-                .values(estimated_cost_usd=JOBS.c.cost_usd * 2)
+                .values(estimated_cost_usd=JOBS.c.cost_usd * 2, quoted_cost_usd=JOBS.c.cost_usd * 2)
             )
         html = write_report(store, BATCH, tmp_path / "review.html").path.read_text("utf-8")
     assert Page(html).stack == []

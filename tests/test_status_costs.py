@@ -187,18 +187,17 @@ def _cost_rows(text: str) -> dict[str, list[str]]:
     return rows
 
 
-#: PRO's row as the engine leaves it: billed $0.50 against $0.40, its estimate was raised
-#: to the bill while the job was still in flight (PriceBook.raise_estimates keeps the spend
-#: cap a bound), so the store no longer holds the $0.40 and shows no difference. This is
-#: the known limit in ModelCost's docstring; a stored first estimate would make it +25%.
-PRO_RAISED = ["1 of 1", "$0.50", "$0.50", "0.0%"]
+#: PRO's row as the engine leaves it: billed $0.50 against $0.40. Its estimate was raised
+#: to the bill while the job was in flight (PriceBook.raise_estimates keeps the spend cap a
+#: bound); the quoted estimate, never raised, is what the bill is compared with.
+PRO_OVER = ["1 of 1", "$0.40", "$0.50", "+25.0%"]
 
 
 def test_status_text_compares_estimate_and_actual_per_model(billed: Path) -> None:
     text = _status(billed, "--batch", BATCH)
     assert _cost_rows(text) == {
         LITE: ["1 of 1", "$1.00", "$0.50", "-50.0%"],
-        PRO: PRO_RAISED,
+        PRO: PRO_OVER,
         RUNWAY: ["0 of 1", "-", "-", "not billed yet"],
     }
     assert "paid and delivered" in text.split("estimate vs actual")[0]  # the money, above
@@ -220,7 +219,7 @@ def test_status_json_has_cost_by_model(billed: Path) -> None:
         "ratio": 0.5,
         "difference_pct": -50.0,
     }
-    assert (found[PRO]["billed_estimate_usd"], found[PRO]["ratio"]) == (0.5, 1.0)  # raised
+    assert (found[PRO]["billed_estimate_usd"], found[PRO]["ratio"]) == (0.4, 1.25)
     assert found[RUNWAY]["billed"] == 0 and found[RUNWAY]["ratio"] is None
     everywhere = {c["model"]: c for c in json.loads(_status(billed, "--json"))["cost_by_model"]}
     assert (everywhere[LITE]["jobs"], everywhere[LITE]["estimated_usd"]) == (2, 1.75)
@@ -231,7 +230,7 @@ def test_status_of_every_batch_shows_the_table_too(billed: Path) -> None:
     assert text.startswith("2 batch(es): 4 job(s), spent $1.00\n")
     assert _cost_rows(text) == {
         LITE: ["1 of 2", "$1.00", "$0.50", "-50.0%"],
-        PRO: PRO_RAISED,
+        PRO: PRO_OVER,
         RUNWAY: ["0 of 1", "-", "-", "not billed yet"],
     }
 

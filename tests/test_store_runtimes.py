@@ -14,7 +14,13 @@ from sqlalchemy import Engine, event, inspect, select, text
 from test_store_work import START, Clock
 
 from orchestrator.store import Store
-from orchestrator.store.database import current_revision, downgrade, make_engine, upgrade
+from orchestrator.store.database import (
+    SCHEMA_REVISION,
+    current_revision,
+    downgrade,
+    make_engine,
+    upgrade,
+)
 from orchestrator.store.runtimes import MAX_KEY_LENGTH, RunTimeBook, StoredRunTime
 from orchestrator.store.tables import RUN_TIMES
 from orchestrator.store.work import WorkQueue
@@ -196,7 +202,7 @@ def test_the_next_nights_store_starts_from_what_was_saved(location: str) -> None
         assert RunTimeBook(WorkQueue(tomorrow)).load() == {"a|5s": run_time("a|5s", typical=80.0)}
 
 
-def test_a_store_at_0003_migrates_to_0004_with_the_table(location: str) -> None:
+def test_a_store_at_0003_migrates_to_head_with_the_table(location: str) -> None:
     engine = make_engine(location)
     try:
         upgrade(engine, "0003")
@@ -207,7 +213,7 @@ def test_a_store_at_0003_migrates_to_0004_with_the_table(location: str) -> None:
         engine.dispose()
 
     with Store.open(location) as store:
-        assert current_revision(store.engine) == "0004"
+        assert current_revision(store.engine) == SCHEMA_REVISION
         book = RunTimeBook(WorkQueue(store))
         assert book.load() == {}
         assert book.save([run_time("a|5s")]) == 1

@@ -238,7 +238,13 @@ class RunComfyClient:
     async def model_info(self, model_id: str) -> ModelInfo:
         if not MODEL_ID.match(model_id):
             raise PermanentError(f"invalid model id {model_id!r}")
-        body = await self._get(f"/v1/models/{model_id}")
+        try:
+            body = await self._get(f"/v1/models/{model_id}")
+        except PermanentError as exc:
+            # A 404 (or 400001, an invalid id) here means the model, not a request.
+            if exc.status == 404 or exc.code == 400001:
+                raise UnknownModel(exc.message, status=exc.status, code=exc.code) from exc
+            raise
         return ModelInfo.parse(body, model_id)
 
     async def list_models(

@@ -12,7 +12,7 @@ else the first http(s) URL found anywhere under ``output`` (some models nest it)
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 #: Remote states, case-folded. Anything else counts as still running.
@@ -129,6 +129,8 @@ class ModelInfo:
     input_schema: Mapping[str, Any] | None
     display_name: str | None = None
     pricing_note: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """The entry as the API sent it (for the catalog cache)."""
 
     @classmethod
     def parse(cls, body: Mapping[str, Any], model_id: str = "") -> ModelInfo:
@@ -143,6 +145,7 @@ class ModelInfo:
             input_schema=schema if isinstance(schema, Mapping) else None,
             display_name=_text(body.get("display_name")),
             pricing_note=_text(body.get("pricing_note")),
+            raw=body,
         )
 
 

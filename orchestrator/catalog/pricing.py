@@ -47,11 +47,19 @@ class PriceTable:
     def price(self, model_id: str) -> Price | None:
         return self.prices.get(model_id)
 
+    def price_of(self, model: ModelSpec) -> Price | None:
+        """The table's price for ``model``, else the one its catalog entry publishes."""
+        return self.prices.get(model.model_id) or model.price
+
     def estimate(self, model: ModelSpec | None, payload: Mapping[str, Any]) -> float | None:
-        """Estimated USD for one job, or ``None`` when the price (or duration) is unknown."""
+        """Estimated USD for one job, or ``None`` when the price (or duration) is unknown.
+
+        The table's own price wins (a negotiated rate); without one, the model's published
+        price (``base_price_usd`` per ``price_unit`` of its catalog entry) is used.
+        """
         if model is None:
             return None
-        price = self.prices.get(model.model_id)
+        price = self.price_of(model)
         if price is None:
             return None
         if price.unit == "output":

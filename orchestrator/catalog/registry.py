@@ -72,6 +72,11 @@ class Catalog:
         cores = difflib.get_close_matches(_core(model_id), by_core, n=limit, cutoff=CLOSE_ENOUGH)
         return [known for core in cores for known in by_core[core]][:limit]
 
+    def unknown_reason(self, model_id: str) -> str | None:
+        """Why ``model_id`` is unknown, when the catalog knows more than that it is absent
+        (a live catalog says the API was asked); None here."""
+        return None
+
     def __iter__(self) -> Iterator[ModelSpec]:
         return iter(sorted(self._models.values(), key=lambda m: m.model_id))
 

@@ -59,8 +59,14 @@ def load_manifest(
     catalog: Catalog | None = None,
     prices: PriceTable | None = None,
     probe_url: Callable[[str], ImageInfo] | None = None,
+    allow_unknown_model: bool = False,
 ) -> Expansion:
-    """Read, check and expand a manifest file; raise :class:`InputError` on any problem."""
+    """Read, check and expand a manifest file; raise :class:`InputError` on any problem.
+
+    A model id the catalog does not know is a problem (nothing would validate its inputs,
+    and RunComfy would refuse it); ``allow_unknown_model`` sends its inputs as written,
+    with a warning, for a user who knows better.
+    """
     manifest = Path(path)
     shown = str(path)
     try:
@@ -80,8 +86,9 @@ def load_manifest(
         file=shown,
         base_dir=manifest.resolve().parent,
         catalog=catalog,
-        prices=prices or PriceTable.from_catalog(catalog),
+        prices=prices or PriceTable(),
         resolver=ImageResolver(base_dir=manifest.resolve().parent, probe_url=probe_url),
+        allow_unknown_model=allow_unknown_model,
     )
     return expander.run()
 
@@ -94,6 +101,7 @@ class _Expander:
     catalog: Catalog
     prices: PriceTable
     resolver: ImageResolver
+    allow_unknown_model: bool = False
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     _warned_models: set[str] = field(default_factory=set)
@@ -323,7 +331,7 @@ class _Expander:
             return []
         model = self.catalog.get(model_id)
         if model is None:
-            self._warn_unknown_model(model_id, raw)
+            self._unknown_model(model_id, raw)
         else:
             _drop_shadowed_defaults(model, fields, defaults_only)
         globbed = [
@@ -442,20 +450,40 @@ class _Expander:
         """Whether a field's value was written in a jobs_from file (not the manifest)."""
         return raw.file != self.file and name in raw.fields
 
-    def _warn_unknown_model(self, model_id: str, raw: RawJob) -> None:
+    def _unknown_model(self, model_id: str, raw: RawJob) -> None:
+        """Refuse a model nobody knows (once), or warn when the user allows it."""
         if model_id in self._warned_models:
             return
         self._warned_models.add(model_id)
-        near = self.catalog.suggest(model_id)
+        near = self.catalog.suggestions(model_id)
+        hint = (
+            "did you mean " + " or ".join(repr(n) for n in near) + "?"
+            if near
+            else "see 'orchestrator models --remote' for the ids RunComfy offers"
+        )
         file, line = self._origin(raw, "model")
+        reason = self.catalog.unknown_reason(model_id)
+        if not self.allow_unknown_model:
+            self.problems.append(
+                Problem(
+                    f"unknown model {model_id!r}"
+                    + (f": {reason}" if reason else "")
+                    + "; nothing was submitted (--allow-unknown-model sends it as written)",
+                    file=file,
+                    line=line,
+                    field="model",
+                    hint=hint,
+                )
+            )
+            return
         self.warnings.append(
             Problem(
                 f"model {model_id!r} has no schema in the catalog: its inputs are sent as "
-                "written, without validation",
+                "written, without validation (--allow-unknown-model)",
                 file=file,
                 line=line,
                 field="model",
-                hint=f"did you mean {near!r}?" if near else "add a schema file with --catalog",
+                hint=hint,
             )
         )
 

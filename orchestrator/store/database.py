@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 #: The newest migration's revision. Opening a store already at it skips Alembic entirely
 #: (importing it costs ~0.4 s per command); tests/test_migrations.py keeps it in step.
-SCHEMA_REVISION: Final = "0004"
+SCHEMA_REVISION: Final = "0005"
 
 MIGRATION_LOCK: Final = 0x6F726368  # "orch": the PostgreSQL advisory lock for migrations
 CLAIM_LOCK: Final = 0x6F726369
@@ -102,6 +102,13 @@ def sqlite_file(url: URL) -> Path | None:
     if url.query.get("mode") == "memory":
         return None
     return Path(url.database)
+
+
+def store_exists(url_or_path: str) -> bool:
+    """Whether the store is there already: an SQLite file that exists, or any server URL
+    (a server database is created by its administrator, not by us)."""
+    path = sqlite_file(to_url(url_or_path))
+    return path is None or path.exists()
 
 
 def check_sqlite_version(version: tuple[int, int, int] | None = None) -> None:

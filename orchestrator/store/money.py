@@ -134,12 +134,11 @@ class ModelCost:
     A job is *billed* once RunComfy reported its cost; its actual cost is what all its
     paid attempts cost, so a re-roll counts against the one estimate its job has.
 
-    The estimate is the job's as stored: set at enqueue (or before a capped run). A bill
-    above its estimate raises the estimates of the model's jobs still queued or in flight
-    (:meth:`~orchestrator.store.prices.PriceBook.raise_estimates`, so the spend cap stays
-    a bound), the billed job's own included: it is still in flight when its bill arrives.
-    So a model billed *more* than estimated shows little or no difference here, while one
-    billed less shows its whole gap; keeping the first estimate needs a column of its own.
+    The estimate is the job's *quoted* one (``quoted_cost_usd``): the first price it was
+    given, at enqueue or before a capped run. The spend cap's ``estimated_cost_usd`` is
+    raised when a bill comes in above it (:meth:`~orchestrator.store.prices.PriceBook.
+    raise_estimates`), the billed job's own included, since it is still in flight when its
+    bill arrives; comparing with that would hide the difference.
     """
 
     model_id: str
@@ -234,7 +233,9 @@ def any_cost(costs: Sequence[ModelCost]) -> bool:
 
 
 _BILLED = JOBS.c.cost_usd.is_not(None)
-_COMPARED = and_(_BILLED, JOBS.c.estimated_cost_usd.is_not(None))
+# The first estimate, not the raised one: raising it to the bill would hide the difference.
+_QUOTED = func.coalesce(JOBS.c.quoted_cost_usd, JOBS.c.estimated_cost_usd)
+_COMPARED = and_(_BILLED, _QUOTED.is_not(None))
 # SUM of no rows, or of NULLs only, is NULL: "no estimate" stays apart from "$0.00".
 _COST_BY_MODEL = (
     select(
@@ -242,8 +243,8 @@ _COST_BY_MODEL = (
         func.count(),
         func.count(JOBS.c.cost_usd),
         func.count(case((_COMPARED, 1))),
-        func.sum(JOBS.c.estimated_cost_usd),
-        func.sum(case((_BILLED, JOBS.c.estimated_cost_usd))),
+        func.sum(_QUOTED),
+        func.sum(case((_BILLED, _QUOTED))),
         func.sum(JOBS.c.cost_usd),
         func.sum(case((_COMPARED, JOBS.c.cost_usd))),
     )

@@ -52,7 +52,12 @@ def raised_estimate_ratio(estimate: float | None, actual: float | None) -> float
 
 
 _SET_ESTIMATE = (
-    update(JOBS).where(JOBS.c.id == bindparam("p_id")).values(estimated_cost_usd=bindparam("p_usd"))
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("p_id"))
+    .values(
+        estimated_cost_usd=bindparam("p_usd"),
+        quoted_cost_usd=func.coalesce(JOBS.c.quoted_cost_usd, bindparam("p_usd")),
+    )
 )
 
 

@@ -164,6 +164,7 @@ def insert_jobs(
                 "attempts": 0,
                 "max_attempts": job.max_attempts,
                 "estimated_cost_usd": job.estimated_cost_usd,
+                "quoted_cost_usd": job.estimated_cost_usd,
                 "created_at": now,
                 "updated_at": now,
             }

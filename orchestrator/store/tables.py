@@ -132,6 +132,9 @@ class Job(SQLModel, table=True):
     queue_position: int | None = None
     next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     estimated_cost_usd: float | None = None
+    """What the spend cap counts for the job: raised when RunComfy bills more."""
+    quoted_cost_usd: float | None = None
+    """The estimate as first priced, never raised: what ``status`` compares the bill with."""
     cost_usd: float | None = None
     size_bytes: int | None = None
     sha256: str | None = None
@@ -251,6 +254,18 @@ class RunTime(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class CatalogEntry(SQLModel, table=True):
+    """A model's catalog entry as one API host answered it (``GET /v1/models/{id}``), with
+    the time it was fetched; written by :mod:`orchestrator.store.catalog`."""
+
+    __tablename__: ClassVar[str] = "catalog_entries"
+
+    api_host: str = Field(primary_key=True, sa_type=Text)
+    model_id: str = Field(primary_key=True, sa_type=Text)
+    entry: str = Field(sa_type=Text)
+    fetched_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 metadata = SQLModel.metadata
 """The metadata Alembic compares migrations against."""
 
@@ -262,3 +277,4 @@ WORKERS: Table = metadata.tables["workers"]
 PACERS: Table = metadata.tables["pacers"]
 STORE_META: Table = metadata.tables["store_meta"]
 RUN_TIMES: Table = metadata.tables["run_times"]
+CATALOG_ENTRIES: Table = metadata.tables["catalog_entries"]
