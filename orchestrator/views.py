@@ -1,4 +1,4 @@
-"""Text and JSON renderings of plans, problems, the catalog, jobs and status.
+"""Text and JSON renderings of plans, problems, jobs and status (the catalog: views_catalog).
 
 Printing only: every number shown here was computed by the library.
 """
@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestrator.catalog import Catalog, ModelSpec
 from orchestrator.manifest import Expansion
 from orchestrator.planning import PlanSummary
 from orchestrator.problems import Problem
@@ -165,43 +164,6 @@ def _plan_status(state: str | None) -> str:
     if state is None:
         return "new"
     return "done" if state == "succeeded" else f"stored ({state})"
-
-
-def print_models(catalog: Catalog, out: TextIO, *, as_json: bool) -> None:
-    """The catalog: id, name, inputs, universal names and price."""
-    if as_json:
-        json.dump([_model_dict(m) for m in catalog], out, indent=2)
-        out.write("\n")
-        return
-    for model in catalog:
-        price = f"${model.price.usd:g} per {model.price.unit}" if model.price else "price unknown"
-        out.write(f"{model.model_id}  ({model.display_name}, folder '{model.slug}', {price})\n")
-        for name, spec in model.fields.items():
-            universal = model.universal_name(name)
-            alias = f" [{universal}]" if universal and universal != name else ""
-            need = "required" if spec.required else "optional"
-            allowed = spec.allowed_text() or (
-                f"max {spec.max_length} chars" if spec.max_length else ""
-            )
-            kind = "image" if spec.is_image else (spec.type or "any")
-            extra = f"; {allowed}" if allowed else ""
-            rules = f"; rules {', '.join(r.text for r in spec.rules)}" if spec.rules else ""
-            out.write(f"    {name}{alias}: {kind}, {need}{extra}{rules}\n")
-        out.write("\n")
-
-
-def _model_dict(model: ModelSpec) -> dict[str, Any]:
-    return {
-        "model_id": model.model_id,
-        "display_name": model.display_name,
-        "slug": model.slug,
-        "base_price_usd": model.price.usd if model.price else None,
-        "price_unit": model.price.unit if model.price else None,
-        "required": list(model.required),
-        "image_fields": list(model.image_fields),
-        "universal": {u: a.field for u, a in model.aliases.items()},
-        "input_schema": model.raw.get("input_schema"),
-    }
 
 
 def print_jobs(views: Sequence[JobView], out: TextIO, *, as_json: bool) -> None:

@@ -20,7 +20,7 @@ from orchestrator.catalog import (
     model_slug,
     validate_payload,
 )
-from orchestrator.catalog.spec import load_model_file, parse_model
+from orchestrator.catalog.parse import load_model_file, parse_model
 from orchestrator.catalog.validate import in_enum, matches_type
 from orchestrator.media.rules import BYTES_PER_MB, ImageLimits
 
@@ -527,7 +527,11 @@ def test_names_a_manifest_may_use() -> None:
         (RUNWAY, {}, 5.0),
         (PRO, {"duration": 12}, 12.0),
         (LITE, {"duration": True}, None),
-        (LITE, {"duration": "5"}, None),
+        # Text counts as seconds when it is a number (models with ``enum: ["5", "10"]``);
+        # whether "5" is a valid value for LITE is the validator's call, not this one.
+        (LITE, {"duration": "5"}, 5.0),
+        (LITE, {"duration": "five"}, None),
+        (LITE, {"duration": "1e309"}, None),
     ],
 )
 def test_duration_seconds(model_id: str, payload: dict[str, Any], seconds: float | None) -> None:

@@ -23,7 +23,9 @@ from sqlalchemy import select
 from orchestrator.cli import main
 from orchestrator.simulator import SimulatorServer
 from orchestrator.store import Store
+from orchestrator.store.runtimes import RunTimeBook
 from orchestrator.store.tables import JOBS
+from orchestrator.store.work import WorkQueue
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "https://images.example/frames/beach.jpg"
@@ -262,3 +264,25 @@ def test_a_bad_ttl_is_a_usage_error(five_models: Path) -> None:
     db = str(five_models.parent / "none.db")
     assert cli("validate", str(five_models), "--catalog-ttl", "soon", "--db", db)[0] == 2
     assert cli("validate", str(five_models), "--catalog-ttl", "-1", "--db", db)[0] == 2
+
+
+def test_work_drains_a_new_model_from_the_cache_without_asking_again(
+    server: SimulatorServer, tmp_path: Path
+) -> None:
+    path = write(tmp_path, WONDER, [{"id": "a", "prompt": "a kite", "image": IMAGE}], "later")
+    db = str(tmp_path / "s.db")
+    assert cli("enqueue", str(path), "--api-base", server.api_base, "--db", db)[0] == 0
+    asked = model_gets(server)
+    code, text = cli(
+        "work", "--batch", "later", "--api-base", server.api_base, "--db", db, "--trust-host",
+        "localhost", "--poll-min", "0.01", "--poll-max", "0.2", "--quiet",
+    )  # fmt: skip
+    assert code == 0, text
+    assert model_gets(server) == asked  # the cached entry was enough
+    with Store.open(db) as store:
+        [job] = store.list_jobs(batch="later")
+        learned = list(RunTimeBook(WorkQueue(store)).load())
+    assert job.state.value == "succeeded" and job.cost == pytest.approx(0.28)
+    # The engine knew the model's schema: its clip length (the schema's default, 4 s)
+    # keys the run time it learned.
+    assert learned == [f"{WONDER}|4s|-"]

@@ -15,7 +15,7 @@ from orchestrator.catalog import (
     derive_universal,
     with_derived_mapping,
 )
-from orchestrator.catalog.spec import parse_model
+from orchestrator.catalog.parse import parse_model
 from orchestrator.manifest.inputs import to_native
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "orchestrator" / "catalog" / "schemas"
@@ -115,7 +115,12 @@ def fields(mapping: dict[str, dict[str, Any]]) -> dict[str, str]:
         pytest.param(
             {"duration_s": {"enum": [5, 10]}}, {"duration": "duration_s"}, id="numeric-enum"
         ),
-        pytest.param({"duration_s": {"enum": [5, "10"]}}, {}, id="mixed-enum"),
+        pytest.param(
+            {"duration_s": {"type": "string", "enum": ["5", "10"]}},
+            {"duration": "duration_s"},
+            id="numbers-as-text-enum",
+        ),
+        pytest.param({"duration_s": {"enum": [5, "ten"]}}, {}, id="mixed-enum"),
         pytest.param({"duration_label": TEXT}, {}, id="text-duration"),
         pytest.param({"duration": TEXT}, {"duration": "duration"}, id="native-name-any-type"),
         pytest.param({"max_length": INTEGER}, {}, id="a-limit-is-no-length"),

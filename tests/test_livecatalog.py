@@ -6,16 +6,24 @@ The same behaviour over sockets, against the simulator, is in ``test_catalog_cli
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from model_ids import LITE, PRO
 
-from orchestrator.catalog import Catalog, builtin_catalog
-from orchestrator.livecatalog import FetchFailed, LiveCatalog, cached_catalog, closest_ids
+from orchestrator.catalog import Catalog, PriceTable, builtin_catalog
+from orchestrator.livecatalog import (
+    ApiFetcher,
+    FetchFailed,
+    LiveCatalog,
+    cached_catalog,
+    closest_ids,
+)
 from orchestrator.livecatalog.resolve import API, CACHE, SHIPPED, UNKNOWN, USER
 from orchestrator.store import Store
 from orchestrator.store.catalog import MAX_ENTRY_CHARS, CatalogCache
@@ -245,3 +253,53 @@ def test_an_unreadable_schema_with_nothing_to_fall_back_on_is_reported_by_field(
     reason = live.unknown_reason(NEW_ID) or ""
     assert "its live schema cannot be read" in reason
     assert "field 'clip_seconds': maxLength must be a whole number" in reason
+
+
+# -- the real fetcher, over an in-process transport (the socket tests are in test_catalog_cli)
+
+SECRET = "tok-9f8e7d6c5b4a"
+
+
+def fetcher(handler: Any) -> ApiFetcher:
+    return ApiFetcher("https://api.example", SECRET, transport=httpx.MockTransport(handler))
+
+
+def test_the_fetcher_masks_a_token_the_server_echoes_and_maps_a_404_to_unknown() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/nope/x"):
+            return httpx.Response(404, json={"error_code": 404001, "error_message": "no"})
+        if request.url.path.endswith("/down/x"):
+            echoed = f"upstream failed for {request.headers['authorization']}"
+            return httpx.Response(503, json={"error_message": echoed})
+        entry = new_model_entry() | {"model_id": "acme/echo/x"}
+        entry["pricing_note"] = f"billed to {request.headers['authorization']}"
+        return httpx.Response(200, json=entry)
+
+    api = fetcher(handler)
+    entry = api.entry("acme/echo/x")
+    assert entry is not None and SECRET not in json.dumps(entry)
+    assert entry["pricing_note"] == "billed to Bearer <redacted>"
+    assert api.entry("acme/nope/x") is None
+    with pytest.raises(FetchFailed) as failed:
+        api.entry("acme/down/x")
+    assert SECRET not in str(failed.value) and "503" in str(failed.value)
+
+
+def test_the_fetcher_lists_and_reports_a_dead_host() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"models": [{"model_id": NEW_ID}], "total": 1})
+        raise httpx.ConnectError("connection refused")
+
+    api = fetcher(handler)
+    assert [e["model_id"] for e in api.listing("wonder")] == [NEW_ID]
+    with pytest.raises(FetchFailed, match="ConnectError"):
+        api.entry(NEW_ID)
+
+
+def test_a_clip_length_written_as_text_is_priced() -> None:
+    entry = new_model_entry() | {"base_price_usd": 0.1, "price_unit": "second"}
+    entry["input_schema"]["properties"]["clip_seconds"] = {"type": "string", "enum": ["4", "8"]}
+    model = LiveCatalog(builtin_catalog(), fetcher=FakeApi({NEW_ID: entry})).require(NEW_ID)
+    assert PriceTable().estimate(model, {"clip_seconds": "8"}) == pytest.approx(0.8)
+    assert PriceTable().estimate(model, {"clip_seconds": "eight"}) is None

@@ -27,7 +27,8 @@ The rules, in the order they apply:
 - **prompt**: the single free-text field (``type: string``, no ``enum``, not an image)
   whose name contains "prompt", has the word "text" (``promptText``, ``text_prompt``; not
   ``context``), or is ``description``; negative prompts never count.
-- **duration**: the single number or integer field (or one whose ``enum`` is all numbers)
+- **duration**: the single number or integer field (or one whose ``enum`` is all numbers,
+  or all numbers written as text)
   whose name contains "duration", "seconds" or "length", and not "max"/"min" as a word.
 - **resolution**: the single field with "resolution" in its name. **ratio**: the single
   field with the word "ratio" in its name (``aspect_ratio``, ``aspectRatio``; not
@@ -66,7 +67,7 @@ def derive_universal(entry: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """A ``universal`` mapping for ``entry`` (the JSON shape of the shipped files' key).
 
     Reads ``entry["input_schema"]`` only; a schema it cannot make sense of gives ``{}``
-    (:func:`~orchestrator.catalog.spec.parse_model` reports what is wrong with it).
+    (:func:`~orchestrator.catalog.parse.parse_model` reports what is wrong with it).
 
     >>> derive_universal({"input_schema": {"properties": {
     ...     "image": {"type": "string"}, "image_tail": {"type": "string"}}}})
@@ -218,6 +219,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_numeric_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(re.fullmatch(r"\d{1,6}(\.\d{1,6})?", value.strip()))
+
+
 def _is_prompt(name: str, words: list[str], prop: Property) -> bool:
     lowered = name.lower()
     if not _is_text(prop) or "negative" in lowered or "neg" in words:
@@ -227,11 +232,12 @@ def _is_prompt(name: str, words: list[str], prop: Property) -> bool:
 
 def _is_duration(name: str, words: list[str], prop: Property) -> bool:
     enum = prop.get("enum")
+    # Numbers, or an enum of numbers (as numbers or as text: ``["5", "10"]``).
     numeric = prop.get("type") in ("integer", "number") or (
-        prop.get("type") is None
+        prop.get("type") in (None, "string")
         and isinstance(enum, list)
         and bool(enum)
-        and all(_is_number(value) for value in enum)
+        and all(_is_number(value) or _is_numeric_text(value) for value in enum)
     )
     lowered = name.lower()
     named = any(word in lowered for word in ("duration", "seconds", "length"))

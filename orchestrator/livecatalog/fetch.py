@@ -10,6 +10,7 @@ text is safe to print: the token is masked even when a server echoes it back.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -71,14 +72,14 @@ class ApiFetcher:
                 if exc.status is None:  # refused before sending: not an id the API could know
                     return None
                 raise
-            return dict(info.raw, model_id=info.model_id)
+            return self.scrubbed(dict(info.raw, model_id=info.model_id))
 
         return self._run(ask)
 
     def listing(self, search: str | None = None) -> list[Mapping[str, Any]]:
         async def ask(client: RunComfyClient) -> list[Mapping[str, Any]]:
             found = await client.list_models(search=search, at_most=LISTING_LIMIT)
-            return [dict(info.raw, model_id=info.model_id) for info in found]
+            return [self.scrubbed(dict(info.raw, model_id=info.model_id)) for info in found]
 
         return self._run(ask)
 
@@ -95,6 +96,17 @@ class ApiFetcher:
             raise FetchFailed(self.masked(exc.message)) from None
         except (httpx.HTTPError, OSError) as exc:
             raise FetchFailed(self.masked(f"{type(exc).__name__}: {exc}")) from None
+
+    def scrubbed(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """``entry`` with the token masked in every string, keys included: an entry is
+        cached and printed, and a server may echo the Authorization header into it."""
+        if len(self._token) < MIN_MASKED_TOKEN:
+            return entry
+        text = json.dumps(entry)
+        if self._token not in text:
+            return entry
+        scrubbed: dict[str, Any] = json.loads(text.replace(self._token, "<redacted>"))
+        return scrubbed
 
     def masked(self, text: str) -> str:
         """``text`` with the token masked (a server may echo it back)."""
