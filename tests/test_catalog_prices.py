@@ -9,8 +9,9 @@ import pytest
 from model_ids import DREAMINA, PRO, RUNWAY
 
 from orchestrator.catalog import Catalog, PriceTable, builtin_catalog
+from orchestrator.catalog.parse import parse_model
 from orchestrator.catalog.pricing import load_price_file
-from orchestrator.catalog.spec import Price, parse_model
+from orchestrator.catalog.spec import Price
 from orchestrator.problems import InputError
 
 

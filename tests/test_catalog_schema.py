@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.catalog import CatalogError, ModelSpec, validate_payload, with_derived_mapping
-from orchestrator.catalog.spec import LIST_LIMIT, SHOWN_CHARS, parse_field, parse_model
+from orchestrator.catalog.parse import LIST_LIMIT, SHOWN_CHARS, parse_field, parse_model
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "orchestrator" / "catalog" / "schemas"
 SHIPPED = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(SCHEMAS.glob("*.json"))]

@@ -27,7 +27,7 @@ from simulator_helpers import (
 )
 
 from orchestrator.catalog import Catalog, CatalogError, builtin_catalog
-from orchestrator.catalog.spec import parse_model
+from orchestrator.catalog.parse import parse_model
 from orchestrator.simulator import (
     ManualClock,
     ProfileError,

@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.catalog.derive import with_derived_mapping
-from orchestrator.catalog.spec import CatalogError, ModelSpec, parse_model
+from orchestrator.catalog.parse import parse_model
+from orchestrator.catalog.spec import CatalogError, ModelSpec
 
 PRICE_UNITS = ("second", "output")
 _OURS = ("universal", "image_formats", "slug")

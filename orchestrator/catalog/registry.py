@@ -14,7 +14,8 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from orchestrator.catalog.spec import CatalogError, ModelSpec, load_model_file, parse_model
+from orchestrator.catalog.parse import load_model_file, parse_model
+from orchestrator.catalog.spec import CatalogError, ModelSpec
 
 #: difflib's similarity cutoff, the one :func:`orchestrator.problems.closest` uses.
 CLOSE_ENOUGH = 0.6

@@ -40,7 +40,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.catalog import Catalog, CatalogError, ModelSpec, builtin_catalog
-from orchestrator.catalog.spec import parse_model
+from orchestrator.catalog.parse import parse_model
 
 if TYPE_CHECKING:
     from orchestrator.simulator.profile import Profile
