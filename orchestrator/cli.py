@@ -93,7 +93,8 @@ def _common(parser: argparse.ArgumentParser, *, manifest: bool) -> None:
             "--prices",
             action=_EnvDefault,
             env="ORCHESTRATOR_PRICES",
-            help="a price table (YAML: model id -> USD per second) for cost estimates",
+            help="a price table (YAML: model id -> USD per second) that overrides the "
+            "catalog's prices, for negotiated rates",
         )
         parser.add_argument(
             "--out",

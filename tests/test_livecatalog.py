@@ -303,3 +303,11 @@ def test_a_clip_length_written_as_text_is_priced() -> None:
     model = LiveCatalog(builtin_catalog(), fetcher=FakeApi({NEW_ID: entry})).require(NEW_ID)
     assert PriceTable().estimate(model, {"clip_seconds": "8"}) == pytest.approx(0.8)
     assert PriceTable().estimate(model, {"clip_seconds": "eight"}) is None
+
+
+def test_an_invalid_model_id_answer_means_unknown_too() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error_code": 400001, "error_message": "invalid model"})
+
+    assert fetcher(handler).entry("acme/x/image-to-video") is None
+    assert fetcher(handler).entry("not a model id") is None  # refused before sending

@@ -11,6 +11,7 @@ text is safe to print: the token is masked even when a server echoes it back.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -93,9 +94,11 @@ class ApiFetcher:
         try:
             return anyio.run(call)
         except RunComfyError as exc:
-            raise FetchFailed(self.masked(exc.message)) from None
+            # Said once for every model of the command: the host, not the first path.
+            reason = re.sub(r"^GET \S+ failed: ", "", exc.message)
+            raise FetchFailed(self.masked(f"{self.host}: {reason}")) from None
         except (httpx.HTTPError, OSError) as exc:
-            raise FetchFailed(self.masked(f"{type(exc).__name__}: {exc}")) from None
+            raise FetchFailed(self.masked(f"{self.host}: {type(exc).__name__}: {exc}")) from None
 
     def scrubbed(self, entry: dict[str, Any]) -> dict[str, Any]:
         """``entry`` with the token masked in every string, keys included: an entry is
