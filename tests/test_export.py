@@ -17,6 +17,7 @@ import pytest
 
 from orchestrator.catalog import builtin_catalog
 from orchestrator.cli import main
+from orchestrator.outputs import export
 from orchestrator.outputs.export import (
     HEAD,
     METADATA,
@@ -333,3 +334,15 @@ def test_edge_cases_without_the_simulator(tmp_path: Path, monkeypatch: pytest.Mo
         copy = result.path / "clips/stale.mp4"
         assert copy.read_bytes() == b"stale"
         assert copy.stat().st_ino != (root / "clips/stale.mp4").stat().st_ino
+
+
+@pytest.mark.parametrize(
+    "prompt", ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+)
+def test_csv_cells_a_spreadsheet_would_run_are_neutralized(prompt: str) -> None:
+    text = export._csv(
+        [{"prompt": prompt, "seed": -3, "note": "a = b"}], ["prompt", "seed", "note"]
+    )
+    [header, row] = list(csv.reader(io.StringIO(text, newline="")))
+    assert header == ["prompt", "seed", "note"]
+    assert row == ["'" + prompt, "-3", "a = b"]  # shown as text; numbers stay numbers

@@ -4,7 +4,8 @@ Formats (:func:`export_batch`):
 
 - ``jsonl``: one JSON object per line (default ``<output_root>/<batch>/export.jsonl``).
 - ``csv``: a header and one line per row, columns in a stable order; nested values
-  (``timings``) and non-text values are JSON-encoded, missing values are empty cells
+  (``timings``) and non-text values are JSON-encoded, missing values are empty cells, and
+  text that a spreadsheet would run as a formula is prefixed with ``'``
   (default ``<output_root>/<batch>/export.csv``).
 - ``hf``: a Hugging Face ``videofolder`` (default ``<output_root>/<batch>-hf``): the videos
   (hard links when possible, else copies) and ``metadata.jsonl`` whose ``file_name`` is each
@@ -223,18 +224,34 @@ def _jsonl(rows: Iterable[Mapping[str, Any]]) -> str:
 
 def _csv(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    # RFC 4180 line ends: with "\n" alone, a "\r" inside a prompt would go unquoted and
+    # split the row for every reader.
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(columns)
     for row in rows:
         writer.writerow([_cell(row.get(column)) for column in columns])
     return buffer.getvalue()
 
 
+#: What a spreadsheet reads as the start of a formula (OWASP, "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> str:
-    """A CSV cell: text as is, nothing as empty, anything else as JSON."""
+    """A CSV cell: text as is, nothing as empty, anything else as JSON.
+
+    Text a spreadsheet would run as a formula (a prompt such as ``=HYPERLINK(...)``) gets
+    a leading ``'``, the OWASP rule: shown as text, never executed. Numbers are written
+    by us as numbers and left alone, so ``-3`` stays a number.
+
+    >>> _cell("=HYPERLINK(1)"), _cell("@SUM(A1)"), _cell(-3), _cell("a-b")
+    ("'=HYPERLINK(1)", "'@SUM(A1)", '-3', 'a-b')
+    """
     if value is None:
         return ""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str):
+        return "'" + value if value.startswith(FORMULA_STARTS) else value
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _write_atomic(path: Path, text: str) -> None:
