@@ -392,6 +392,36 @@ def test_sigint_stops_a_simulated_run_with_130(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.part"))
 
 
+def test_a_hang_up_stops_a_run_like_sigterm_and_keeps_every_paid_job(tmp_path: Path) -> None:
+    """A closed terminal or ssh session (SIGHUP): the run stops cleanly with 130, no job is
+    left mid-submit, no .part file stays, and the log file has the whole story."""
+    path = manifest(tmp_path, ("a", "b", "c", "d"), limits={"max_in_flight": 2})
+    db = tmp_path / "s.db"
+    profile = make_profile(time_scale=0.05, durations={"default": 20})
+    env = {**os.environ, "RUNCOMFY_API_TOKEN": TOKEN}
+    with simulator(profile) as server:
+        args = ["run", str(path), "--db", str(db), "--api-base", server.api_base]
+        process, lines = start([*args, "--trust-host", "localhost"], env)
+        try:
+            wait_for_line(lines, "submitted", time.monotonic() + 30)
+            process.send_signal(signal.SIGHUP)
+            stdout, _ = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert process.returncode == 130
+        # The terminal is gone: nothing is written to it after the hang-up (the summary).
+        assert "(interrupted)" not in stdout and "batch 'cli': 4 new job(s)" in stdout
+        with Store.open(str(db)) as store:
+            counts = store.counts("cli")
+        assert counts["submitting"] == 0 and counts["needs_reconcile"] == 0
+        assert 1 <= counts["submitted"] + counts["succeeded"] <= 4
+        assert not list((tmp_path / "out").rglob("*.part"))
+        log = (tmp_path / "out" / "logs" / "cli.jsonl").read_text(encoding="utf-8")
+        assert "submitted" in log and TOKEN not in log
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
     [

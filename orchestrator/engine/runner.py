@@ -1,8 +1,9 @@
 """Running the engine for a command: the API client, the downloader, signals, the simulator.
 
 :func:`drain` is what ``run`` and ``work`` call once the batch is in the store. The first
-SIGINT/SIGTERM stops new submissions and lets in-progress writes finish; a second one exits
-at once (every write is its own transaction, so the store stays consistent either way).
+SIGINT, SIGTERM or SIGHUP stops new submissions and lets in-progress writes finish; a second
+one exits at once (every write is its own transaction, so the store stays consistent either
+way). After a SIGHUP the terminal is gone: output goes to /dev/null, the log file stays.
 """
 
 from __future__ import annotations
@@ -122,9 +123,30 @@ def drain(
     return anyio.run(main)
 
 
+#: The signals that stop a run gracefully: Ctrl-C, ``kill``, and a closed terminal or ssh
+#: session (SIGHUP, where the platform has it).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _signal in signals:
+    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        async for received in signals:
             if stop.is_set():
                 os._exit(EXIT_INTERRUPTED)  # second signal: leave now; the store is consistent
+            if received == getattr(signal, "SIGHUP", None):
+                detach_terminal()
             stop.set()
+
+
+def detach_terminal() -> None:
+    """Point stdout and stderr at /dev/null: after a hang-up the terminal is gone, and a
+    write to it (a progress line, a log line, the summary) would fail with EIO and end the
+    run halfway. The batch log file and the report still get everything."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for stream in (1, 2):
+            os.dup2(devnull, stream)
+    finally:
+        os.close(devnull)
