@@ -6,6 +6,9 @@ stops, so a user fixes a manifest in one pass instead of one error per run.
 
 >>> print(Problem("prompt is required", file="m.yaml", line=4, job="beach", field="prompt"))
 m.yaml:4: job 'beach': field 'prompt': prompt is required
+
+Every value a message shows goes through :func:`shown`: input may hold a value of any size
+(a megabyte of text, a list of a million items) and the message about it must stay short.
 """
 
 from __future__ import annotations
@@ -13,6 +16,15 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+#: Characters of one value shown in a message (longer ones end in ``...``).
+SHOWN_CHARS = 80
+#: A job's name or a field's name may be longer: it is how the user finds the job (a file
+#: name of 255 bytes still fits).
+SHOWN_NAME_CHARS = 300
+#: Items of one list or mapping, and levels of nesting, looked at before ``...``.
+SHOWN_ITEMS = 10
+SHOWN_DEPTH = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +45,11 @@ class Problem:
             where = f"{where}:{self.line}"
         parts = [where]
         if self.job is not None:
-            parts.append(f"job {self.job!r}")
+            parts.append(f"job {shown(self.job, SHOWN_NAME_CHARS)}")
         if self.model is not None:
-            parts.append(f"model {self.model}")
+            parts.append(f"model {clipped(self.model, SHOWN_NAME_CHARS)}")
         if self.field is not None:
-            parts.append(f"field {self.field!r}")
+            parts.append(f"field {shown(self.field, SHOWN_NAME_CHARS)}")
         text = ": ".join(parts) + f": {self.message}"
         if self.hint:
             text += f" ({self.hint})"
@@ -48,9 +60,9 @@ class Problem:
         return {
             "file": self.file,
             "line": self.line,
-            "job": self.job,
-            "model": self.model,
-            "field": self.field,
+            "job": None if self.job is None else clipped(self.job, SHOWN_NAME_CHARS),
+            "model": None if self.model is None else clipped(self.model, SHOWN_NAME_CHARS),
+            "field": None if self.field is None else clipped(self.field, SHOWN_NAME_CHARS),
             "message": self.message,
             "hint": self.hint,
         }
@@ -77,4 +89,103 @@ def closest(word: str, choices: Iterable[str]) -> str | None:
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """A ``did you mean 'x'?`` hint, or ``None`` when nothing is close."""
     match = closest(word, choices)
-    return f"did you mean {match!r}?" if match else None
+    return f"did you mean {shown(match)}?" if match else None
+
+
+def clipped(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, ending in ``...`` when it was cut.
+
+    >>> clipped("abcdefghij", 8)
+    'abcde...'
+    """
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` for an error message, at most ``limit`` characters long.
+
+    Small values read exactly as ``repr`` writes them. A long one is cut, and a list or
+    mapping is walked for at most :data:`SHOWN_ITEMS` items and :data:`SHOWN_DEPTH` levels,
+    so showing a value costs about ``limit`` characters of work however big it is (a YAML
+    alias bomb, a million-item list, a 10 MB string, a 4,000-digit number).
+
+    >>> shown("4k"), shown([1, "a", None]), shown({"a": (1,)})
+    ("'4k'", "[1, 'a', None]", "{'a': (1,)}")
+    >>> shown("x" * 1_000_000, 12)
+    "'xxxxxxxx..."
+    >>> shown(list(range(10**6)))
+    '[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ...]'
+    >>> shown([[[[[[1]]]]]])
+    '[[[[[...]]]]]'
+    """
+    parts: list[str] = []
+    _render(value, parts, [limit + 1], SHOWN_DEPTH)
+    return clipped("".join(parts), limit)
+
+
+def _render(value: object, out: list[str], budget: list[int], depth: int) -> None:
+    """Append pieces of ``repr(value)`` to ``out`` until ``budget[0]`` characters are used."""
+    if budget[0] <= 0:
+        return
+    if isinstance(value, dict | list | tuple | set | frozenset):
+        _render_items(value, out, budget, depth)
+        return
+    if isinstance(value, str | bytes | bytearray):
+        # Cut before repr: repr of a 10 MB string would build 10 MB first.
+        text = repr(value[: budget[0]])
+    else:
+        try:
+            text = repr(value)
+        except ValueError:  # an int with more digits than Python converts to text
+            text = "<a number too long to show>"
+    out.append(text)
+    budget[0] -= len(text)
+
+
+def _render_items(
+    value: dict[object, object]
+    | list[object]
+    | tuple[object, ...]
+    | set[object]
+    | frozenset[object],
+    out: list[str],
+    budget: list[int],
+    depth: int,
+) -> None:
+    if isinstance(value, dict):
+        opening, closing = "{", "}"
+    elif isinstance(value, list):
+        opening, closing = "[", "]"
+    elif isinstance(value, tuple):
+        opening, closing = "(", ",)" if len(value) == 1 else ")"
+    elif not value:
+        out.append(f"{type(value).__name__}()")
+        budget[0] -= len(out[-1])
+        return
+    else:
+        opening = "{" if isinstance(value, set) else "frozenset({"
+        closing = "}" if isinstance(value, set) else "})"
+    out.append(opening)
+    budget[0] -= len(opening)
+    if value and depth <= 0:
+        out.append("...")
+        budget[0] -= 3
+    elif value:
+        for index, item in enumerate(value):
+            if budget[0] <= 0:
+                return
+            if index:
+                out.append(", ")
+                budget[0] -= 2
+            if index == SHOWN_ITEMS:
+                out.append("...")
+                budget[0] -= 3
+                break
+            if isinstance(value, dict):
+                _render(item, out, budget, depth - 1)
+                out.append(": ")
+                budget[0] -= 2
+                item = value[item]
+            _render(item, out, budget, depth - 1)
+    out.append(closing)
+    budget[0] -= len(closing)

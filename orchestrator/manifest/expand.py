@@ -30,7 +30,7 @@ from orchestrator.manifest.model import BatchSettings, ImageRef, JobSpec, with_i
 from orchestrator.manifest.naming import IMAGE_NAMES, Draft, axis_label, build_jobs, image_stem
 from orchestrator.manifest.settings import Reader, check_image_fit, read_settings
 from orchestrator.manifest.sources import RawJob, inline_jobs, jobs_from_files
-from orchestrator.manifest.yamlsafe import LocatedDict, LocatedList, load_yaml
+from orchestrator.manifest.yamlsafe import LocatedDict, LocatedList, load_yaml, read_manifest
 from orchestrator.media import ImageInfo
 from orchestrator.outputs.paths import SAFE_NAME
 from orchestrator.problems import InputError, Problem
@@ -69,13 +69,7 @@ def load_manifest(
     """
     manifest = Path(path)
     shown = str(path)
-    try:
-        text = manifest.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise InputError([Problem("manifest file not found", file=shown)]) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError([Problem(f"cannot read the manifest: {exc}", file=shown)]) from exc
-    data = load_yaml(text, shown)
+    data = load_yaml(read_manifest(manifest, shown), shown)
     if not isinstance(data, LocatedDict):
         raise InputError(
             [Problem("a manifest is a YAML mapping (batch:, model:, jobs: ...)", file=shown)]

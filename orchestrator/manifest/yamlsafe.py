@@ -7,6 +7,10 @@ construct Python objects are refused (the safe loader knows none of them), and a
 written twice in one mapping is an error instead of a silent override (a key merged in with
 ``<<: *anchor`` may still be overridden: that is what merge keys are for).
 
+A manifest is bounded while it is read (see :mod:`orchestrator.manifest.yamlbounds`): an
+alias bomb, a document nested 50,000 levels deep or a huge one is refused with its line
+before any value is built from it.
+
 >>> data = load_yaml("batch: demo\\njobs:\\n  - prompt: hi\\n", "m.yaml")
 >>> data.key_lines["jobs"], data["jobs"].item_lines[0]
 (2, 3)
@@ -15,10 +19,18 @@ written twice in one mapping is an error instead of a silent override (a key mer
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from orchestrator.inputfiles import FileMissing, FileRefused, file_size, format_bytes, read_head
+from orchestrator.manifest.yamlbounds import (
+    MAX_MANIFEST_BYTES,
+    SPLIT_HINT,
+    BoundedLoader,
+    LimitExceeded,
+)
 from orchestrator.problems import InputError, Problem
 
 
@@ -49,8 +61,8 @@ class LocatedList(list[Any]):
         return self.item_lines[index] if 0 <= index < len(self.item_lines) else self.line
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader whose mappings and sequences remember their lines."""
+class _Loader(BoundedLoader):
+    """SafeLoader whose mappings and sequences remember their lines, within the bounds."""
 
     def __init__(self, stream: str, filename: str) -> None:
         super().__init__(stream)
@@ -107,11 +119,61 @@ _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
 
 
+def read_manifest(manifest: Path, shown: str) -> str:
+    """The manifest's text, refused when it is bigger than a manifest may be.
+
+    A pipe is read too (``orchestrator validate <(generate-manifest)``): the user named it
+    on the command line. Only files the manifest itself names must be regular files.
+    """
+    try:
+        head = read_head(manifest, MAX_MANIFEST_BYTES, regular_only=False)
+    except FileMissing as exc:
+        raise InputError([Problem("manifest file not found", file=shown)]) from exc
+    except FileRefused as exc:
+        raise InputError([Problem(f"cannot read the manifest: {exc.reason}", file=shown)]) from exc
+    if len(head) > MAX_MANIFEST_BYTES:
+        raise InputError([too_big(shown, head, file_size(manifest))])
+    try:
+        return head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = head[: exc.start].count(b"\n") + 1
+        raise InputError(
+            [
+                Problem(
+                    f"cannot read the manifest: it is not UTF-8 text ({exc.reason})",
+                    file=shown,
+                    line=line,
+                )
+            ]
+        ) from exc
+
+
 def load_yaml(text: str, filename: str) -> Any:
-    """Parse YAML text safely; raise :class:`InputError` naming the file and line."""
+    """Parse YAML text safely; raise :class:`InputError` naming the file and line.
+
+    ``text`` larger than :data:`MAX_MANIFEST_BYTES` is refused before it is parsed.
+    """
+    if len(text) > MAX_MANIFEST_BYTES // 4:  # else it cannot be over, even all 4-byte
+        encoded = text.encode("utf-8")
+        if len(encoded) > MAX_MANIFEST_BYTES:
+            raise InputError([too_big(filename, encoded, len(encoded))])
     loader = _Loader(text, filename)
     try:
         data = loader.get_single_data()
+    except LimitExceeded as exc:
+        mark = exc.problem_mark
+        raise InputError(
+            [
+                Problem(
+                    str(exc.problem),
+                    file=filename,
+                    line=mark.line + 1 if mark is not None else None,
+                    job=exc.job,
+                    field=exc.field,
+                    hint=exc.hint,
+                )
+            ]
+        ) from None
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
@@ -145,3 +207,16 @@ def load_yaml(text: str, filename: str) -> Any:
     if loader.problems:
         raise InputError(loader.problems)
     return data
+
+
+def too_big(filename: str, head: bytes, size: int | None) -> Problem:
+    """The problem of a manifest over :data:`MAX_MANIFEST_BYTES`, at the line where the
+    limit is crossed (``head``: its first bytes; ``size``: its size, when known)."""
+    what = f"is {format_bytes(size)}" if size is not None else "holds more than that"
+    return Problem(
+        f"a manifest may hold at most {format_bytes(MAX_MANIFEST_BYTES)}; this one {what} "
+        "(the limit is crossed on this line)",
+        file=filename,
+        line=head[:MAX_MANIFEST_BYTES].count(b"\n") + 1,
+        hint=SPLIT_HINT,
+    )
