@@ -10,9 +10,9 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from orchestrator import __version__
 from orchestrator.catalog import Catalog, CatalogError, PriceTable
@@ -30,6 +30,7 @@ from orchestrator.planning import (
     summarize,
 )
 from orchestrator.problems import InputError
+from orchestrator.redact import RedactingStream
 from orchestrator.store import JobState, Store
 from orchestrator.store.database import store_exists
 from orchestrator.views import (
@@ -344,20 +345,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run one command; returns the exit status."""
-    stream = out or sys.stdout
+    """Run one command; returns the exit status.
+
+    Everything it prints, on stdout and stderr, passes the redaction policy
+    (:mod:`orchestrator.redact`): a server that echoed the token cannot make us print it.
+    """
+    stream = cast(TextIO, RedactingStream(out or sys.stdout))
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging()
     handler: Callable[[argparse.Namespace, TextIO], int] = COMMANDS[args.command]
-    try:
-        return handler(args, stream)
-    except InputError as exc:
-        print_problems(exc.problems, [], stream, as_json=bool(getattr(args, "json", False)))
-        return EXIT_USAGE
-    except (CatalogError, OptionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    with redirect_stderr(cast(TextIO, RedactingStream(sys.stderr))):
+        try:
+            return handler(args, stream)
+        except InputError as exc:
+            print_problems(exc.problems, [], stream, as_json=bool(getattr(args, "json", False)))
+            return EXIT_USAGE
+        except (CatalogError, OptionError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
 
 
 def _expand(args: argparse.Namespace, catalog: Catalog) -> Expansion:

@@ -27,6 +27,7 @@ from orchestrator.livecatalog import (
     LiveCatalog,
     open_catalog,
 )
+from orchestrator.redact import MIN_SECRET_LENGTH
 from orchestrator.store import Store
 from orchestrator.store.catalog import CatalogCache
 from orchestrator.store.database import store_exists
@@ -37,10 +38,12 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def environment_token() -> str | None:
+    """The API token from the environment; None when unset or too short to mask (the
+    catalog is then read offline: ``run`` refuses such a token with the reason)."""
     for name in TOKEN_VARIABLES:
         value = os.environ.get(name, "").strip()
         if value:
-            return value
+            return value if len(value) >= MIN_SECRET_LENGTH else None
     return None
 
 

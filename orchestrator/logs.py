@@ -21,22 +21,14 @@ from typing import Any, TextIO, cast
 
 import structlog
 
-_SECRETS: set[str] = set()
-_BEARER = re.compile(r"Bearer\s+[^\s'\",]+")
+from orchestrator.redact import redact
+from orchestrator.redact import register_secret as register_secret
+
 _DATA_URI = re.compile(r"data:[a-z]+/[a-z0-9.+-]+;base64,[A-Za-z0-9+/=]{16,}", re.I)
 
 
-def register_secret(value: str) -> None:
-    """Never print this value (the API token) in any log line."""
-    if value:
-        _SECRETS.add(value)
-
-
 def _clean(text: str) -> str:
-    for secret in _SECRETS:
-        text = text.replace(secret, "<redacted>")
-    text = _BEARER.sub("Bearer <redacted>", text)
-    return _DATA_URI.sub("data:<image omitted>", text)
+    return _DATA_URI.sub("data:<image omitted>", redact(text))
 
 
 def redact_secrets(

@@ -273,12 +273,16 @@ def test_the_real_api_needs_a_token_and_trusts_only_listed_hosts(
     monkeypatch.delenv("RUNCOMFY_API_TOKEN", raising=False)
     monkeypatch.setenv("RUNCOMFY_TOKEN", "  from-second-variable  ")
     assert token_from_environment() == "from-second-variable"
-    monkeypatch.setenv("RUNCOMFY_API_TOKEN", "first")
-    assert token_from_environment() == "first"
+    monkeypatch.setenv("RUNCOMFY_API_TOKEN", "first-token")
+    assert token_from_environment() == "first-token"
     with connection_for(namespace(trust_host="cdn.example, ,files.example")) as connection:
         assert connection == Connection(
-            "https://model-api.runcomfy.net", "first", ["cdn.example", "files.example"]
+            "https://model-api.runcomfy.net", "first-token", ["cdn.example", "files.example"]
         )
+    # A token too short to mask in output is refused, never half-masked.
+    monkeypatch.setenv("RUNCOMFY_API_TOKEN", "t")
+    with pytest.raises(MissingToken, match="too short"):
+        token_from_environment()
     monkeypatch.setenv("RUNCOMFY_API_TOKEN", "  ")
     monkeypatch.delenv("RUNCOMFY_TOKEN")
     with pytest.raises(MissingToken, match="RUNCOMFY_API_TOKEN"):

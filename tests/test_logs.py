@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from orchestrator import logs
+from orchestrator import redact as redaction
 from orchestrator.logs import JsonLinesFile, configure_logging, redact_secrets, register_secret
 
 SECRET = "sk-live-4f9a8b7c6d5e"
@@ -20,7 +20,7 @@ DATA_URI = "data:image/png;base64," + "iVBORw0KGgoAAAANSUhEUgAA" * 4
 @pytest.fixture(autouse=True)
 def fresh_secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test registers its own secrets; logging goes back to defaults afterwards."""
-    monkeypatch.setattr(logs, "_SECRETS", set())
+    monkeypatch.setattr(redaction, "_secrets", set())
     yield
     structlog.reset_defaults()
 

@@ -26,6 +26,7 @@ from orchestrator.engine.prices import Pricing, price_unpriced
 from orchestrator.engine.progress import ProgressReporter
 from orchestrator.engine.settings import EngineSettings
 from orchestrator.logs import register_secret
+from orchestrator.redact import ShortSecret, check_token
 from orchestrator.store.prices import PriceBook
 from orchestrator.store.work import WorkQueue
 
@@ -38,10 +39,15 @@ class MissingToken(RuntimeError):
 
 
 def token_from_environment() -> str:
+    """The API token; :class:`MissingToken` when unset or too short to keep out of output
+    (a one-letter token would be masked as every such letter of every line)."""
     for name in TOKEN_VARIABLES:
         value = os.environ.get(name, "").strip()
         if value:
-            return value
+            try:
+                return check_token(value, name)
+            except ShortSecret as exc:
+                raise MissingToken(str(exc)) from None
     raise MissingToken(
         "no API token: set RUNCOMFY_API_TOKEN (or RUNCOMFY_TOKEN), or use --simulate "
         "to run against the built-in simulator"

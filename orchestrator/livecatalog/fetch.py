@@ -5,12 +5,12 @@ is the real one, over :class:`~orchestrator.api.RunComfyClient` (one short-lived
 per call, run on its own event loop: a command asks for a handful of models, once).
 
 Every failure that is not "this model does not exist" becomes :class:`FetchFailed`, whose
-text is safe to print: the token is masked even when a server echoes it back.
+text is safe to print: the token is masked even when a server echoes it back (the client
+redacts every reply body, :mod:`orchestrator.redact`).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
@@ -20,12 +20,11 @@ import httpx
 
 from orchestrator.api import RunComfyClient, RunComfyError, UnknownModel
 from orchestrator.api.errors import PermanentError
-from orchestrator.logs import register_secret
+from orchestrator.redact import redact, register_secret
 
 #: Catalog reads are small: a dead host should cost seconds, not the default minutes.
 FETCH_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 LISTING_LIMIT = 2000
-MIN_MASKED_TOKEN = 8
 T = TypeVar("T")
 
 
@@ -73,14 +72,14 @@ class ApiFetcher:
                 if exc.status is None:  # refused before sending: not an id the API could know
                     return None
                 raise
-            return self.scrubbed(dict(info.raw, model_id=info.model_id))
+            return dict(info.raw, model_id=info.model_id)
 
         return self._run(ask)
 
     def listing(self, search: str | None = None) -> list[Mapping[str, Any]]:
         async def ask(client: RunComfyClient) -> list[Mapping[str, Any]]:
             found = await client.list_models(search=search, at_most=LISTING_LIMIT)
-            return [self.scrubbed(dict(info.raw, model_id=info.model_id)) for info in found]
+            return [dict(info.raw, model_id=info.model_id) for info in found]
 
         return self._run(ask)
 
@@ -100,19 +99,6 @@ class ApiFetcher:
         except (httpx.HTTPError, OSError) as exc:
             raise FetchFailed(self.masked(f"{self.host}: {type(exc).__name__}: {exc}")) from None
 
-    def scrubbed(self, entry: dict[str, Any]) -> dict[str, Any]:
-        """``entry`` with the token masked in every string, keys included: an entry is
-        cached and printed, and a server may echo the Authorization header into it."""
-        if len(self._token) < MIN_MASKED_TOKEN:
-            return entry
-        text = json.dumps(entry)
-        if self._token not in text:
-            return entry
-        scrubbed: dict[str, Any] = json.loads(text.replace(self._token, "<redacted>"))
-        return scrubbed
-
     def masked(self, text: str) -> str:
-        """``text`` with the token masked (a server may echo it back)."""
-        if len(self._token) >= MIN_MASKED_TOKEN:
-            text = text.replace(self._token, "<redacted>")
-        return text[:300]
+        """``text`` redacted (:mod:`orchestrator.redact`) and capped for one output line."""
+        return redact(text)[:300]

@@ -41,6 +41,7 @@ from sqlalchemy import select
 from orchestrator.catalog import Catalog, ModelSpec, builtin_catalog
 from orchestrator.outputs.paths import check_relative, resolve_inside
 from orchestrator.outputs.sidecar import sidecar_path
+from orchestrator.redact import redact_value
 from orchestrator.store.records import JobView
 from orchestrator.store.states import JobState
 from orchestrator.store.store import Store
@@ -90,6 +91,7 @@ def export_batch(
         raise ExportError(f"unknown export format {fmt!r}: use jsonl, csv or hf")
     root = Path(view.output_root)
     rows, sources, skipped = collect_rows(store, batch, root, catalog or builtin_catalog())
+    rows = [redact_value(row) for row in rows]  # the redaction policy, at this sink too
     if fmt == "hf":
         folder = (dest or root / f"{batch}-hf").resolve()
         _write_videofolder(folder, rows, sources)

@@ -48,6 +48,7 @@ from orchestrator.outputs.report_html import (
     render,
 )
 from orchestrator.outputs.sidecar import sidecar_path
+from orchestrator.redact import redact
 from orchestrator.store import Store
 from orchestrator.store.money import any_cost
 from orchestrator.store.records import BatchView, JobView
@@ -125,7 +126,7 @@ def write_report(store: Store, batch: str, dest: Path | None = None) -> ReportRe
         videos=sum(1 for c in clips.values() if c.video_src is not None),
         costs=_cost_lines(store, batch, names),
     )
-    _write_atomically(target, render(page))
+    _write_atomically(target, redact(render(page)))
     return ReportResult(path=target, videos=page.videos, failures=len(page.failures))
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from orchestrator import __version__
 from orchestrator.outputs.paths import part_name
+from orchestrator.redact import redact
 
 SCHEMA = "runcomfy-orchestrator/sidecar/1"
 
@@ -35,7 +36,7 @@ def write_sidecar(video: Path, record: Mapping[str, Any], *, exclusive: bool = F
     path = sidecar_path(video)
     document = {"schema": SCHEMA, "orchestrator": __version__, **record}
     # One write of the whole text: json.dump writes each token separately.
-    text = json.dumps(document, indent=2, sort_keys=True, default=str) + "\n"
+    text = redact(json.dumps(document, indent=2, sort_keys=True, default=str)) + "\n"
     temp = path.with_name(part_name(path.name, secrets.token_hex(4)))
     try:
         with open(temp, "w", encoding="utf-8") as handle:

@@ -17,6 +17,7 @@ import uvicorn
 from orchestrator.catalog import Catalog
 from orchestrator.simulator.app import build_api_app
 from orchestrator.simulator.clock import Clock
+from orchestrator.simulator.echo import EchoAuthorization
 from orchestrator.simulator.filehost import FileHost, listening_socket, serve_in_thread
 from orchestrator.simulator.outages import OutageWindow
 from orchestrator.simulator.profile import Profile
@@ -47,7 +48,11 @@ class SimulatorServer:
         host: str = API_HOST,
         file_host: str = FILE_HOST,
         log_level: str = "warning",
+        echo_authorization: bool = False,
     ) -> None:
+        """``echo_authorization`` makes the API host hostile: it plants the caller's
+        Authorization header in every free-text string and URL it answers
+        (:mod:`.echo`)."""
         self.simulator = Simulator(profile, clock=clock, catalog=catalog, token=token)
         # Both sockets listen at once (see listening_socket): the banner may come first.
         self._socket = listening_socket(host, port)
@@ -61,8 +66,9 @@ class SimulatorServer:
         self.port: int = self._socket.getsockname()[1]
         self.simulator.api_base = f"http://{host}:{self.port}"
         self.simulator.files_base = self.files.base
+        app = build_api_app(self.simulator, api_host=host, start_outage=self.start_file_outage)
         config = uvicorn.Config(
-            build_api_app(self.simulator, api_host=host, start_outage=self.start_file_outage),
+            EchoAuthorization(app) if echo_authorization else app,
             log_level=log_level,
             access_log=False,
             http="httptools",

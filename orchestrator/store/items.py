@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
+from orchestrator.redact import redact_value
 from orchestrator.store.states import JobState
 from orchestrator.store.tables import ATTEMPTS, BATCHES, JOBS
 
@@ -85,7 +86,7 @@ _LATEST_ATTEMPT = update(ATTEMPTS).where(
 
 def _update_latest_attempt(connection: Connection, row_id: int, values: Mapping[str, Any]) -> None:
     """Record facts on a job's most recent attempt (the one a transition concludes)."""
-    connection.execute(_LATEST_ATTEMPT, {"p_job": row_id, **values})
+    connection.execute(_LATEST_ATTEMPT, {"p_job": row_id, **redact_value(dict(values))})
 
 
 def _known(detail: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, Row, Table, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from orchestrator.redact import redact_value
 from orchestrator.store.database import dump_json
 from orchestrator.store.records import BatchView, EnqueueResult, EventView, JobView, NewJob
 from orchestrator.store.states import EventKind, JobState
@@ -56,7 +57,7 @@ def record_event(
             kind=kind,
             from_state=from_state,
             to_state=to_state,
-            detail=dict(detail) if detail is not None else None,
+            detail=redact_value(dict(detail)) if detail is not None else None,
         )
     )
 

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.sql import ClauseElement
 
 from orchestrator import failpoints
+from orchestrator.redact import redact_value
 from orchestrator.store.items import (
     WorkItem,
     _item,
@@ -463,7 +464,9 @@ class WorkQueue:
         """Move one job if it is in ``from_state`` (and holds lease ``lease``, if given),
         appending the transition event; returns 1 if it moved, else 0."""
         now = self.now()
-        values = {"state": to_state.value, "updated_at": now, **dict(fields or {})}
+        # The redaction policy at the store's door: error texts quote servers, which may
+        # echo the token (SQL expressions and other values pass untouched).
+        values = {"state": to_state.value, "updated_at": now, **redact_value(dict(fields or {}))}
         if any(isinstance(value, ClauseElement) for value in values.values()):
             # A SQL expression (a user action bumps the lease in SQL): built for this call.
             guard = [JOBS.c.id == row_id, JOBS.c.state == from_state.value]
@@ -489,7 +492,7 @@ class WorkQueue:
                 "kind": TRANSITION,
                 "from_state": from_state.value,
                 "to_state": to_state.value,
-                "detail": {"outcome": outcome, **dict(detail or {})},
+                "detail": redact_value({"outcome": outcome, **dict(detail or {})}),
             },
         )
         return 1
