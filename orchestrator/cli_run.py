@@ -299,7 +299,7 @@ def _finish(
     )
     if report.stopped_by == "interrupted":
         return EXIT_INTERRUPTED
-    if report.auth_error or report.lease_lost:
+    if report.auth_error or report.lease_lost or report.storage_error:
         return EXIT_FAILED
     counts = store.counts(batch)
     total = sum(counts.values())

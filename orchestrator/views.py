@@ -300,6 +300,7 @@ def print_run_summary(
         "interrupted": " (interrupted)",
         "auth": " (stopped: authentication failed)",
         "lease_lost": " (stopped: presumed dead, its jobs were taken over)",
+        "storage": " (stopped: the store could not be written)",
     }
     out.write(f"\n{scope}: {total} job(s){stop.get(stopped_by, '')}\n")
     nonzero = [[state, number] for state, number in counts.items() if number]
@@ -333,6 +334,8 @@ def print_run_summary(
             out.write(f"note: ... and {len(report.renamed) - 10} more videos saved that way\n")
         if report.auth_error:
             out.write(f"error: {report.auth_error}\n")
+        if report.storage_error:
+            out.write(f"error: {report.storage_error}\n")
     if counts.get("needs_reconcile"):
         out.write("next: orchestrator reconcile   (submits whose outcome is unknown)\n")
     if counts.get("failed") and batch:

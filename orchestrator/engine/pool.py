@@ -47,13 +47,13 @@ class Engine(Submitting, Polling, Downloading):
         )
         settings = self.settings
         self._heartbeat_limiter = anyio.CapacityLimiter(1)
-        self.worker_id = await self._db(
-            lambda: self.workers.register(
-                batch=settings.batch, lease_seconds=settings.lease_seconds
-            )
-        )
         reason = "exited"
         try:
+            self.worker_id = await self._db(
+                lambda: self.workers.register(
+                    batch=settings.batch, lease_seconds=settings.lease_seconds
+                )
+            )
             # Run times learned by earlier runs (this batch's, or last night's).
             stored = await self._db(self.runtimes.load)
             self.timing.load(
@@ -79,11 +79,28 @@ class Engine(Submitting, Polling, Downloading):
                 with anyio.CancelScope(shield=True):
                     await self._cancel_queued_remote()
             reason = self.report.stopped_by
+        except* DBAPIError as failed:  # not retry-safe: a full disk, a read-only file ...
+            self._stopped_by_storage(failed.exceptions[0])
+            reason = "storage"
         finally:
             with anyio.CancelScope(shield=True):
                 await self._save_run_times()
                 await self._leave(reason)
         return self.report
+
+    def _stopped_by_storage(self, error: BaseException) -> None:
+        """A write the store refused and that retrying cannot help (a full disk,
+        SQLITE_FULL, a read-only file): stop at once, since nothing more can be recorded
+        (a submit whose request id cannot be committed must not be sent). What was
+        committed stays; a job caught mid-submit is parked as needs_reconcile next run."""
+        detail = getattr(error, "orig", None) or error
+        self.report.stopped_by = "storage"
+        self.report.storage_error = (
+            f"the store could not be written ({str(detail)[:200]}): the run stopped; every "
+            "request id committed before it is kept. Free space (or fix the database), "
+            "then run the same command again"
+        )
+        log.error("the store could not be written; stopping", error=str(detail)[:200])
 
     async def _take_over(self) -> None:
         """Adopt the jobs of dead workers: poll or download them; park their submits."""
