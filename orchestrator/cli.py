@@ -14,6 +14,8 @@ from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 from typing import Any, TextIO, cast
 
+from sqlalchemy.exc import DBAPIError
+
 from orchestrator import __version__
 from orchestrator.catalog import Catalog, CatalogError, PriceTable
 from orchestrator.catalog.pricing import load_price_file
@@ -32,7 +34,7 @@ from orchestrator.planning import (
 from orchestrator.problems import InputError
 from orchestrator.redact import RedactingStream
 from orchestrator.store import JobState, Store
-from orchestrator.store.database import store_exists
+from orchestrator.store.database import DatabaseError, store_exists
 from orchestrator.views import (
     print_jobs,
     print_plan,
@@ -364,6 +366,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         except (CatalogError, OptionError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        except (DBAPIError, DatabaseError) as exc:
+            # A full disk, a read-only or locked file, a server gone: said, not a traceback.
+            # Every write is its own transaction, so what was committed before is intact.
+            detail = getattr(exc, "orig", None) or exc
+            print(
+                f"error: the store {getattr(args, 'db', '')!r} could not be used: {detail}",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
 
 
 def _expand(args: argparse.Namespace, catalog: Catalog) -> Expansion:

@@ -10,6 +10,7 @@ with its request id or parked for a decision.
 from __future__ import annotations
 
 import io
+from contextlib import redirect_stderr
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,14 @@ def test_a_full_store_stops_the_run_with_a_clear_report(tmp_path: Path) -> None:
     # answer could not be written: those jobs stay "submitting" and a re-run parks them.
     assert len(accepted - recorded) <= len(mid_submit)
     assert len(jobs) == 12
+
+
+def test_a_store_that_cannot_be_opened_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    from orchestrator.cli import main
+
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = main(["status", "--db", str(tmp_path)], out=io.StringIO())  # a directory
+    assert code == 1
+    assert err.getvalue().startswith(f"error: the store {str(tmp_path)!r} could not be used")
+    assert "Traceback" not in err.getvalue()
