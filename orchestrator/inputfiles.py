@@ -39,6 +39,10 @@ class FileMissing(FileRefused):
     """Nothing at that path."""
 
 
+class NotRegular(FileRefused):
+    """A directory, a named pipe, a device or a socket where a regular file was wanted."""
+
+
 class FileTooBig(FileRefused):
     """The file holds more than the cap allows; ``size`` is its size when known."""
 
@@ -150,7 +154,7 @@ def file_size(path: str | os.PathLike[str]) -> int | None:
 def _check(st: os.stat_result, limit: int | None, *, regular_only: bool) -> None:
     kind = kind_of(st.st_mode)
     if kind == "a directory" or (regular_only and kind is not None):
-        raise FileRefused(f"is {kind}, not a regular file")
+        raise NotRegular(f"is {kind}, not a regular file")
     if kind is None and limit is not None and st.st_size > limit:
         raise FileTooBig(
             f"is {format_bytes(st.st_size)}, more than the {format_bytes(limit)} allowed",
@@ -167,7 +171,7 @@ def _errors() -> Iterator[None]:
     except FileNotFoundError:
         raise FileMissing("file not found") from None
     except IsADirectoryError:
-        raise FileRefused("is a directory, not a regular file") from None
+        raise NotRegular("is a directory, not a regular file") from None
     except PermissionError:
         raise FileRefused("permission denied (cannot read the file)") from None
     except OSError as exc:

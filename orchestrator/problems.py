@@ -7,7 +7,7 @@ stops, so a user fixes a manifest in one pass instead of one error per run.
 >>> print(Problem("prompt is required", file="m.yaml", line=4, job="beach", field="prompt"))
 m.yaml:4: job 'beach': field 'prompt': prompt is required
 
-Every value a message shows goes through :func:`shown`: input may hold a value of any size
+Every value a message shows goes through :func:`show_value`: input may hold a value of any size
 (a megabyte of text, a list of a million items) and the message about it must stay short.
 """
 
@@ -45,11 +45,11 @@ class Problem:
             where = f"{where}:{self.line}"
         parts = [where]
         if self.job is not None:
-            parts.append(f"job {shown(self.job, SHOWN_NAME_CHARS)}")
+            parts.append(f"job {show_value(self.job, SHOWN_NAME_CHARS)}")
         if self.model is not None:
             parts.append(f"model {clipped(self.model, SHOWN_NAME_CHARS)}")
         if self.field is not None:
-            parts.append(f"field {shown(self.field, SHOWN_NAME_CHARS)}")
+            parts.append(f"field {show_value(self.field, SHOWN_NAME_CHARS)}")
         text = ": ".join(parts) + f": {self.message}"
         if self.hint:
             text += f" ({self.hint})"
@@ -89,7 +89,7 @@ def closest(word: str, choices: Iterable[str]) -> str | None:
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """A ``did you mean 'x'?`` hint, or ``None`` when nothing is close."""
     match = closest(word, choices)
-    return f"did you mean {shown(match)}?" if match else None
+    return f"did you mean {show_value(match)}?" if match else None
 
 
 def clipped(text: str, limit: int = SHOWN_CHARS) -> str:
@@ -101,7 +101,7 @@ def clipped(text: str, limit: int = SHOWN_CHARS) -> str:
     return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
 
 
-def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+def show_value(value: object, limit: int = SHOWN_CHARS) -> str:
     """``repr(value)`` for an error message, at most ``limit`` characters long.
 
     Small values read exactly as ``repr`` writes them. A long one is cut, and a list or
@@ -109,13 +109,13 @@ def shown(value: object, limit: int = SHOWN_CHARS) -> str:
     so showing a value costs about ``limit`` characters of work however big it is (a YAML
     alias bomb, a million-item list, a 10 MB string, a 4,000-digit number).
 
-    >>> shown("4k"), shown([1, "a", None]), shown({"a": (1,)})
+    >>> show_value("4k"), show_value([1, "a", None]), show_value({"a": (1,)})
     ("'4k'", "[1, 'a', None]", "{'a': (1,)}")
-    >>> shown("x" * 1_000_000, 12)
+    >>> show_value("x" * 1_000_000, 12)
     "'xxxxxxxx..."
-    >>> shown(list(range(10**6)))
+    >>> show_value(list(range(10**6)))
     '[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ...]'
-    >>> shown([[[[[[1]]]]]])
+    >>> show_value([[[[[[1]]]]]])
     '[[[[[...]]]]]'
     """
     parts: list[str] = []

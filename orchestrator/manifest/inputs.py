@@ -16,6 +16,13 @@ from typing import Any, cast
 
 from orchestrator.catalog import UNIVERSAL_NAMES, FieldSpec, ModelSpec, validate_payload
 from orchestrator.catalog.validate import FieldMemo, check_field
+from orchestrator.inputfiles import (
+    FileRefused,
+    FileTooBig,
+    NotRegular,
+    check_regular,
+    read_bounded,
+)
 from orchestrator.manifest.model import ImageRef
 from orchestrator.media import (
     CannotFit,
@@ -23,11 +30,12 @@ from orchestrator.media import (
     ImageError,
     ImageInfo,
     ImageRule,
-    ProbeCache,
     check_image,
     plan_fit,
+    probe_bytes,
 )
-from orchestrator.problems import did_you_mean
+from orchestrator.media.encode import MAX_IMAGE_FILE_BYTES
+from orchestrator.problems import SHOWN_NAME_CHARS, clipped, did_you_mean, show_value
 
 INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
 NUMBER_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -87,7 +95,9 @@ def to_native(
         target = alias.field if alias else (name if name in model.fields else None)
         if target is None:
             if name in UNIVERSAL_NAMES:
-                message = f"this model has no {name!r} input; it takes: {model.inputs_text()}"
+                message = (
+                    f"this model has no {show_value(name)} input; it takes: {model.inputs_text()}"
+                )
                 errors.append(FieldError(name, message))
             else:
                 errors.append(
@@ -102,7 +112,8 @@ def to_native(
             errors.append(
                 FieldError(
                     name,
-                    f"sets the same input as {job.written[target]!r} (native field {target!r}); "
+                    f"sets the same input as {show_value(job.written[target])} "
+                    f"(native field {target!r}); "
                     "keep one of them",
                 )
             )
@@ -111,13 +122,18 @@ def to_native(
         if text_values and not spec.is_image:
             value = from_text(spec, value)
         if alias is not None:
-            ok, native_value = alias.translate(value)
+            if alias.values is not None and not isinstance(value, str | int | float):
+                # A value table maps words and numbers; a list or mapping is never in it
+                # (and translate() would render it whole, for every job it reaches).
+                ok, native_value = False, value
+            else:
+                ok, native_value = alias.translate(value)
             if not ok and alias.values is not None:
                 native_enum = model.fields[target].enum or tuple(alias.values.values())
                 errors.append(
                     FieldError(
                         name,
-                        f"{value!r} is not available for this model; allowed: "
+                        f"{show_value(value)} is not available for this model; allowed: "
                         + ", ".join(alias.values),
                         f"or the native {target!r} values: "
                         + ", ".join(str(v) for v in native_enum),
@@ -153,11 +169,17 @@ def image_values(value: Any) -> list[Any]:
 
 @dataclass
 class ImageResolver:
-    """Turns image values into checked :class:`ImageRef` objects, one probe per file."""
+    """Turns image values into checked :class:`ImageRef` objects, one probe per file.
+
+    A local image must be a regular file (a named pipe would block forever, a device never
+    end) of at most :data:`MAX_IMAGE_FILE_BYTES`, or of at most the field's file-size rule
+    when no ``image_fit`` may shrink it: a bigger file is refused without being read.
+    """
 
     base_dir: Path
-    cache: ProbeCache = field(default_factory=ProbeCache)
     probe_url: Callable[[str], ImageInfo] | None = None
+    #: Probes by (path, mtime, size, inode): a file used by many jobs is read once.
+    _probed: dict[tuple[str, int, int, int], ImageInfo] = field(default_factory=dict)
     _refs: dict[tuple[str, tuple[ImageRule, ...], str | None], ImageRef | FieldError] = field(
         default_factory=dict
     )
@@ -178,13 +200,15 @@ class ImageResolver:
         row cannot make the tool read and upload an arbitrary file.
         """
         if not isinstance(value, str) or not value.strip():
-            return FieldError(written, f"needs an image file path or https URL, got {value!r}")
+            return FieldError(
+                written, f"needs an image file path or https URL, got {show_value(value)}"
+            )
         if confined and "://" not in value and not value.lower().startswith("data:"):
             inside = (self.base_dir / value).resolve().is_relative_to(self.base_dir.resolve())
             if not inside:
                 return FieldError(
                     written,
-                    f"image path {value!r} leaves the manifest's folder",
+                    f"image path {show_value(value)} leaves the manifest's folder",
                     "paths in jobs_from rows must name files inside the manifest's folder",
                 )
         # Keyed by the rules themselves: two models' fields may share a name, not their rules.
@@ -215,7 +239,9 @@ class ImageResolver:
             try:
                 info = self.probe_url(value)
             except ImageError as exc:
-                return FieldError(written, f"image URL {value}: {exc.reason}")
+                return FieldError(
+                    written, f"image URL {clipped(value, SHOWN_NAME_CHARS)}: {exc.reason}"
+                )
             problem = self._check(written, info, spec, fit)
             return problem or ImageRef(
                 url=value,
@@ -226,12 +252,14 @@ class ImageResolver:
                 format=info.format,
             )
         if "://" in value:
-            return FieldError(written, f"unsupported image URL scheme in {value!r}; use https")
+            return FieldError(
+                written, f"unsupported image URL scheme in {show_value(value)}; use https"
+            )
         path = (self.base_dir / value).resolve()
-        try:
-            info = self.cache.probe(path)
-        except ImageError as exc:
-            return FieldError(written, f"image {value}: {exc.reason}")
+        probed = self._probe(written, value, path, spec, fit)
+        if isinstance(probed, FieldError):
+            return probed
+        info = probed
         problem = self._check(written, info, spec, fit)
         return problem or ImageRef(
             path=str(path),
@@ -240,6 +268,43 @@ class ImageResolver:
             height=info.height,
             size_bytes=info.size_bytes,
             format=info.format,
+        )
+
+    def _probe(
+        self, written: str, value: str, path: Path, spec: FieldSpec | None, fit: str | None
+    ) -> ImageInfo | FieldError:
+        """Read and probe a local image within its size cap (see the class docstring)."""
+        rule_cap = spec.limits.max_bytes if spec is not None and fit is None else None
+        cap = MAX_IMAGE_FILE_BYTES if rule_cap is None else min(rule_cap, MAX_IMAGE_FILE_BYTES)
+        name = clipped(value, SHOWN_NAME_CHARS)
+        try:
+            st = check_regular(path)
+            if st.st_size > cap and spec is not None and cap == rule_cap:
+                return self._too_big_for_rules(written, path, st.st_size, spec)
+            key = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+            info = self._probed.get(key)
+            if info is None:
+                info = self._probed[key] = probe_bytes(read_bounded(path, cap), str(path))
+        except FileTooBig as exc:
+            return FieldError(written, f"image {name}: {exc.reason}", "make the file smaller")
+        except NotRegular as exc:
+            return FieldError(
+                written, f"image {name}: {exc.reason}", "an image path must name a regular file"
+            )
+        except (FileRefused, ImageError) as exc:
+            return FieldError(written, f"image {name}: {exc.reason}")
+        return info
+
+    @staticmethod
+    def _too_big_for_rules(written: str, path: Path, size: int, spec: FieldSpec) -> FieldError:
+        """The file-size rules a file breaks, said without reading it."""
+        broken = [r for r in spec.rules if r.measure == "file_size_mb" and not r.holds(1, 1, size)]
+        reasons = "; ".join(dict.fromkeys(rule.message for rule in broken))
+        rules = ", ".join(rule.text for rule in broken)
+        return FieldError(
+            written,
+            f"image {path.name} ({size / 1_000_000:.2f} MB) breaks the model's rules: {reasons}",
+            f"rules {rules}; set image_fit: resize, pad or crop to adapt it",
         )
 
     def _check(

@@ -23,13 +23,24 @@ from typing import cast
 
 from PIL import Image, ImageColor, ImageOps
 
-from orchestrator.media.errors import BreaksRules, ImageChanged, ImageError, TooLarge
+from orchestrator.inputfiles import FileMissing, FileRefused, FileTooBig, read_bounded
+from orchestrator.media.errors import (
+    BreaksRules,
+    ImageChanged,
+    ImageError,
+    ImageNotFound,
+    ImageUnreadable,
+    TooLarge,
+)
 from orchestrator.media.fit import FIT_MODES, FitMode, FitPlan, plan_fit, scaled_size, shape_rules
-from orchestrator.media.probe import ImageInfo, normalize_formats, probe_bytes, read_file
+from orchestrator.media.probe import ImageInfo, normalize_formats, probe_bytes
 from orchestrator.media.rules import ImageLimits, ImageRule, violations
 
 #: The vendor's own client caps image data URIs at 6 MiB.
 DEFAULT_MAX_BYTES = 6 * 1024 * 1024
+#: The most of an image file ever read: twice the largest file-size rule of the shipped
+#: models (30 MB), room for a big photo that ``image_fit`` shrinks, and a bound on memory.
+MAX_IMAGE_FILE_BYTES = 64 * 1024 * 1024
 #: JPEG qualities tried in turn before the image is made smaller.
 JPEG_QUALITIES = (92, 85, 78, 70)
 #: Letterbox bars added by ``image_fit: pad``.
@@ -79,7 +90,7 @@ def encode_image(
     name = os.fspath(path)
     if fit is not None and fit not in FIT_MODES:
         raise ValueError(f"unknown image_fit mode {fit!r}; known: {', '.join(FIT_MODES)}")
-    data = read_file(name)
+    data = read_image_file(name, MAX_IMAGE_FILE_BYTES)
     if hashlib.sha256(data).hexdigest() != expected_sha256.strip().lower():
         raise ImageChanged(
             f"image changed since it was enqueued: {name}; re-run plan/enqueue or restore the file",
@@ -104,6 +115,23 @@ def encode_image(
     if plan is None and _sendable(info, allowed, budget):
         return _encoded(info.format, data, info.width, info.height, reencoded=False)
     return _reencode(data, info, plan, shape, limits, allowed, budget)
+
+
+def read_image_file(path: str | os.PathLike[str], limit: int) -> bytes:
+    """An image file's bytes: a regular file of at most ``limit`` bytes.
+
+    The file is re-read at submit time, long after it was checked: by then the path may name
+    a named pipe (whose ``open`` would block the worker forever) or a huge file.
+    """
+    name = os.fspath(path)
+    try:
+        return read_bounded(name, limit)
+    except FileMissing:
+        raise ImageNotFound("file not found", name) from None
+    except FileTooBig as exc:
+        raise TooLarge(exc.reason, name) from None
+    except FileRefused as exc:
+        raise ImageUnreadable(exc.reason, name) from None
 
 
 def _sendable(info: ImageInfo, allowed: frozenset[str] | None, budget: int) -> bool:
