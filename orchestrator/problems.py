@@ -76,17 +76,24 @@ class InputError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-def closest(word: str, choices: Iterable[str]) -> str | None:
+def closest(word: object, choices: Iterable[str]) -> str | None:
     """The most similar known word, for "did you mean" hints.
 
     >>> closest("modle", ["model", "matrix", "jobs"])
     'model'
     """
-    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if not isinstance(word, str):  # a YAML key may be a number, a date, null ...
+        return None
+    options = list(choices)
+    # A word over 2.4 times the longest choice cannot reach difflib's 0.6 ratio; saying so
+    # up front keeps a megabyte-long key from costing a megabyte of work per job.
+    if not options or len(word) > 2.4 * max(len(option) for option in options):
+        return None
+    matches = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return matches[0] if matches else None
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+def did_you_mean(word: object, choices: Iterable[str]) -> str | None:
     """A ``did you mean 'x'?`` hint, or ``None`` when nothing is close."""
     match = closest(word, choices)
     return f"did you mean {show_value(match)}?" if match else None

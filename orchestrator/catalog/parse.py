@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import reprlib
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -42,6 +41,7 @@ from orchestrator.catalog.spec import (
     model_slug,
 )
 from orchestrator.media.rules import ImageRule
+from orchestrator.problems import clipped, show_value
 
 #: Bounds on one entry, which may come from the API: a runaway list or a runaway value
 #: must not become a runaway loop or message.
@@ -52,10 +52,6 @@ RULE_VALUE_LIMIT = 1e9
 _NAMES = "a list of field names"
 _SLUG = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,78}[A-Za-z0-9])?")
 _SLUG_TEXT = "a folder name: 1 to 80 letters, digits, '.', '_' or '-'"
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = SHOWN_CHARS
-_REPR.maxlist = _REPR.maxdict = 6
-_REPR.maxlevel = 3
 
 
 def parse_field(
@@ -336,17 +332,15 @@ def _seconds(key: Any) -> bool:
 
 
 def _clip(value: Any) -> str:
-    """A value as shown in a message: JSON spelling for null/true/false, at most ~80 chars."""
+    """A value as shown in a message: JSON spelling for null/true/false, at most ~80 chars
+    (:func:`~orchestrator.problems.show_value`, which walks only a few items of a list)."""
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
-    try:
-        return _cap(_REPR.repr(value))
-    except ValueError:  # an integer too long to print
-        return "a number too large to show"
+    return show_value(value, SHOWN_CHARS)
 
 
 def _cap(text: str) -> str:
-    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
+    return clipped(text, SHOWN_CHARS)
 
 
 def load_model_file(path: Path) -> ModelSpec:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.catalog.spec import FieldSpec, ModelSpec, _show
-from orchestrator.problems import did_you_mean
+from orchestrator.problems import SHOWN_NAME_CHARS, did_you_mean, show_value
 
 TYPE_NAMES = {
     "string": "text",
@@ -41,7 +41,7 @@ class FieldIssue:
     hint: str | None = None
 
     def __str__(self) -> str:
-        text = f"field {self.field!r}: {self.message}"
+        text = f"field {show_value(self.field, SHOWN_NAME_CHARS)}: {self.message}"
         return f"{text} ({self.hint})" if self.hint else text
 
 
@@ -109,11 +109,11 @@ def check_field(spec: FieldSpec, value: Any, *, images_ok: bool = False) -> list
     if isinstance(value, int | float) and not isinstance(value, bool):
         if spec.minimum is not None and value < spec.minimum:
             issues.append(
-                FieldIssue(name, f"{_show(value)} is below the minimum {_show(spec.minimum)}")
+                FieldIssue(name, f"{_show_value(value)} is below the minimum {_show(spec.minimum)}")
             )
         if spec.maximum is not None and value > spec.maximum:
             issues.append(
-                FieldIssue(name, f"{_show(value)} is above the maximum {_show(spec.maximum)}")
+                FieldIssue(name, f"{_show_value(value)} is above the maximum {_show(spec.maximum)}")
             )
     if isinstance(value, list):
         issues.extend(_check_items_count(spec, value))
@@ -186,7 +186,12 @@ def validate_payload(
 
 
 def _show_value(value: Any) -> str:
+    """A payload value in a message: as the user wrote it (``true``, ``5``), at most ~40
+    characters; a list or mapping through :func:`~orchestrator.problems.show_value`, which
+    walks only a few of its items (``str()`` would write out all of them)."""
     if isinstance(value, str):
         shown = value if len(value) <= 40 else value[:37] + "..."
         return repr(shown)
-    return _show(value)
+    if isinstance(value, bool) or (isinstance(value, float) and value.is_integer()):
+        return _show(value)
+    return show_value(value, 40)

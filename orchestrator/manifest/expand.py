@@ -33,7 +33,7 @@ from orchestrator.manifest.sources import RawJob, inline_jobs, jobs_from_files
 from orchestrator.manifest.yamlsafe import LocatedDict, LocatedList, load_yaml, read_manifest
 from orchestrator.media import ImageInfo
 from orchestrator.outputs.paths import SAFE_NAME
-from orchestrator.problems import InputError, Problem
+from orchestrator.problems import SHOWN_NAME_CHARS, InputError, Problem, show_value
 
 JOB_META_KEYS = ("id", "model", "image_fit", "repeat")
 
@@ -148,6 +148,15 @@ class _Expander:
         if not isinstance(value, dict):
             self._problem(f"'{key}' must be a mapping", self.data.line_of(key), field=key)
             return {}
+        for name in value:
+            if not isinstance(name, str):
+                self._problem(
+                    f"a field name must be text, got {show_value(name)}",
+                    _line(value, name),
+                    field=key,
+                    hint="quote it",
+                )
+                return {}
         for meta in ("id",):
             if meta in value:
                 self._problem(
@@ -212,7 +221,7 @@ class _Expander:
     ) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             self._problem(
-                f"'repeat' must be a whole number >= 1, got {value!r}",
+                f"'repeat' must be a whole number >= 1, got {show_value(value)}",
                 line,
                 job=job,
                 field="repeat",
@@ -232,14 +241,19 @@ class _Expander:
         top_repeat: int,
     ) -> list[Draft]:
         explicit_id = raw.fields.get("id")
-        label = str(explicit_id) if explicit_id is not None else raw.label
+        label = raw.label
+        if explicit_id is not None:
+            # str() only of a scalar: an id may be anything YAML can write, a bomb included.
+            scalar = isinstance(explicit_id, str | int | float)
+            label = str(explicit_id) if scalar else show_value(explicit_id, SHOWN_NAME_CHARS)
         if explicit_id is not None and (
             isinstance(explicit_id, bool)  # `id: yes` is YAML for True, not a name
             or not isinstance(explicit_id, str | int)
             or not SAFE_NAME.match(str(explicit_id))
         ):
             self._problem(
-                f"id {explicit_id!r} is not allowed: use letters, digits, '.', '_' and '-', "
+                f"id {show_value(explicit_id, SHOWN_NAME_CHARS)} is not allowed: use letters, "
+                "digits, '.', '_' and '-', "
                 "starting with a letter or digit (ids become file names)",
                 raw.line_of("id"),
                 job=label,
@@ -253,7 +267,8 @@ class _Expander:
             first = self._explicit_ids.setdefault(str(explicit_id), raw)
             if first is not raw:
                 self._problem(
-                    f"duplicate job id {label!r} (first used at {first.file}:{first.line})",
+                    f"duplicate job id {show_value(label, SHOWN_NAME_CHARS)} "
+                    f"(first used at {first.file}:{first.line})",
                     raw.line_of("id"),
                     job=label,
                     field="id",
@@ -348,7 +363,7 @@ class _Expander:
             if not matches:
                 file, line = self._origin(raw, name)
                 self._problem(
-                    f"the pattern {fields[name]!r} matches no file "
+                    f"the pattern {show_value(fields[name], SHOWN_NAME_CHARS)} matches no file "
                     f"(relative to {self.base_dir.name}/)",
                     line,
                     job=label,
@@ -451,7 +466,7 @@ class _Expander:
         self._warned_models.add(model_id)
         near = self.catalog.suggestions(model_id)
         hint = (
-            "did you mean " + " or ".join(repr(n) for n in near) + "?"
+            "did you mean " + " or ".join(show_value(n, SHOWN_NAME_CHARS) for n in near) + "?"
             if near
             else "see 'orchestrator models --remote' for the ids RunComfy offers"
         )
@@ -460,7 +475,7 @@ class _Expander:
         if not self.allow_unknown_model:
             self.problems.append(
                 Problem(
-                    f"unknown model {model_id!r}"
+                    f"unknown model {show_value(model_id, SHOWN_NAME_CHARS)}"
                     + (f": {reason}" if reason else "")
                     + "; nothing was submitted (--allow-unknown-model sends it as written)",
                     file=file,
@@ -472,7 +487,8 @@ class _Expander:
             return
         self.warnings.append(
             Problem(
-                f"model {model_id!r} has no schema in the catalog: its inputs are sent as "
+                f"model {show_value(model_id, SHOWN_NAME_CHARS)} has no schema in the catalog: "
+                "its inputs are sent as "
                 "written, without validation (--allow-unknown-model)",
                 file=file,
                 line=line,
@@ -533,4 +549,10 @@ def _line(mapping: Any, key: Any) -> int | None:
 
 
 def _hashable(value: Any) -> Any:
+    """A key that tells matrix values apart: lists and mappings by their full ``repr``.
+
+    Written out in full on purpose (two values may differ only deep inside), which is
+    affordable because the loader bounds what a manifest expands to (its aliases included:
+    see :mod:`orchestrator.manifest.yamlbounds`), and is never shown to the user.
+    """
     return repr(value) if isinstance(value, dict | list) else (type(value).__name__, value)

@@ -24,6 +24,7 @@ from orchestrator.inputfiles import (
     read_bounded,
 )
 from orchestrator.manifest.model import ImageRef
+from orchestrator.manifest.yamlbounds import MAX_NUMBER_DIGITS
 from orchestrator.media import (
     CannotFit,
     FitMode,
@@ -69,6 +70,8 @@ def from_text(spec: FieldSpec | None, value: Any) -> Any:
     if spec is None or not isinstance(value, str):
         return value
     text = value.strip()
+    if len(text) > MAX_NUMBER_DIGITS:
+        return value  # no number: Python would refuse to read 4,300 digits, and none is sane
     if spec.type == "integer" and INTEGER_TEXT.match(text):
         return int(text)
     if spec.type == "number" and NUMBER_TEXT.match(text):

@@ -25,6 +25,7 @@ from orchestrator.manifest.inputs import UNKNOWN_MODEL_IMAGE, NativeJob
 from orchestrator.manifest.model import BatchSettings, JobSpec
 from orchestrator.manifest.sources import RawJob
 from orchestrator.outputs.paths import OutputPathError, render_output_path
+from orchestrator.problems import SHOWN_NAME_CHARS, clipped, show_value
 
 IMAGE_NAMES = ("image", "last_image")
 #: How a name is reported: (message, line, job, field, hint, file).
@@ -126,7 +127,8 @@ def build_jobs(
         seen = first_by_key.get(draft.key)
         if seen is not None:
             report(
-                f"is identical to job {seen.label!r} ({seen.raw.file}:{seen.raw.line}): "
+                f"is identical to job {show_value(seen.label, SHOWN_NAME_CHARS)} "
+                f"({seen.raw.file}:{seen.raw.line}): "
                 "same model and inputs",
                 draft.raw.line,
                 job=draft.label,
@@ -162,7 +164,8 @@ def build_jobs(
         other = by_path.get(output_path)
         if other is not None and other != full_id:  # equal ids: reported as duplicate ids
             report(
-                f"writes to {output_path}, like job {other!r}",
+                f"writes to {clipped(output_path, SHOWN_NAME_CHARS)}, like job "
+                f"{show_value(other, SHOWN_NAME_CHARS)}",
                 draft.raw.line,
                 job=full_id,
                 field="output.pattern",

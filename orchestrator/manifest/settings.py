@@ -28,7 +28,7 @@ from orchestrator.outputs.paths import (
     pattern_fields,
     render_output_path,
 )
-from orchestrator.problems import Problem, did_you_mean
+from orchestrator.problems import Problem, did_you_mean, show_value
 
 TOP_LEVEL_KEYS = (
     "batch",
@@ -73,7 +73,7 @@ class Reader:
         for key in mapping:
             if key not in allowed:
                 self.problem(
-                    f"unknown key {key!r} in {where}; known keys: {', '.join(allowed)}",
+                    f"unknown key {show_value(key)} in {where}; known keys: {', '.join(allowed)}",
                     _line(mapping, key),
                     field=f"{prefix}{key}",
                     hint=did_you_mean(str(key), allowed),
@@ -96,7 +96,7 @@ class Reader:
         if isinstance(value, bool) or not ok_type or value < minimum:
             kind = "a whole number" if integer else "a number"
             self.problem(
-                f"must be {kind} >= {minimum:g}, got {value!r}",
+                f"must be {kind} >= {minimum:g}, got {show_value(value)}",
                 _line(mapping, key),
                 field=f"{prefix}{key}",
             )
@@ -121,7 +121,8 @@ def read_settings(data: LocatedDict, file: str, reader: Reader) -> BatchSettings
         batch = "batch"
     elif not isinstance(batch, str) or not BATCH_NAME.match(batch):
         reader.problem(
-            f"batch name {batch!r} is not allowed: use letters, digits, '.', '_' and '-' "
+            f"batch name {show_value(batch)} is not allowed: use letters, digits, '.', '_' "
+            "and '-' "
             "(up to 100, starting with a letter or digit)",
             data.line_of("batch"),
             field="batch",
@@ -232,7 +233,8 @@ def check_image_fit(
         return None
     if value not in IMAGE_FIT_MODES:
         reader.problem(
-            f"{value!r} is not an image_fit mode; allowed: none, {', '.join(IMAGE_FIT_MODES)}",
+            f"{show_value(value)} is not an image_fit mode; allowed: none, "
+            f"{', '.join(IMAGE_FIT_MODES)}",
             line,
             field=field,
             job=job,

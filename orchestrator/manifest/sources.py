@@ -18,7 +18,7 @@ import functools
 import io
 import itertools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,9 +100,14 @@ def inline_jobs(jobs: Any, file: str, line: int | None, problems: list[Problem])
             )
             continue
         lines = dict(item.key_lines) if isinstance(item, LocatedDict) else {}
+        own_id = item.get("id")
+        label = own_id if isinstance(own_id, str) else f"#{index + 1}"
+        named = _text_keys(item, file, lines.get, item_line, problems, label)
+        if named is None:
+            continue
         out.append(
             RawJob(
-                fields=item,
+                fields=named,
                 file=file,
                 line=item_line,
                 label=f"#{index + 1}",
@@ -110,6 +115,29 @@ def inline_jobs(jobs: Any, file: str, line: int | None, problems: list[Problem])
             )
         )
     return out
+
+
+def _text_keys(
+    mapping: Mapping[Any, Any],
+    file: str,
+    line_of: Callable[[Any], int | None],
+    line: int | None,
+    problems: list[Problem],
+    job: str,
+) -> Mapping[str, Any] | None:
+    """``mapping`` when every key is text (a field name), else ``None`` with the problems."""
+    bad = [key for key in mapping if not isinstance(key, str)]
+    for key in bad:
+        problems.append(
+            Problem(
+                f"a field name must be text, got {show_value(key)}",
+                file=file,
+                line=line_of(key) or line,
+                job=job,
+                hint="quote it",
+            )
+        )
+    return None if bad else mapping
 
 
 def jobs_from_files(

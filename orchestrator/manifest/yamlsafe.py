@@ -31,7 +31,7 @@ from orchestrator.manifest.yamlbounds import (
     BoundedLoader,
     LimitExceeded,
 )
-from orchestrator.problems import InputError, Problem
+from orchestrator.problems import InputError, Problem, show_value
 
 
 class LocatedDict(dict[Any, Any]):
@@ -95,7 +95,8 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Iterator[Loca
                 first = data.key_lines.get(key)
                 loader.problems.append(
                     Problem(
-                        f"key {key!r} is written twice in one mapping (first on line {first})",
+                        f"key {show_value(key)} is written twice in one mapping "
+                        f"(first on line {first})",
                         file=loader.filename,
                         line=line,
                         hint="YAML would silently keep only the last one",
