@@ -7,12 +7,13 @@ for a manifest given on the command line, also a pipe), never more than a cap, a
 why in words a user can act on.
 
 >>> import os, tempfile
->>> folder = tempfile.mkdtemp()
->>> os.mkfifo(os.path.join(folder, "pipe.jpg"))
->>> read_bounded(os.path.join(folder, "pipe.jpg"), 100)
-Traceback (most recent call last):
-...
-orchestrator.inputfiles.FileRefused: is a named pipe (FIFO), not a regular file
+>>> with tempfile.TemporaryDirectory() as folder:
+...     os.mkfifo(os.path.join(folder, "pipe.jpg"))
+...     try:
+...         read_bounded(os.path.join(folder, "pipe.jpg"), 100)
+...     except FileRefused as exc:
+...         print(exc.reason)
+is a named pipe (FIFO), not a regular file
 """
 
 from __future__ import annotations
