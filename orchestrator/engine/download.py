@@ -1,41 +1,77 @@
-"""Downloading a finished video: allowlisted host, no token, atomic, verified.
+"""Downloading a finished video: allowlisted hosts, no token, atomic, read to its end.
 
 The file is streamed to a temporary name in the target folder while its sha256 is computed,
-fsynced, probed with PyAV (a real video: frames, duration, size), and only then renamed into
-place, so a crash or a cut connection never leaves a partial file under the final name.
-The download client carries no ``Authorization`` header: the token stays on the API host.
-Every failure is a :class:`DownloadError` naming its :class:`FetchProblem`, which decides
-whether the job waits, pauses or trips a breaker (:mod:`.paidwork`).
+fsynced, read to its end with PyAV (:func:`orchestrator.media.video.inspect_video`: every
+packet there, as many as the container claims, the first frame decoded), and only then
+renamed into place, so a crash, a cut connection or a file cut short never stands under the
+final name. The download client carries no ``Authorization`` header (nor any other
+credential): the token stays on the API host.
+
+A redirect is followed only to a host the allowlist accepts (:func:`host_allowed`, the
+same rule as the first URL), at most :data:`MAX_REDIRECTS` times. A gzip body is decoded as
+it arrives, the size cap counting decoded bytes. Besides the client's read timeout (a host
+gone silent), every download has an overall deadline (:mod:`.transfer`), read from an
+injectable clock. Every failure is a :class:`DownloadError` naming its
+:class:`FetchProblem`, which decides whether the job waits, pauses or trips a breaker
+(:mod:`.paidwork`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import os
 import secrets
+import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Self
-from urllib.parse import urlsplit
+from typing import BinaryIO, Self
+from urllib.parse import urljoin, urlsplit
 
 import anyio
-import av
 import httpx
 
 from orchestrator import failpoints
 from orchestrator.engine.paidwork import NEEDS_A_FIX, FetchProblem, problem_of_os_error
+from orchestrator.engine.transfer import (
+    ACCEPT_ENCODING,
+    PIECE,
+    DeadlinePolicy,
+    decoder_for,
+    download_deadline,
+    host_allowed,
+    is_loopback,
+)
+from orchestrator.media.errors import BrokenVideo
+from orchestrator.media.video import VideoProbe, inspect_video
 from orchestrator.outputs.paths import part_name, part_prefix, part_target
 from orchestrator.outputs.placing import publish
 from orchestrator.outputs.sidecar import sidecar_path
 
-RUNCOMFY_DOMAINS = ("runcomfy.net", "runcomfy.com")
 BAD_FILE = FetchProblem.BAD_FILE
 DEFAULT_MAX_BYTES = 2 * 1024**3  # the official CLI's cap
-CHUNK = 256 * 1024
+CHUNK = PIECE
+#: Statuses that send the client elsewhere (303 included: a download is a GET anyway).
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: Redirects followed per download: a CDN hands over once or twice, a loop never ends.
+MAX_REDIRECTS = 5
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "MAX_REDIRECTS",
+    "DownloadError",
+    "Downloaded",
+    "Downloader",
+    "Leftovers",
+    "Placer",
+    "Verified",
+    "VideoProbe",
+    "host_allowed",
+    "is_loopback",
+    "probe_video",
+]
 
 
 class DownloadError(Exception):
@@ -43,12 +79,20 @@ class DownloadError(Exception):
 
     ``expired`` (403/404/410): ask /result for a fresh URL. ``retryable``: the same fetch
     may work later. Neither: a setting must change first (a host we do not trust, a file
-    over the size cap, a name too long).
+    over the size cap, a name too long). ``host``: the host a refusal is about when it is
+    not the first URL's (a redirect's target), so the fix names the right one.
     """
 
-    def __init__(self, message: str, *, problem: FetchProblem = FetchProblem.HOST_DOWN):
+    def __init__(
+        self,
+        message: str,
+        *,
+        problem: FetchProblem = FetchProblem.HOST_DOWN,
+        host: str | None = None,
+    ):
         super().__init__(message)
         self.problem = problem
+        self.host = host
 
     @property
     def expired(self) -> bool:
@@ -57,26 +101,6 @@ class DownloadError(Exception):
     @property
     def retryable(self) -> bool:
         return self.problem not in NEEDS_A_FIX and not self.expired
-
-
-@dataclass(frozen=True, slots=True)
-class VideoProbe:
-    """What PyAV reads from a downloaded file."""
-
-    codec: str
-    width: int
-    height: int
-    frames: int
-    duration_s: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "codec": self.codec,
-            "width": self.width,
-            "height": self.height,
-            "frames": self.frames,
-            "duration_s": round(self.duration_s, 3),
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,74 +125,22 @@ class Verified:
 Placer = Callable[[Path, Verified], Path]
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def host_allowed(url: str, trusted: Iterable[str]) -> str | None:
-    """Why ``url`` may not be downloaded, or None when it may.
-
-    Allowed: https on RunComfy's domains or a trusted host; plain http only on loopback
-    trusted hosts (the local simulator). No credentials in URLs.
-
-    >>> host_allowed("https://files.runcomfy.net/a.mp4", []) is None
-    True
-    >>> print(host_allowed("https://evil.example/a.mp4", []))  # doctest: +ELLIPSIS
-    host evil.example is not on the download allowlist ...
-    """
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.username or parts.password:
-        return "download URLs with credentials are refused"
-    trusted_hosts = {t.lower() for t in trusted}
-    runcomfy = any(host == d or host.endswith("." + d) for d in RUNCOMFY_DOMAINS)
-    if parts.scheme == "https" and (runcomfy or host in trusted_hosts):
-        return None
-    if parts.scheme == "http" and host in trusted_hosts and is_loopback(host):
-        return None
-    if parts.scheme not in ("https", "http"):
-        return f"scheme {parts.scheme!r} is not allowed for downloads"
-    if parts.scheme == "http" and not is_loopback(host):
-        return f"plain http download from {host} refused (https only)"
-    return (
-        f"host {host} is not on the download allowlist (RunComfy domains, the API host, "
-        "--trust-host)"
-    )
-
-
 def probe_video(path: Path) -> VideoProbe:
-    """Open the file with PyAV and decode its first frame; raise DownloadError if it is not
-    a video. The frame count comes from the container (decoding every frame of every video
-    would cost more CPU than the rest of the engine together); a cut file fails to open or
-    to decode, and its size already disagreed with Content-Length."""
+    """Read the file to its end with PyAV (:func:`~orchestrator.media.video.inspect_video`);
+    raise a :class:`DownloadError` (a bad file: fetched again) when it is not a whole video."""
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise DownloadError("the file has no video stream", problem=BAD_FILE)
-            stream = container.streams.video[0]
-            first = next(container.decode(stream), None)
-            if first is None:
-                raise DownloadError("the video has no frames", problem=BAD_FILE)
-            frames = stream.frames or 1
-            duration = 0.0
-            if stream.duration is not None and stream.time_base is not None:
-                duration = float(stream.duration * stream.time_base)
-            elif container.duration is not None:
-                duration = container.duration / 1_000_000
-            codec = stream.codec_context.name
-            width, height = stream.codec_context.width, stream.codec_context.height
-    except av.error.FFmpegError as exc:
-        raise DownloadError(f"not a playable video: {exc}", problem=BAD_FILE) from exc
-    return VideoProbe(codec=codec, width=width, height=height, frames=frames, duration_s=duration)
+        return inspect_video(path)
+    except BrokenVideo as exc:
+        raise DownloadError(str(exc), problem=BAD_FILE) from exc
 
 
 class Downloader:
-    """Fetches videos with its own HTTP client (never the API client, never the token)."""
+    """Fetches videos with its own HTTP client (never the API client, never the token).
+
+    ``clock`` (seconds, monotonic) measures each download against its overall deadline
+    (``deadline``, see :mod:`.transfer`); tests pass a simulated one. The ``timeout``'s
+    read value is the stall timeout: the longest silence between two reads.
+    """
 
     def __init__(
         self,
@@ -178,21 +150,31 @@ class Downloader:
         timeout: httpx.Timeout | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 8,
+        deadline: DeadlinePolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.trusted_hosts = tuple(trusted_hosts)
         self.max_bytes = max_bytes
+        self.deadline = deadline or DeadlinePolicy()
+        self.clock = clock
         self.leftovers = Leftovers()
         self._http = httpx.AsyncClient(
             timeout=timeout or httpx.Timeout(60.0, connect=10.0),
+            # Redirects are followed here, hop by hop, through the allowlist (_next_hop).
             follow_redirects=False,
             transport=transport,
+            # No proxy, no .netrc credentials: nothing from the environment rides along.
             trust_env=False,
             # As many as downloads run at once: every request checks each pooled
             # connection, so idle extras cost CPU on every download.
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
-            headers={"Accept": "video/*, application/octet-stream"},
+            # Only codings this module decodes (httpx would announce br and zstd too).
+            headers={
+                "Accept": "video/*, application/octet-stream",
+                "Accept-Encoding": ACCEPT_ENCODING,
+            },
         )
 
     async def __aenter__(self) -> Self:
@@ -207,7 +189,7 @@ class Downloader:
         await self._http.aclose()
 
     async def fetch(self, url: str, target: Path, place: Placer | None = None) -> Downloaded:
-        """Download ``url`` to ``target`` atomically and verify it is a real video.
+        """Download ``url`` to ``target`` atomically and verify it is a whole video.
 
         ``place`` puts the verified file where it belongs (it may choose another name, so
         as not to overwrite a file someone else wrote); by default it replaces ``target``.
@@ -236,45 +218,111 @@ class Downloader:
         return Downloaded(path=path, size_bytes=size, sha256=digest, probe=verified.probe)
 
     async def _stream(self, url: str, temp: Path) -> tuple[int, str]:
-        digest = hashlib.sha256()
-        size = 0
+        """Follow allowed redirects to the file and write its decoded body to ``temp``."""
+        started = self.clock()
+        current = url
         try:
-            async with self._http.stream("GET", url) as response:
-                if response.status_code in (403, 404, 410):
-                    raise DownloadError(
-                        f"HTTP {response.status_code}: the URL has expired or is gone",
-                        problem=FetchProblem.EXPIRED,
-                    )
-                if response.status_code != 200:
-                    raise DownloadError(f"HTTP {response.status_code}")
-                announced = response.headers.get("content-length")
-                expected = int(announced) if announced and announced.isdigit() else None
-                if expected is not None and expected > self.max_bytes:
-                    raise DownloadError(
-                        f"{expected:,} bytes is over the {self.max_bytes:,} cap",
-                        problem=FetchProblem.TOO_BIG,
-                    )
-                # Plain file calls, each chunk written in a worker thread, the end (flush,
-                # fsync) in one: anyio's async file costs a thread hop per call.
-                handle = await anyio.to_thread.run_sync(open, temp, "wb")
-                try:
-                    async for chunk in response.aiter_raw(CHUNK):
-                        size += len(chunk)
-                        if size > self.max_bytes:
-                            raise DownloadError(
-                                f"over the {self.max_bytes:,} byte cap",
-                                problem=FetchProblem.TOO_BIG,
-                            )
-                        digest.update(chunk)
-                        await anyio.to_thread.run_sync(handle.write, chunk)
-                    await anyio.to_thread.run_sync(_flush_to_disk, handle)
-                finally:
-                    handle.close()
-                if expected is not None and size != expected:
-                    raise DownloadError(f"truncated: {size:,} of {expected:,} bytes")
+            for hops in range(MAX_REDIRECTS + 1):
+                async with self._http.stream("GET", current) as response:
+                    if response.status_code not in REDIRECTS:
+                        return await self._receive(response, temp, started)
+                    self._check_deadline(started, None, 0)
+                    current = self._next_hop(current, response, hops)
         except httpx.HTTPError as exc:
             raise DownloadError(f"download failed: {type(exc).__name__}") from exc
+        raise AssertionError("unreachable: _next_hop refuses a hop past the limit")
+
+    def _next_hop(self, current: str, response: httpx.Response, hops: int) -> str:
+        """Where a redirect points, if it may be followed; a DownloadError if not."""
+        status = response.status_code
+        location = response.headers.get("location")
+        if not location:
+            raise DownloadError(f"HTTP {status} without a Location header")
+        if hops >= MAX_REDIRECTS:
+            raise DownloadError(f"more than {MAX_REDIRECTS} redirects (the last was HTTP {status})")
+        target: str = urljoin(current, str(location).strip())
+        refused = host_allowed(target, self.trusted_hosts)
+        if refused:
+            origin = urlsplit(current).hostname
+            raise DownloadError(
+                f"refused a redirect (HTTP {status}) from {origin}: {refused}",
+                problem=FetchProblem.HOST_NOT_ALLOWED,
+                host=urlsplit(target).hostname or None,
+            )
+        return target
+
+    async def _receive(
+        self, response: httpx.Response, temp: Path, started: float
+    ) -> tuple[int, str]:
+        """Write a reply's body to ``temp``: (decoded bytes, their sha256)."""
+        if response.status_code in (403, 404, 410):
+            raise DownloadError(
+                f"HTTP {response.status_code}: the URL has expired or is gone",
+                problem=FetchProblem.EXPIRED,
+            )
+        if response.status_code != 200:
+            raise DownloadError(f"HTTP {response.status_code}")
+        announced = response.headers.get("content-length")
+        expected = int(announced) if announced and announced.isdigit() else None
+        if expected is not None and expected > self.max_bytes:
+            raise DownloadError(
+                f"{expected:,} bytes is over the {self.max_bytes:,} cap",
+                problem=FetchProblem.TOO_BIG,
+            )
+        coding = response.headers.get("content-encoding")
+        decoder = decoder_for(coding)
+        if decoder is None:
+            raise DownloadError(
+                f"Content-Encoding {coding!r} is not accepted (only {ACCEPT_ENCODING})",
+                problem=BAD_FILE,
+            )
+        digest = hashlib.sha256()
+        size = wire = 0
+        pending = bytearray()
+        # Plain file calls, a batch of up to CHUNK bytes written in a worker thread, the end
+        # (flush, fsync) in one: anyio's async file costs a thread hop per call.
+        handle = await anyio.to_thread.run_sync(open, temp, "wb")
+        try:
+            # Raw pieces as the socket gives them (no re-chunking): the deadline is checked
+            # as each arrives, however small, and the body is decoded here, bounded.
+            async for raw in response.aiter_raw():
+                wire += len(raw)
+                self._check_deadline(started, expected, wire)
+                for piece in decoder.feed(raw):
+                    size += len(piece)
+                    if size > self.max_bytes:
+                        raise DownloadError(
+                            f"over the {self.max_bytes:,} byte cap", problem=FetchProblem.TOO_BIG
+                        )
+                    digest.update(piece)
+                    pending += piece
+                    if len(pending) >= CHUNK:
+                        await anyio.to_thread.run_sync(handle.write, bytes(pending))
+                        pending.clear()
+            await anyio.to_thread.run_sync(_write_and_flush, handle, bytes(pending))
+        except zlib.error as exc:
+            raise DownloadError(f"the gzip body is corrupt: {exc}", problem=BAD_FILE) from exc
+        finally:
+            handle.close()
+        if expected is not None and wire != expected:
+            raise DownloadError(f"truncated: {wire:,} of {expected:,} bytes")
+        if not decoder.complete:
+            raise DownloadError(f"truncated: the gzip body ends early ({wire:,} bytes)")
         return size, digest.hexdigest()
+
+    def _check_deadline(self, started: float, expected: int | None, received: int) -> None:
+        """Fail a download that has run past its overall deadline (see :mod:`.transfer`)."""
+        limit = download_deadline(expected, self.deadline)
+        if expected is None:
+            # An unannounced size: bytes that arrive at the minimum rate earn their time.
+            limit = max(limit, download_deadline(received, self.deadline))
+        elapsed = self.clock() - started
+        if elapsed > limit:
+            size = f"{expected:,} bytes" if expected is not None else "an unannounced size"
+            raise DownloadError(
+                f"too slow: {received:,} bytes in {elapsed:.0f} s, past the {limit:.0f} s "
+                f"deadline for {size}"
+            )
 
 
 class Leftovers:
@@ -315,7 +363,8 @@ def _index_parts(folder: Path) -> dict[str, list[str]]:
     return index
 
 
-def _flush_to_disk(handle: BinaryIO) -> None:
+def _write_and_flush(handle: BinaryIO, rest: bytes) -> None:
+    handle.write(rest)
     handle.flush()
     os.fsync(handle.fileno())
 

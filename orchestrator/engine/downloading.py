@@ -108,7 +108,8 @@ class Downloading(EngineCore):
                     continue
                 quick = exc.problem in (FetchProblem.HOST_DOWN, FetchProblem.BAD_FILE)
                 if not quick or quick_try == self.settings.max_download_tries:
-                    host = urlsplit(url).hostname if url else None
+                    # A refused redirect names its target: that is the host to trust.
+                    host = exc.host or (urlsplit(url).hostname if url else None)
                     await self._fetch_failed(item, exc.problem, str(exc), host)
                     return
                 # A cut transfer or a blip: a few quick tries before the durable backoff.

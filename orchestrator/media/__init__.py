@@ -4,6 +4,8 @@
 size and sha256 (cached per unchanged file); ``fit`` plans a resize, pad or crop into the
 rules' limits as pure geometry; ``encode`` re-checks the hash at submit time and builds the
 ``data:`` URI, re-encoding as PNG/JPEG only when the original cannot be sent as it is.
+``video`` (imported on its own: it loads PyAV) reads a downloaded video to its end before it
+is kept.
 """
 
 from __future__ import annotations

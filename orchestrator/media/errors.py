@@ -1,4 +1,4 @@
-"""Why an image cannot be used, in words a user can act on.
+"""Why an image cannot be used (or a downloaded video kept), in words a user can act on.
 
 Every error carries a short human ``reason`` and, when known, the ``path`` it is about::
 
@@ -51,3 +51,10 @@ class CannotFit(ImageError):
 
 class TooLarge(ImageError):
     """The image cannot be made small enough (bytes or pixels) within the model's rules."""
+
+
+class BrokenVideo(Exception):
+    """A video file that is not playable to its end: not a video, no frame, or cut short.
+
+    Not an :class:`ImageError`: it is about an output RunComfy made, never a user's input.
+    """

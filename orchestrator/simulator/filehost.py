@@ -6,6 +6,10 @@ every open connection, so connects get ECONNREFUSED; a monitor thread then reads
 simulator's clock every few milliseconds and, once the window has passed, listens again on
 the same port with a fresh uvicorn server. ``open`` is set while the listener accepts
 connections, so a test waits for the reopening with ``open.wait(timeout)``, not a sleep.
+
+With any of the profile's ``file_tricks`` on, :class:`.filetricks.TrickedFiles` stands in
+front of the app (``FileHost.tricks``): redirect hops reach it on either name of this
+listener, the file host's and its address.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Callable
 import uvicorn
 
 from orchestrator.simulator.app import build_files_app
+from orchestrator.simulator.filetricks import TrickedFiles
 from orchestrator.simulator.state import Simulator
 
 #: How often (real seconds) the monitor reads the clock while the listener is closed.
@@ -107,6 +112,13 @@ class FileHost:
         #: Set while the listener accepts connections (clear during a ``refuse`` outage).
         self.open = threading.Event()
         app = build_files_app(simulator, file_host=file_host, go_dark=self._go_dark_here)
+        #: The tricks in front of the app, when the profile asks for any (else None).
+        self.tricks: TrickedFiles | None = None
+        if simulator.profile.file_tricks.enabled:
+            self.tricks = TrickedFiles(
+                app, simulator, file_host=file_host, address=host, port=self.port
+            )
+            app = self.tricks
         self._config = uvicorn.Config(
             app,
             log_level=log_level,

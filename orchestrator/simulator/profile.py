@@ -42,6 +42,13 @@ resolution)::
       clip_seconds: false         # true: x (the clip's seconds / 5)
       resolutions: {}             # e.g. {"480p": 0.6, "1080p": 2.0}: x the factor of the
                                   # payload's resolution (else its ratio); others x 1
+    file_tricks:                  # hostile file-host replies, all off (see .tricks):
+      truncate_faststart: false   # a faststart copy cut to 60 %, Content-Length matching
+      redirect_hops: 0            # N 302s first (file host name <-> address, same listener)
+      redirect_untrusted: false   # the last 302 to http://untrusted.invalid:PORT instead
+      gzip_videos: false          # the body gzipped, with Content-Encoding: gzip
+      drip_seconds: 0             # > 0: one byte per this many simulated seconds
+      first_downloads: null       # only the first N downloads of each video (null: all)
 
 An outage opens at the first file-host request at or after ``after`` (default 0; that
 request already meets it) and lasts ``seconds`` from then; ``kind`` defaults to ``error``.
@@ -72,6 +79,7 @@ from orchestrator.simulator.served import (
     default_catalog,
 )
 from orchestrator.simulator.timing import TIMING_KEYS, RunTimeScale, TimingError, parse_timing
+from orchestrator.simulator.tricks import FileTricks, TrickError, parse_file_tricks
 
 BUILTIN_PROFILES = (
     "calm",
@@ -196,6 +204,7 @@ class Profile:
     constant_run_seconds: float = 60.0
     created_at: str = "submit"
     run_time_scale: RunTimeScale = field(default_factory=RunTimeScale)
+    file_tricks: FileTricks = field(default_factory=FileTricks)
 
     def duration_for(self, model_id: str) -> Duration:
         return self.durations.get(model_id) or self.durations.get("default") or Duration()
@@ -263,6 +272,11 @@ def parse_profile(raw: Mapping[str, Any], *, name: str = "custom", origin: str =
             values[key] = _file_outages(value, where)
         elif key == "schema_changes":
             values[key] = _schema_changes(value, where)
+        elif key == "file_tricks":
+            try:
+                values[key] = parse_file_tricks(value)
+            except TrickError as exc:
+                raise ProfileError(f"{where}{exc}") from exc
         elif key in TIMING_KEYS:
             continue  # parsed together below
         elif key in NUMBER_KEYS and not (value is None and key in NULLABLE_KEYS):

@@ -3,15 +3,18 @@
 Rendering takes a fraction of a second, so results are cached by their inputs (image
 content hash, length, frame rate, size): a 10,000-job matrix over one image renders once.
 An image given by URL cannot be fetched here (no network), so it gets a placeholder
-gradient derived from the URL.
+gradient derived from the URL. :func:`faststart` rewrites a video with its index first, as
+web servers like to serve them (the file host's ``truncate_faststart`` trick cuts one).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import tempfile
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 import av
 from PIL import Image, ImageOps
@@ -60,6 +63,28 @@ def render_zoom(image: Image.Image, *, seconds: float, fps: int, max_side: int) 
         for packet in stream.encode():
             container.mux(packet)
     return buffer.getvalue()
+
+
+def faststart(video: bytes) -> bytes:
+    """The same MP4 packets remuxed with the index (``moov``) before the data (``mdat``).
+
+    Such a file cut anywhere after its index still opens and still claims every frame.
+    The muxer moves the index in a second pass over a real file, hence the temporary one.
+    """
+    with tempfile.TemporaryDirectory(prefix="sim-faststart-") as folder:
+        path = Path(folder) / "faststart.mp4"
+        with (
+            av.open(io.BytesIO(video), "r") as source,
+            av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as out,
+        ):
+            stream = source.streams.video[0]
+            copy = out.add_stream_from_template(stream)
+            for packet in source.demux(stream):
+                if packet.dts is None:
+                    continue  # the demuxer's end-of-stream marker
+                packet.stream = copy
+                out.mux(packet)
+        return path.read_bytes()
 
 
 class VideoCache:
