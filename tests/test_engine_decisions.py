@@ -34,6 +34,8 @@ EXPECTED: dict[tuple[JobState, Outcome], JobState | str] = {
     (S.SUBMITTED, O.REMOTE_FAILED): REROLL,
     (S.SUBMITTED, O.REMOTE_CANCELLED): S.CANCELLED,
     (S.SUBMITTED, O.REMOTE_LOST): S.NEEDS_RECONCILE,
+    # Rendered, with an output URL nothing can download: a person looks (issue 15).
+    (S.SUBMITTED, O.RESULT_UNUSABLE): S.NEEDS_RECONCILE,
     (S.SUBMITTED, O.CANCELLED): S.CANCELLED,
     (S.SUBMITTED, O.CRASH_RECOVERED): S.SUBMITTED,
     (S.SUBMITTED, O.DISCARDED): S.CANCELLED,
@@ -42,6 +44,7 @@ EXPECTED: dict[tuple[JobState, Outcome], JobState | str] = {
     (S.DOWNLOADING, O.DOWNLOAD_RETRY): S.FETCH_WAIT,
     (S.DOWNLOADING, O.DOWNLOAD_PAUSED): S.FETCH_PAUSED,
     (S.DOWNLOADING, O.REMOTE_LOST): S.FAILED,
+    (S.DOWNLOADING, O.RESULT_UNUSABLE): S.NEEDS_RECONCILE,
     (S.DOWNLOADING, O.CRASH_RECOVERED): S.DOWNLOADING,
     (S.FETCH_WAIT, O.FETCH_DUE): S.DOWNLOADING,
     (S.FETCH_WAIT, O.FETCH_RESUMED): S.FETCH_WAIT,
@@ -113,7 +116,9 @@ def test_guarantees_of_the_table() -> None:
 
 def test_a_rendered_job_is_only_fetched_never_paid_again_by_itself() -> None:
     """Rule 1: once RunComfy rendered a job, only a user's re-roll submits it again, only a
-    lost result fails it, and only a user's discard gives it up."""
+    lost result fails it, only a user's discard gives it up, and only an output URL that
+    cannot be downloaded hands it to a person (whose ``reconcile --resubmit`` alone
+    queues it again)."""
     rendered = {S.DOWNLOADING, S.FETCH_WAIT, S.FETCH_PAUSED}
     for (state, outcome), target in EXPECTED.items():
         if state not in rendered:
@@ -124,7 +129,15 @@ def test_a_rendered_job_is_only_fetched_never_paid_again_by_itself() -> None:
             assert outcome == O.REMOTE_LOST
         if target == S.CANCELLED:
             assert outcome == O.DISCARDED
-        assert target in rendered | {S.SUCCEEDED, S.PENDING, S.FAILED, S.CANCELLED}
+        if target == S.NEEDS_RECONCILE:
+            assert outcome == O.RESULT_UNUSABLE
+        allowed = {S.SUCCEEDED, S.PENDING, S.FAILED, S.CANCELLED, S.NEEDS_RECONCILE}
+        assert target in rendered | allowed
+    # A rendered result is never re-rolled on its own, however unusable its output.
+    assert EXPECTED[(S.SUBMITTED, O.RESULT_UNUSABLE)] == S.NEEDS_RECONCILE
+    assert {o for (s, o), t in EXPECTED.items() if s == S.NEEDS_RECONCILE and t == S.PENDING} == {
+        O.RESUBMIT
+    }
 
 
 # -- retry delays -----------------------------------------------------------------------------
@@ -153,11 +166,14 @@ def test_retry_delay_is_reproducible_with_a_seeded_rng() -> None:
     assert first == retry_delay(4, base=2, cap=300, rng=random.Random(42))
 
 
-def test_retry_after_is_a_floor_even_past_the_cap() -> None:
+def test_retry_after_is_a_floor_even_past_the_cap_up_to_its_own_cap() -> None:
     for seed in range(100):
         rng = random.Random(seed)
         assert retry_delay(1, base=2, cap=300, retry_after=30, rng=rng) >= 30
-        assert retry_delay(3, base=2, cap=5, retry_after=500, rng=rng) == 500
+        assert retry_delay(3, base=2, cap=5, retry_after=200, rng=rng) == 200
+        # A Retry-After past its cap (300 s unless told) waits the cap, no longer.
+        assert retry_delay(3, base=2, cap=5, retry_after=500, rng=rng) == 300
+        assert retry_delay(3, base=2, cap=5, retry_after=500, retry_after_cap=50, rng=rng) == 50
         # A Retry-After shorter than the jittered delay does not shorten it.
         assert retry_delay(6, base=100, cap=100, retry_after=0, rng=rng) >= 0
 

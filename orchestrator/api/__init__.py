@@ -17,6 +17,7 @@ from orchestrator.api.errors import RequestNotFound as RequestNotFound
 from orchestrator.api.errors import RunComfyError as RunComfyError
 from orchestrator.api.errors import TransientError as TransientError
 from orchestrator.api.errors import UnknownModel as UnknownModel
+from orchestrator.api.errors import WrongRequest as WrongRequest
 from orchestrator.api.payload import build_request_payload as build_request_payload
 from orchestrator.api.responses import CancelReply as CancelReply
 from orchestrator.api.responses import ModelInfo as ModelInfo

@@ -31,6 +31,7 @@ from orchestrator.api.errors import (
     RunComfyError,
     TransientError,
     UnknownModel,
+    WrongRequest,
 )
 from orchestrator.api.responses import (
     CancelReply,
@@ -38,6 +39,7 @@ from orchestrator.api.responses import (
     RemoteResult,
     RemoteStatus,
     Submitted,
+    shown_reply,
 )
 from orchestrator.cli_options import DEFAULT_API_BASE
 
@@ -45,6 +47,8 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 AUTH_CODES = frozenset({400004, 401001, 403001, 403003})
 BALANCE_CODES = frozenset({400002, 10001})
+#: Characters of a server-sent request id shown in a message (valid ones are <= 128).
+SHOWN_ID_CHARS = 140
 #: Errors raised before a byte of the request left: a submit that hit one was never sent.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -212,12 +216,15 @@ class RunComfyClient:
         )
 
     async def status(self, request_id: str) -> RemoteStatus:
-        return RemoteStatus.parse(await self._get(f"/v1/requests/{_rid(request_id)}/status"))
+        body = await self._get(f"/v1/requests/{_rid(request_id)}/status")
+        return RemoteStatus.parse(same_request(body, request_id, "status"))
 
     async def result(self, request_id: str, *, include_cost: bool = False) -> RemoteResult:
         params = {"include_cost": "true"} if include_cost else None
         path = f"/v1/requests/{_rid(request_id)}/result"
-        return RemoteResult.parse(await self._get(path, params=params))
+        return RemoteResult.parse(
+            same_request(await self._get(path, params=params), request_id, "result")
+        )
 
     async def cancel(self, request_id: str) -> CancelReply:
         """Ask RunComfy to cancel; only queued jobs can be (running ones keep billing)."""
@@ -231,6 +238,7 @@ class RunComfyClient:
         body = _body(response)
         if not isinstance(body, dict):  # an empty or odd reply is no confirmation
             body = {}
+        same_request(body, request_id, "cancel")  # another job's "cancelled" is not ours
         return CancelReply(
             outcome=str(body.get("outcome") or ""), status=_lower(body.get("status"))
         )
@@ -288,6 +296,31 @@ class RunComfyClient:
         if not isinstance(body, dict):
             raise TransientError(f"GET {path}: HTTP {response.status_code} reply is not JSON")
         return body
+
+
+def same_request(body: dict[str, Any], asked: str, route: str) -> dict[str, Any]:
+    """``body``, unless it names a request id other than ``asked``: then WrongRequest.
+
+    A reply without the field (or with ``null``) is taken as meant for ``asked``; any other
+    value must equal it exactly.
+
+    >>> same_request({"request_id": "a", "status": "completed"}, "a", "result")["status"]
+    'completed'
+    >>> same_request({"request_id": "b"}, "a", "result")
+    Traceback (most recent call last):
+    ...
+    orchestrator.api.errors.WrongRequest: the result reply for request a names request 'b'
+    """
+    answered = body.get("request_id")
+    if answered is None or answered == asked:
+        return body
+    named = shown_reply(answered, SHOWN_ID_CHARS)
+    raise WrongRequest(
+        f"the {route} reply for request {asked} names request {named}",
+        asked=asked,
+        answered=named,
+        route=route,
+    )
 
 
 def _rid(request_id: str) -> str:

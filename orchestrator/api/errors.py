@@ -4,7 +4,9 @@
 
     RunComfyError
     ├── TransientError          try again later: network trouble on a read, 5xx on a read,
-    │   └── RateLimited         429 (``retry_after`` seconds when the server said)
+    │   ├── RateLimited         429 (``retry_after`` seconds when the server said)
+    │   └── WrongRequest        a status or result reply naming another request id: it
+    │                           is another job's, so it is asked for again, never used
     ├── PermanentError          this request can never succeed as sent: 400/404/422 ...
     │   ├── RequestNotFound     404001 for a request id we hold: expired or never existed
     │   └── UnknownModel        a submit refused for its model id (400001, or a 404): every
@@ -50,6 +52,20 @@ class RateLimited(TransientError):
     ) -> None:
         super().__init__(message, status=status, code=code)
         self.retry_after = retry_after
+
+
+class WrongRequest(TransientError):
+    """A reply for ``asked`` that names ``answered`` as its request id.
+
+    Trusting it would save another job's video as this one's (or take its state for this
+    job's); the server may have mixed replies up, so asking again later may get the right
+    one. ``answered`` is as the server sent it, cut short."""
+
+    def __init__(self, message: str, *, asked: str, answered: str, route: str) -> None:
+        super().__init__(message, status=200)
+        self.asked = asked
+        self.answered = answered
+        self.route = route
 
 
 class PermanentError(RunComfyError):

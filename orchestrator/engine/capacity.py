@@ -10,7 +10,9 @@ run late, and some slots free up meanwhile). Until a probe first finds the accou
 the limit is twice the most seen running (slow start) and every new job is probed; after
 that, one job in :data:`PROBE_EVERY` is, to notice an account that grew (a probe that
 finds room again resumes probing every job).
-A 429 halves the limit; accepted submits regrow it.
+A 429 on a submit halves the limit; accepted submits regrow it, and the throttle is lifted
+whole once its time is up (the Retry-After cap after the last 429), so a 429 slows submits
+for at most that long. A 429 on another route (a status poll) holds only the job it hit.
 
 Each worker counts its own jobs: workers sharing an account each learn their share.
 
@@ -54,6 +56,8 @@ class Capacity:
     """A probe has found the account full at least once (slow start is over)."""
     throttled_to: float | None = None
     """After a 429: the reduced limit, regrowing with each accepted submit."""
+    throttle_ends: float | None = None
+    """When (the engine's monotonic seconds) the throttle is lifted, regrown or not."""
 
     @classmethod
     def start(cls, ceiling: int) -> Capacity:
@@ -92,16 +96,31 @@ class Capacity:
             return replace(self, full=True, seen_full=True)
         return replace(self, room=max(self.room, in_flight_before + 1), full=False)
 
-    def throttled(self) -> Capacity:
-        """A 429: half as many in flight (multiplicative decrease)."""
-        return replace(self, throttled_to=max(1.0, self.value / 2))
+    def throttled(self, *, until: float | None = None) -> Capacity:
+        """A 429 on a submit: half as many in flight (multiplicative decrease), until
+        ``until`` at the latest (None: until regrown).
+
+        >>> capacity = Capacity.start(ceiling=16).throttled(until=100.0)
+        >>> capacity.value, capacity.lifted(99.0).value, capacity.lifted(100.0).value
+        (4, 4, 8)
+        """
+        return replace(self, throttled_to=max(1.0, self.value / 2), throttle_ends=until)
+
+    def lifted(self, now: float) -> Capacity:
+        """The throttle gone once its time is up: however few submits were accepted since
+        (the jobs in flight may take an hour), a 429 never slows submits for longer."""
+        if self.throttle_ends is None or now < self.throttle_ends:
+            return self
+        return replace(self, throttled_to=None, throttle_ends=None)
 
     def accepted(self) -> Capacity:
         """A submit went through: regrow additively toward the target after a throttle."""
         if self.throttled_to is None:
             return self
         grown = self.throttled_to + 1 / max(1.0, self.throttled_to)
-        return replace(self, throttled_to=None if grown >= self.target else grown)
+        if grown >= self.target:
+            return replace(self, throttled_to=None, throttle_ends=None)
+        return replace(self, throttled_to=grown)
 
 
 @dataclass(frozen=True, slots=True)

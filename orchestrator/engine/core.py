@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 
 from orchestrator.api import (
     RunComfyClient,
+    WrongRequest,
 )
 from orchestrator.catalog import Catalog
 from orchestrator.engine.decisions import (
@@ -113,6 +114,8 @@ class EngineCore:
         self._watched: dict[int, WorkItem] = {}
         self._transient: dict[int, int] = {}
         self._adopted: set[int] = set()
+        self._wrong_replies: set[int] = set()
+        """Jobs a reply for another request was logged for (once per job and run)."""
         self._seq = itertools.count()
         self._wake_submitter = anyio.Event()
         self._wake_poller = anyio.Event()
@@ -192,6 +195,22 @@ class EngineCore:
                 # store's lease checks drop the write.
                 log.warning("database transaction rolled back; retrying", error=str(error.orig))
         return await anyio.to_thread.run_sync(call, *args, limiter=limiter)
+
+    def _wrong_request(self, item: WorkItem, exc: WrongRequest) -> None:
+        """A reply named another request id: ignored (it is asked for again), and said
+        once per job, with both ids, however many times it happens."""
+        if item.row_id in self._wrong_replies:
+            return
+        self._wrong_replies.add(item.row_id)
+        log.warning(
+            "reply for another request ignored; asking again later",
+            batch=item.batch,
+            job=item.name,
+            attempt=item.attempts,
+            request_id=exc.asked,
+            answered=exc.answered,
+            route=exc.route,
+        )
 
     def _timing_key(self, item: WorkItem) -> str:
         """The key run times are learned under: model, clip length, resolution."""
@@ -279,6 +298,7 @@ class EngineCore:
             base=self.settings.base_delay,
             cap=self.settings.max_delay,
             retry_after=retry_after,
+            retry_after_cap=self.settings.max_delay,
             rng=self.rng,
         )
         values = {**(fields or {}), "next_attempt_at": self.queue.now() + timedelta(seconds=delay)}

@@ -13,6 +13,7 @@ answer in one short transaction.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class Outcome(StrEnum):
     REMOTE_FAILED = "remote_failed"  # /result: failed, or completed without output
     REMOTE_CANCELLED = "remote_cancelled"
     REMOTE_LOST = "remote_lost"  # 404001 for our request id: expired or unknown
+    RESULT_UNUSABLE = "result_unusable"  # rendered, but its output URL cannot be downloaded
     DOWNLOADED = "downloaded"  # file verified and renamed into place
     DOWNLOAD_RETRY = "download_retry"  # file host down, disk full ...: fetch again later
     DOWNLOAD_PAUSED = "download_paused"  # patience ran out, or a setting must change first
@@ -77,6 +79,9 @@ TABLE: dict[tuple[JobState, Outcome], Rule] = {
     (S.SUBMITTED, O.REMOTE_FAILED): _reroll,
     (S.SUBMITTED, O.REMOTE_CANCELLED): S.CANCELLED,
     (S.SUBMITTED, O.REMOTE_LOST): S.NEEDS_RECONCILE,
+    # Rendered and billed, with an output no client can fetch: a person looks, never a
+    # paid re-roll on its own (``reconcile --resubmit`` is that person's choice).
+    (S.SUBMITTED, O.RESULT_UNUSABLE): S.NEEDS_RECONCILE,
     (S.SUBMITTED, O.CANCELLED): S.CANCELLED,
     (S.SUBMITTED, O.CRASH_RECOVERED): S.SUBMITTED,
     (S.SUBMITTED, O.DISCARDED): S.CANCELLED,
@@ -85,6 +90,7 @@ TABLE: dict[tuple[JobState, Outcome], Rule] = {
     (S.DOWNLOADING, O.DOWNLOAD_RETRY): S.FETCH_WAIT,
     (S.DOWNLOADING, O.DOWNLOAD_PAUSED): S.FETCH_PAUSED,
     (S.DOWNLOADING, O.REMOTE_LOST): S.FAILED,  # RunComfy no longer has the result
+    (S.DOWNLOADING, O.RESULT_UNUSABLE): S.NEEDS_RECONCILE,  # a fresh /result's URL is bad
     (S.DOWNLOADING, O.CRASH_RECOVERED): S.DOWNLOADING,
     (S.FETCH_WAIT, O.FETCH_DUE): S.DOWNLOADING,
     (S.FETCH_WAIT, O.FETCH_RESUMED): S.FETCH_WAIT,
@@ -116,29 +122,57 @@ def next_state(
     return rule(paid_attempts, max_attempts)
 
 
+#: The longest ``Retry-After`` honoured (seconds). A 429's usual window is seconds to a
+#: minute; five minutes outlasts those with room. A longer one (a day, say, from a
+#: confused or hostile server) would hold the job that got it for the whole run.
+RETRY_AFTER_CAP = 300.0
+
+
+def honoured_retry_after(
+    retry_after: float | None, *, cap: float = RETRY_AFTER_CAP
+) -> float | None:
+    """How much of a server's ``Retry-After`` (seconds, None when it gave none) to honour:
+    within ``[0, cap]``, whatever it sent (a day, a date long past, infinity, NaN).
+
+    It applies to the one job and the one route (submit, status, result, cancel) whose
+    reply carried it: a status poll's ``Retry-After`` never holds another job's submit.
+
+    >>> honoured_retry_after(86_400.0), honoured_retry_after(7.0), honoured_retry_after(None)
+    (300.0, 7.0, None)
+    """
+    if retry_after is None or math.isnan(retry_after):
+        return None
+    return min(max(0.0, retry_after), max(0.0, cap))
+
+
 def retry_delay(
     failures: int,
     *,
     base: float,
     cap: float,
     retry_after: float | None = None,
+    retry_after_cap: float = RETRY_AFTER_CAP,
     rng: random.Random,
 ) -> float:
     """Seconds to wait before try number ``failures + 1``: exponential, full jitter, capped.
 
-    A server's ``Retry-After`` is a floor: never retry sooner than it asked, even past the
-    cap. ``failures`` counts from 1.
+    A server's ``Retry-After`` is a floor, even past ``cap``: never retry sooner than it
+    asked, up to ``retry_after_cap`` (:func:`honoured_retry_after`). ``failures`` counts
+    from 1. The delay is always within ``[0, max(cap, retry_after_cap)]``.
 
     >>> retry_delay(3, base=2, cap=300, rng=random.Random(1)) <= 8
     True
     >>> retry_delay(1, base=2, cap=300, retry_after=30, rng=random.Random(1)) >= 30
     True
+    >>> retry_delay(1, base=2, cap=60, retry_after=86_400, rng=random.Random(1))
+    300.0
     """
     # The exponent is bounded: 2**1024 overflows a float after a night of failed polls.
     ceiling = min(cap, base * 2 ** min(max(0, failures - 1), 64))
     delay = rng.uniform(0, ceiling)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
+    floor = honoured_retry_after(retry_after, cap=retry_after_cap)
+    if floor is not None:
+        delay = max(delay, floor)
     return delay
 
 

@@ -4,7 +4,9 @@ A job that reaches the downloaders was rendered by RunComfy: it is paid for, and
 way forward is its video. A failed fetch never fails the job: it waits in ``fetch_wait``
 with a durable backoff (a fresh ``/result``, then the download, when it comes due), pauses
 in ``fetch_paused`` once the patience runs out or a setting must change, and trips a
-circuit breaker when every new job would meet the same failure (:mod:`.paidwork`).
+circuit breaker when every new job would meet the same failure (:mod:`.paidwork`). A fresh
+``/result`` that names another request is asked for again later; one whose output URL
+cannot be downloaded sends the job to a person (``needs_reconcile``).
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ from urllib.parse import urlsplit
 import anyio
 
 from orchestrator import failpoints
-from orchestrator.api import RequestNotFound, RunComfyError
+from orchestrator.api import RequestNotFound, RunComfyError, WrongRequest
 from orchestrator.engine.core import EngineCore, log
 from orchestrator.engine.decisions import Outcome, retry_delay
 from orchestrator.engine.download import Downloaded, DownloadError, Placer, Verified
 from orchestrator.engine.paidwork import (
+    UNUSABLE_OUTPUT,
     FetchProblem,
     after_fetch_failure,
     breaker_for_fetch,
+    unusable_error,
 )
 from orchestrator.outputs.ownership import owned_by
 from orchestrator.outputs.paths import OutputPathError, check_relative, resolve_inside
@@ -189,6 +193,9 @@ class Downloading(EngineCore):
                 f"--ids {item.name} --reroll' pays for a new render"
             )
             attempt: dict[str, Any] | None = {"outcome": "result_lost", "error": detail}
+        elif step.outcome is Outcome.RESULT_UNUSABLE:
+            error = detail  # the URL, and what a person can do (see _fresh_url)
+            attempt = {"outcome": UNUSABLE_OUTPUT, "error": detail}
         elif step.outcome is Outcome.DOWNLOAD_PAUSED:
             error = f"paid, not fetched: {detail}{fix}; running the batch again fetches it"
             attempt = None
@@ -211,9 +218,17 @@ class Downloading(EngineCore):
         except RequestNotFound as exc:
             raise DownloadError(str(exc), problem=FetchProblem.RESULT_LOST) from exc
         except RunComfyError as exc:
+            if isinstance(exc, WrongRequest):  # another job's reply: never its URL
+                self._wrong_request(item, exc)
             # A 429, a 5xx or an odd reply while asking again: the paid video is still
             # there, so this is a wait (with the fetch backoff), never a reason to fail.
             raise DownloadError(f"asking for a fresh URL: {exc}") from exc
+        if result.unusable:
+            assert result.unusable_url is not None
+            raise DownloadError(
+                unusable_error(item.request_id, item.name, result.unusable_url),
+                problem=FetchProblem.UNUSABLE_URL,
+            )
         if not result.succeeded or result.video_url is None:
             raise DownloadError(
                 f"the result of request {item.request_id} shows no video URL right now "

@@ -23,6 +23,7 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
+from orchestrator.api.responses import shown_reply
 from orchestrator.engine.decisions import Outcome
 from orchestrator.store.states import JobState
 
@@ -42,6 +43,7 @@ class FetchProblem(StrEnum):
     BAD_PATH = "bad_path"  # the output path leaves the output folder (a symlink, say)
     WRITE_FAILED = "write_failed"  # any other error writing the file
     RESULT_LOST = "result_lost"  # /result answers 404: RunComfy no longer has the request
+    UNUSABLE_URL = "unusable_url"  # /result's output URL cannot be downloaded (ftp:, a path)
 
 
 #: Problems that trying again in this run cannot fix: a setting must change first.
@@ -113,12 +115,15 @@ def after_fetch_failure(
     in a row (counting from 1).
 
     A lost result fails the job (only a paid re-roll can replace it, and only a user asks
-    for one); a problem that needs a fix pauses it at once; anything else waits, with an
+    for one); an output URL that cannot be downloaded goes to a person; a problem that
+    needs a fix pauses it at once; anything else waits, with an
     exponential backoff (equal jitter, so the total wait is predictable), until the tries
     run out and the job pauses.
     """
     if problem is FetchProblem.RESULT_LOST:
         return FetchStep(Outcome.REMOTE_LOST)
+    if problem is FetchProblem.UNUSABLE_URL:
+        return FetchStep(Outcome.RESULT_UNUSABLE)  # a person looks (needs_reconcile)
     if problem in NEEDS_A_FIX or failures >= policy.tries:
         return FetchStep(Outcome.DOWNLOAD_PAUSED)
     ceiling = _ceiling(failures, policy)
@@ -238,8 +243,26 @@ class RetryPath(StrEnum):
     NEEDS_REROLL = "needs_reroll"  # rendered, but RunComfy lost the result: only --reroll
 
 
+#: The attempt outcome of a render whose output URL cannot be downloaded (billed).
+UNUSABLE_OUTPUT = "unusable_output"
 #: Attempt outcomes of a render that RunComfy finished (and billed) for us.
-RENDERED = frozenset({"succeeded", "result_lost"})
+RENDERED = frozenset({"succeeded", "result_lost", UNUSABLE_OUTPUT})
+#: Characters of a server-sent URL shown in a job's error and the logs.
+SHOWN_URL_CHARS = 200
+
+
+def unusable_error(request_id: str, job: str, url: str) -> str:
+    """The error of a rendered job whose output URL cannot be downloaded: the URL (cut
+    short, quoted, control characters escaped) and what a person can do.
+
+    >>> print(unusable_error("r-1", "beach", "ftp://x/v.mp4"))  # doctest: +ELLIPSIS
+    paid, not fetched: ... cannot be downloaded: 'ftp://x/v.mp4'; look the job up ...
+    """
+    return (
+        f"paid, not fetched: RunComfy's result for request {request_id} holds an output "
+        f"URL that cannot be downloaded: {shown_reply(url, SHOWN_URL_CHARS)}; look the job up "
+        f"on RunComfy; 'orchestrator reconcile --resubmit --ids {job}' pays for a new render"
+    )
 
 
 def retry_path(state: JobState, last_paid_outcome: str | None, *, reroll: bool) -> RetryPath:

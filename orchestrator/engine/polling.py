@@ -1,9 +1,14 @@
 """Polling: one scheduler for every job in flight, aimed at each job's likely finish.
 
 Success is judged from ``/result`` (a success state and a video URL), never from
-``/status`` alone. Run times are learned from the engine's own looks, with the server's
-stamps used only where they agree (:mod:`.runtimes`); when to look next is
-:func:`.decisions.poll_delay`, through :class:`.timing.Timing`.
+``/status`` alone, and only from a reply about this job: one naming another request id is
+a transient error, asked again (:class:`~orchestrator.api.errors.WrongRequest`). A result
+whose output URL cannot be downloaded goes to a person (``needs_reconcile``), never to a
+paid re-roll. A 429 (and its ``Retry-After``, capped) holds only the job it was about.
+
+Run times are learned from the engine's own looks, with the server's stamps used only
+where they agree (:mod:`.runtimes`); when to look next is :func:`.decisions.poll_delay`,
+through :class:`.timing.Timing`.
 """
 
 from __future__ import annotations
@@ -18,14 +23,22 @@ from anyio.abc import TaskGroup
 from orchestrator import failpoints
 from orchestrator.api import (
     AuthError,
-    RateLimited,
+    RemoteResult,
     RequestNotFound,
     RunComfyError,
     TransientError,
+    WrongRequest,
 )
+from orchestrator.api.responses import shown_reply
 from orchestrator.engine.core import POLL_PATIENCE, EngineCore, _after, log
 from orchestrator.engine.decisions import Outcome, retry_delay
-from orchestrator.engine.paidwork import BreakerKind, breaker_for_account
+from orchestrator.engine.paidwork import (
+    SHOWN_URL_CHARS,
+    UNUSABLE_OUTPUT,
+    BreakerKind,
+    breaker_for_account,
+    unusable_error,
+)
 from orchestrator.store.prices import raised_estimate_ratio
 from orchestrator.store.states import JobState
 from orchestrator.store.work import WorkItem
@@ -65,6 +78,9 @@ class Polling(EngineCore):
                 status = await self.api.status(item.request_id)
                 failpoints.reached("after_status")
                 if not status.terminal:
+                    # A good look ends a run of failed ones: POLL_PATIENCE counts failures
+                    # in a row (a server that mixes replies up now and then is still polled).
+                    self._transient.pop(item.row_id, None)
                     await self._still_running(item, status.status, status.queue_position)
                     return
                 self.timing.done(item.row_id, at=self.monotonic())
@@ -83,8 +99,11 @@ class Polling(EngineCore):
             await self._trip(breaker_for_account(BreakerKind.AUTH, str(exc)), item.batch)
             return
         except RunComfyError as exc:
-            if isinstance(exc, RateLimited):
-                self.timing.capacity = self.timing.capacity.throttled()
+            # A 429 here is about polling, and this job's next look waits for it; it does
+            # not slow submits (a throttle with this job still in flight could leave no
+            # room to submit anything until it was polled again).
+            if isinstance(exc, WrongRequest):
+                self._wrong_request(item, exc)
             failures = self._transient.get(item.row_id, 0) + 1
             self._transient[item.row_id] = failures
             if not isinstance(exc, TransientError) or failures > POLL_PATIENCE:
@@ -103,6 +122,7 @@ class Polling(EngineCore):
                 base=self.settings.base_delay,
                 cap=min(60.0, self.settings.max_delay),
                 retry_after=getattr(exc, "retry_after", None),
+                retry_after_cap=self.settings.max_delay,
                 rng=self.rng,
             )
             self._watch(item, delay)
@@ -148,7 +168,7 @@ class Polling(EngineCore):
             self._wake_submitter.set()  # the account has room for more: submit them now
         self._watch(item, delay)
 
-    async def _finished_remotely(self, item: WorkItem, result: Any) -> None:
+    async def _finished_remotely(self, item: WorkItem, result: RemoteResult) -> None:
         if not result.terminal:  # /status ran ahead of /result: look again soon
             self._watch(item, self.settings.poll.minimum)
             return  # (keeping what was seen of the job, to learn its run time)
@@ -178,6 +198,8 @@ class Polling(EngineCore):
             )
             if moved:
                 self._send.send_nowait((_after(item, JobState.DOWNLOADING), result.video_url))
+        elif result.unusable:
+            await self._unusable_result(item, result, facts)
         elif result.status in ("cancelled", "canceled"):
             await self._settle(
                 item,
@@ -203,6 +225,27 @@ class Polling(EngineCore):
                 fields=facts,
                 attempt={"outcome": "failed", "error": reason, "cost_usd": result.cost},
             )
+
+    async def _unusable_result(
+        self, item: WorkItem, result: RemoteResult, facts: dict[str, Any]
+    ) -> None:
+        """Rendered and billed, but the output URL cannot be downloaded: a person decides
+        (``needs_reconcile``, the URL in the error); paying again is never automatic."""
+        assert result.unusable_url is not None
+        assert item.request_id is not None
+        error = unusable_error(item.request_id, item.name, result.unusable_url)
+        log.warning(
+            "result holds an output URL that cannot be downloaded; needs a person",
+            batch=item.batch,
+            job=item.name,
+            attempt=item.attempts,
+            request_id=item.request_id,
+            url=shown_reply(result.unusable_url, SHOWN_URL_CHARS),
+        )
+        attempt = {"outcome": UNUSABLE_OUTPUT, "error": error, "cost_usd": result.cost}
+        await self._settle(
+            item, Outcome.RESULT_UNUSABLE, fields=facts, error=error, attempt=attempt
+        )
 
     def _note_stamps(self, item: WorkItem, verdict: str) -> None:
         """Say once per run what the server's timestamps turned out to be worth."""

@@ -48,6 +48,8 @@ class Submitting(EngineCore):
             free = self.settings.max_concurrent_submits - self._submits_running
             # Within the user's max_in_flight, only as many as the account was found to
             # run, plus a few queued (see engine/capacity.py).
+            # A 429's throttle ends on time, accepted submits or not (see capacity.py).
+            self.timing.capacity = self.timing.capacity.lifted(self.monotonic())
             free = min(free, self.timing.room(self._submits_running))
             allowed = self.submitting_allowed and not self._stop.is_set()  # stop: no new ones
             if allowed and not self.report.auth_error and free > 0:
@@ -210,7 +212,10 @@ class Submitting(EngineCore):
             bound.warning("submit outcome unknown; needs reconcile", error=str(exc))
         elif isinstance(exc, TransientError):
             if isinstance(exc, RateLimited):
-                self.timing.capacity = self.timing.capacity.throttled()
+                # Fewer in flight for a while: the submit pace slows, for at most the
+                # Retry-After cap. The job itself waits for its own (capped) Retry-After.
+                ends = self.monotonic() + self.settings.max_delay
+                self.timing.capacity = self.timing.capacity.throttled(until=ends)
             failures = self._transient.get(item.row_id, 0) + 1
             self._transient[item.row_id] = failures
             if failures >= self.settings.max_transient_failures:

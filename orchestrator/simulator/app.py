@@ -40,6 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from orchestrator.simulator.hostile import refuses_first_call
 from orchestrator.simulator.listing import catalog_entry, categories, list_models
 from orchestrator.simulator.outages import OutageWindow
 from orchestrator.simulator.profile import OUTAGE_KINDS
@@ -126,6 +127,12 @@ def build_api_app(
     ) -> Response:
         """Run one API action with auth, error bodies and the profile's HTTP faults."""
         sim.ledger.call(route)
+        if refuses_first_call(sim, route, identity):  # see .hostile
+            sim.ledger.reply(route, 429)
+            return error_response(
+                ApiError(429, 429001, "Too Many Requests"),
+                headers={"Retry-After": str(faults.retry_after_huge_seconds)},
+            )
         chances = {name: getattr(faults, name) for name in PRE_FAULTS + POST_FAULTS}
         if route == "submit":
             chances["submit_accepted_then_error"] = faults.submit_accepted_then_error

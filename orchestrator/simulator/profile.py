@@ -26,6 +26,16 @@ resolution)::
     url_ttl: 3600                 # simulated seconds a download URL stays valid
     faults:                       # probability of each fault, per request
       rate_limit: 0.02            # 429 with Retry-After ...
+      result_wrong_request_id: 0  # hostile replies (per request unless said otherwise):
+      status_wrong_request_id: 0  #   the reply of another job of the account (its
+                                  #   request_id, state and output; a made-up id if none)
+      result_bad_url: 0           #   per job: completes with output.video an ftp:, file:,
+                                  #   relative, rooted, javascript: or data: URL (one of
+                                  #   them, by request id; the same on every /result)
+      status_retry_after_huge: 0  #   per job: its first /status answers 429 with
+                                  #   Retry-After: retry_after_huge_seconds (86400)
+      submit_retry_after_huge: 0  #   per payload: its first submit answers that 429
+                                  #   (nothing is created)
     file_outages:                 # windows when the file host is down (simulated seconds)
       - {after: 60, seconds: 45, kind: error}   # every download answers 5xx
       - {after: 300, seconds: 90, kind: refuse} # its listener is closed: ECONNREFUSED
@@ -109,6 +119,19 @@ WHOLE_KEYS = (
 )
 
 
+#: Fault settings that are not probabilities (seconds).
+FAULT_SETTINGS = ("slow_seconds", "retry_after_seconds", "retry_after_huge_seconds")
+#: Faults no built-in profile enables: each parks a job for a person or holds it for
+#: minutes, which would change what the soaks' and benchmarks' figures mean.
+HOSTILE_REPLY_FAULTS = (
+    "result_wrong_request_id",
+    "status_wrong_request_id",
+    "result_bad_url",
+    "status_retry_after_huge",
+    "submit_retry_after_huge",
+)
+
+
 class ProfileError(ValueError):
     """A profile file that cannot be used."""
 
@@ -149,8 +172,15 @@ class Faults:
     no_output: float = 0.0  # completed, but the result holds no output URL
     expired_url: float = 0.0  # a download URL answers 403 as if it had expired
     truncated_download: float = 0.0  # honest Content-Length, body cut short
+    # Hostile replies (no built-in profile enables them: see HOSTILE_REPLY_FAULTS).
+    result_wrong_request_id: float = 0.0  # a /result reply is another job's (id and output)
+    status_wrong_request_id: float = 0.0  # a /status reply is another job's (id and state)
+    result_bad_url: float = 0.0  # the job completes with an output URL no client can fetch
+    status_retry_after_huge: float = 0.0  # a job's first /status: 429, huge Retry-After
+    submit_retry_after_huge: float = 0.0  # a payload's first submit: 429, huge Retry-After
     slow_seconds: float = 3.0
     retry_after_seconds: int = 1
+    retry_after_huge_seconds: int = 86_400
 
     def any_http_fault(self) -> bool:
         return any(
@@ -336,10 +366,11 @@ def _faults(raw: Mapping[str, Any], where: str) -> Faults:
         )
     values: dict[str, Any] = {k: _number(v, f"{where}faults.{k}") for k, v in raw.items()}
     for key, value in values.items():
-        if key not in ("slow_seconds", "retry_after_seconds") and value > 1:
+        if key not in FAULT_SETTINGS and value > 1:
             raise ProfileError(f"{where}faults.{key} is a probability (0 to 1), got {value}")
-    if "retry_after_seconds" in values:
-        values["retry_after_seconds"] = int(values["retry_after_seconds"])
+    for key in ("retry_after_seconds", "retry_after_huge_seconds"):
+        if key in values:
+            values[key] = int(values[key])
     return Faults(**values)
 
 

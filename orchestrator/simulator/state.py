@@ -20,7 +20,8 @@ from typing import Any
 
 from orchestrator.catalog import Catalog, ModelSpec
 from orchestrator.simulator.clock import Clock, ScaledClock
-from orchestrator.simulator.faults import FaultDecider
+from orchestrator.simulator.faults import FaultDecider, bad_url
+from orchestrator.simulator.hostile import add_fault_counts, impostor
 from orchestrator.simulator.inputs import check_submission
 from orchestrator.simulator.ledger import Ledger
 from orchestrator.simulator.outages import OutageSchedule
@@ -43,6 +44,7 @@ OUTCOME_FAULTS = {
     "failed": "job_failed",
     "failed_result_only": "job_failed_result_only",
     "no_output": "no_output",
+    "bad_url": "result_bad_url",
 }
 IMAGE_MEMORY = 256  # distinct first-frame images kept for rendering
 
@@ -261,12 +263,21 @@ class Simulator:
 
     def status(self, owner: str, request_id: str) -> dict[str, Any]:
         job = self.job_for(owner, request_id)
-        now = self.clock.now()
+        other = impostor(self, owner, job, "status_wrong_request_id")
+        if other is not None:  # another job's reply, as a confused server might send
+            return self._status_body(owner, other, self.clock.now())
+        return self._status_body(owner, job, self.clock.now(), look=True)
+
+    def _status_body(
+        self, owner: str, job: SimJob, now: float, *, look: bool = False
+    ) -> dict[str, Any]:
+        request_id = job.request_id
         body: dict[str, Any] = {"request_id": request_id, "status": job.status_at(now)}
         # What each look found, for benchmarks to see where a schedule spends its polls.
         looks = job.extra.setdefault("looks", {})
         assert isinstance(looks, dict)
-        looks[body["status"]] = looks.get(body["status"], 0) + 1
+        if look:
+            looks[body["status"]] = looks.get(body["status"], 0) + 1
         position = self._queue(owner).position(job, self.profile.queue_position_base)
         if position is not None:
             body["queue_position"] = position
@@ -276,6 +287,11 @@ class Simulator:
 
     def result(self, owner: str, request_id: str, include_cost: bool) -> dict[str, Any]:
         job = self.job_for(owner, request_id)
+        other = impostor(self, owner, job, "result_wrong_request_id")
+        return self._result_body(other or job, include_cost)
+
+    def _result_body(self, job: SimJob, include_cost: bool) -> dict[str, Any]:
+        request_id = job.request_id
         now = self.clock.now()
         status = job.result_status_at(now)
         body: dict[str, Any] = {"request_id": request_id, "status": status}
@@ -296,7 +312,12 @@ class Simulator:
             )
         )
         if status == "completed":
-            body["output"] = {} if job.outcome == "no_output" else {"video": self.mint_url(job)}
+            if job.outcome == "no_output":
+                body["output"] = {}
+            elif job.outcome == "bad_url":
+                body["output"] = {"video": bad_url(self.profile.seed, request_id)}
+            else:
+                body["output"] = {"video": self.mint_url(job)}
         elif status == "failed":
             body["error"] = {
                 "code": "generation_failed",
@@ -379,6 +400,7 @@ class Simulator:
         for queue in list(self._queues.values()):
             queue.advance(now)
         data = self.ledger.snapshot()
+        add_fault_counts(self, data["jobs"])
         data["now"] = now
         data["balance_usd"] = self.balance
         data["renders"] = self.videos.renders
