@@ -33,6 +33,7 @@ from orchestrator.api.errors import (
     UnknownModel,
     WrongRequest,
 )
+from orchestrator.api.limits import LimitedTransport
 from orchestrator.api.responses import (
     CancelReply,
     ModelInfo,
@@ -42,6 +43,7 @@ from orchestrator.api.responses import (
     shown_reply,
 )
 from orchestrator.cli_options import DEFAULT_API_BASE
+from orchestrator.redact import redact, redact_value, register_secret
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
@@ -79,9 +81,11 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def _body(response: httpx.Response) -> Any:
+    """The reply's JSON with the token masked wherever the server echoed it: every string
+    a reply carries (error messages, a job's ``error``, URLs) enters the tool here."""
     try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return redact_value(response.json())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return None
 
 
@@ -102,7 +106,7 @@ def error_from_reply(response: httpx.Response, *, submit: bool) -> RunComfyError
             if isinstance(body.get(key), str):
                 message = body[key]
                 break
-    message = message or response.reason_phrase or "error"
+    message = redact(message or response.reason_phrase or "error")
     text = f"HTTP {status}" + (f" ({code})" if code else "") + f": {message}"
     if isinstance(body, dict) and isinstance(body.get("detail"), list):
         details = [
@@ -145,6 +149,7 @@ class RunComfyClient:
         max_connections: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        register_secret(token)  # masked in every reply and every output from now on
         self.base_url = base_url.rstrip("/")
         self.submit_timeout = submit_timeout or httpx.Timeout(90.0, connect=10.0, pool=30.0)
         self._http = httpx.AsyncClient(
@@ -155,11 +160,18 @@ class RunComfyClient:
                 "User-Agent": f"runcomfy-orchestrator/{__version__}",
             },
             timeout=timeout or default_timeout(),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
             follow_redirects=False,
-            transport=transport,
+            # Every reply body is capped while it streams in (api/limits.py).
+            transport=LimitedTransport(
+                transport
+                or httpx.AsyncHTTPTransport(
+                    limits=httpx.Limits(
+                        max_connections=max_connections,
+                        max_keepalive_connections=max_connections,
+                    ),
+                    trust_env=False,
+                )
+            ),
             trust_env=False,
         )
 

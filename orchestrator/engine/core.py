@@ -71,6 +71,9 @@ class EngineReport:
     adopted: int = 0
     """Jobs taken over from workers that died or stopped."""
     lease_lost: bool = False
+    storage_error: str | None = None
+    """The store could not be written (a full disk, SQLITE_FULL, a read-only file): the
+    run stopped there, with every request id committed before it kept."""
     breaker: Breaker | None = None
     """The circuit breaker that stopped submitting, if one did (and is still open)."""
     tripped_at: datetime | None = None
