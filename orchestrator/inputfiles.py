@@ -71,15 +71,16 @@ def kind_of(mode: int) -> str | None:
 
 
 def format_bytes(size: int) -> str:
-    """A byte count for a message: ``64 MiB``, ``1.5 MB``, ``812 bytes``.
+    """A byte count for a message, in the binary units the limits are set in.
 
-    >>> format_bytes(64 * 1024 * 1024), format_bytes(1_500_000), format_bytes(812)
-    ('64 MiB', '1.50 MB', '812 bytes')
+    >>> format_bytes(64 * 1024 * 1024), format_bytes(9_000_000), format_bytes(812)
+    ('64 MiB', '8.58 MiB', '812 bytes')
     """
-    if size >= 1024 * 1024 and size % (1024 * 1024) == 0:
-        return f"{size // (1024 * 1024):,} MiB"
-    if size >= 1_000_000:
-        return f"{size / 1_000_000:,.2f} MB"
+    mib = 1024 * 1024
+    if size >= mib:
+        return f"{size // mib:,} MiB" if size % mib == 0 else f"{size / mib:,.2f} MiB"
+    if size >= 1024:
+        return f"{size / 1024:,.1f} KiB"
     return f"{size:,} bytes"
 
 

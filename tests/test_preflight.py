@@ -173,6 +173,22 @@ def test_the_path_limit_counts_the_temporary_name_and_the_nul(tmp_path: Path) ->
     assert (problem.file, problem.line, problem.job) == ("m.yaml", 3, "v")
 
 
+def test_a_long_path_from_the_pattern_is_blamed_on_the_pattern_not_the_id(
+    tmp_path: Path,
+) -> None:
+    # A short id in a path made long by the pattern's fixed folders: a shorter id would not
+    # help, so the pattern is named; an id repeated until the path is long is the id's fault.
+    folders = "/".join(["p" * 200] * 21)
+    found = check_outputs(tmp_path, [Row("beach", f"{folders}/beach.mp4", "m.yaml", 2)])
+    (problem,) = found.problems
+    assert "bytes per path" in problem.message
+    assert problem.field == "output.pattern"
+    long_id = "c" * 200
+    by_id = "/".join([long_id] * 21) + f"/{long_id}.mp4"
+    (problem,) = check_outputs(tmp_path, [Row(long_id, by_id, "m.yaml", 2)]).problems
+    assert problem.field == "id"
+
+
 def test_a_long_folder_name_from_the_pattern_is_blamed_on_the_pattern(tmp_path: Path) -> None:
     folder = "f" * 300
     found = check_outputs(tmp_path, [Row("beach", f"{folder}/beach.mp4", "m.yaml", 2)])

@@ -12,7 +12,8 @@ about seven nodes; more jobs than :data:`MAX_NODES` allows belong in a ``jobs_fr
 - :data:`MAX_DEPTH`: levels of nesting, counting what aliases bring in.
 - :data:`MAX_NODES`: values (scalars, lists, mappings) written in the document; PyYAML
   needs about 800 bytes each while it reads, so about 200 MB at the bound.
-- :data:`MAX_ALIASES`: alias uses (``*name``).
+- :data:`MAX_ALIASES`: alias uses (``*name``). A job that merges a shared mapping with
+  ``<<: *common`` is one use; ten thousand jobs sharing values want ``defaults:``.
 - :data:`MAX_EXPANDED_NODES` and :data:`MAX_EXPANDED_TEXT`: the values and the characters
   of text the document holds once every alias is written out in full.
 - :data:`MAX_NUMBER_DIGITS`: the length of a whole number (Python refuses to convert 4,300
@@ -32,7 +33,7 @@ from orchestrator.problems import clipped
 MAX_MANIFEST_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 250_000
-MAX_ALIASES = 100_000
+MAX_ALIASES = 10_000
 MAX_EXPANDED_NODES = 1_000_000
 MAX_EXPANDED_TEXT = 32 * 1024 * 1024
 MAX_NUMBER_DIGITS = 100

@@ -294,7 +294,7 @@ def _check_lengths(
         what, longest = max(files, key=lambda item: _bytes(item[1]))
         size = stem + _bytes(longest)
         if size > longest_path:
-            blame = _field(job, job.output_path)
+            blame = _path_field(job, size - longest_path)
             paths.add(
                 Problem(
                     f"the full path of its {what} is {size} bytes long "
@@ -317,6 +317,14 @@ def _bytes(text: str) -> int:
 def _short(text: str, keep: int = 24) -> str:
     """Long names shown by their ends: ``'xxxxxx...xxx.mp4'``."""
     return text if len(text) <= 2 * keep + 3 else f"{text[:keep]}...{text[-keep:]}"
+
+
+def _path_field(job: OutputJob, excess: int) -> str:
+    """``id`` when the id's bytes in the path are at least what it is over by (a shorter id
+    would fix it), else ``output.pattern`` (its fixed parts are the long ones)."""
+    ids = {job.id, getattr(job, "base_id", job.id)}
+    used = max((job.output_path.count(i) * _bytes(i) for i in ids if i), default=0)
+    return "id" if used >= excess else "output.pattern"
 
 
 def _field(job: OutputJob, origin: str) -> str:
