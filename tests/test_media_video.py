@@ -150,8 +150,12 @@ def test_every_cut_of_a_faststart_clip_after_its_index_is_refused(tmp_path: Path
 
 def test_a_packet_cut_short_is_damage(tmp_path: Path) -> None:
     data = fast_clip()
-    with pytest.raises(BrokenVideo, match="^47 of the 48 frames its container lists are there"):
+    with pytest.raises(BrokenVideo) as caught:
         inspect_video(write(tmp_path, data[:-1]))
+    assert str(caught.value) == (
+        "frame 48 of the video is cut short or damaged; 47 of the 48 frames its container "
+        "lists are there (the file is cut short or damaged)"
+    )
 
 
 def test_a_clip_with_its_index_at_the_end_cut_short_does_not_open(tmp_path: Path) -> None:

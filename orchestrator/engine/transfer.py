@@ -162,7 +162,9 @@ class Gunzip:
                     return
                 continue
             data = self._inflate.unconsumed_tail
-            # A full piece may leave more output inside zlib with no input left: drain it.
+            # A full piece may leave more output inside zlib with no input left (one byte of
+            # a long run decodes to more than a piece): drain it now rather than with the
+            # next input, so nothing decoded waits on the network.
             if not data and len(out) < self.piece:
                 return
 

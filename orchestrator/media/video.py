@@ -148,7 +148,8 @@ def inspect_video(path: Path) -> VideoProbe:
             counted, decoded, damaged = _read_through(container, stream)
             shortfall = missing_frames(claim, counted)
             if damaged:
-                raise BrokenVideo(shortfall or f"frame {counted + 1} is cut short or damaged")
+                cut = f"frame {counted + 1} of the video is cut short or damaged"
+                raise BrokenVideo(f"{cut}; {shortfall}" if shortfall else cut)
             if shortfall:
                 raise BrokenVideo(shortfall)
             if not decoded:

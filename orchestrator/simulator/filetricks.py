@@ -9,7 +9,7 @@ either host name the file listener answers:
   first ``first_downloads`` of each meet the tricks;
 - ``redirect_hops``: it answers 302 itself, to the same path with ``hop=k`` added to the
   query, alternating between the file host's name and the listener's address, the last hop
-  (``hop=N``) on the file host's name, or on :data:`.tricks.UNTRUSTED_HOST`;
+  (``hop=N``) on the file host's name, or on https://:data:`.tricks.UNTRUSTED_HOST`;
 - body tricks: the app's reply is captured and, when it is a whole 200, sent again changed
   (cut, compressed, dripped). Anything else (a 403, a 5xx, an outage, a reply cut by the
   ``truncated_download`` fault) goes out as the app sent it.
@@ -62,6 +62,8 @@ class TrickedDownload:
     """Bytes of the body as changed (what Content-Length said)."""
     sha256: str
     """Of the body as changed."""
+    original_sha256: str
+    """Of the video the app served, before any change."""
     sent: int = 0
     finished: bool = False
     """The last byte was sent; False while a drip runs, or when the client left early."""
@@ -155,13 +157,17 @@ class TrickedFiles:
     ) -> None:
         """Send the client to hop ``hop`` of the chain."""
         last = hop == self.tricks.redirect_hops
-        if last:
-            host = UNTRUSTED_HOST if self.tricks.redirect_untrusted else self.file_host
+        scheme = "http"
+        if last and self.tricks.redirect_untrusted:
+            # https, so that only the host is wrong (plain http is refused off loopback).
+            scheme, host = "https", UNTRUSTED_HOST
+        elif last:
+            host = self.file_host
         else:
             # Counted back from the last hop, so the chain always ends on the file host.
             host = self.file_host if (self.tricks.redirect_hops - hop) % 2 == 0 else self.address
         kept = [(k, v) for k, v in query if k != HOP] + [(HOP, str(hop))]
-        location = f"http://{host}:{self.port}{scope['path']}?{urlencode(kept)}"
+        location = f"{scheme}://{host}:{self.port}{scope['path']}?{urlencode(kept)}"
         headers = _headers(scope)
         ledger = self.sim.ledger
         ledger.call("download")
@@ -190,6 +196,7 @@ class TrickedFiles:
                     await send(message)
             return
         body, names = bytes(captured.body), []
+        original = hashlib.sha256(body).hexdigest()
         if self.tricks.truncate_faststart:
             whole = await anyio.to_thread.run_sync(self._faststart_of, body)
             body = whole[: int(len(whole) * KEEP)]
@@ -203,7 +210,7 @@ class TrickedFiles:
             names.append("drip")
         headers.append((b"content-length", str(len(body)).encode()))
         record = TrickedDownload(
-            request_id, tuple(names), len(body), hashlib.sha256(body).hexdigest()
+            request_id, tuple(names), len(body), hashlib.sha256(body).hexdigest(), original
         )
         with self._news:
             self.served.append(record)

@@ -55,7 +55,7 @@ resolution)::
     file_tricks:                  # hostile file-host replies, all off (see .tricks):
       truncate_faststart: false   # a faststart copy cut to 60 %, Content-Length matching
       redirect_hops: 0            # N 302s first (file host name <-> address, same listener)
-      redirect_untrusted: false   # the last 302 to http://untrusted.invalid:PORT instead
+      redirect_untrusted: false   # the last 302 to https://untrusted.invalid:PORT instead
       gzip_videos: false          # the body gzipped, with Content-Encoding: gzip
       drip_seconds: 0             # > 0: one byte per this many simulated seconds
       first_downloads: null       # only the first N downloads of each video (null: all)

@@ -10,7 +10,7 @@ survive without losing a paid video or keeping a broken one::
       redirect_hops: 0           # answer this many 302s first, alternating between the file
                                  # host's name and its address (both on the file listener);
                                  # the last one points to the file host's name
-      redirect_untrusted: false  # the last 302 points to http://untrusted.invalid:PORT (a
+      redirect_untrusted: false  # the last 302 points to https://untrusted.invalid:PORT (a
                                  # host no allowlist names) instead; needs redirect_hops
       gzip_videos: false         # the body gzip-compressed, with Content-Encoding: gzip
       drip_seconds: 0            # > 0: the body sent one byte per this many simulated
