@@ -279,15 +279,17 @@ def test_a_remote_failure_is_rerolled_up_to_max_attempts(tmp_path: Path, fault: 
     assert part_files(tmp_path) == []
 
 
-def test_a_result_without_any_output_url_is_a_failure(tmp_path: Path) -> None:
-    store = seed_store(tmp_path, 2)
+def test_a_result_without_any_output_url_is_fetched_again_never_rerolled(
+    tmp_path: Path,
+) -> None:
+    store = seed_store(tmp_path, 2, max_attempts=3)
     with simulator(make_profile({"no_output": 1.0})) as server:
         run_engine(store, server, fast_settings())
         counts = submissions(server, store)
-    assert counts == {"job0": 1, "job1": 1}
+    assert counts == {"job0": 1, "job1": 1}  # paid once each, whatever max_attempts allows
     for job in by_name(store).values():
-        assert job.state == S.FAILED
-        assert job.error == "completed without any output URL"
+        assert job.state == S.FETCH_PAUSED  # a re-run asks again; --reroll pays again
+        assert "shows no video URL" in (job.error or "")
         assert job.remote_status == "completed"
 
 

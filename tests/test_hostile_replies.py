@@ -192,17 +192,17 @@ def test_a_fresh_result_with_an_undownloadable_url_needs_a_person(tmp_path: Path
         assert outcomes == ["unusable_output"]
 
 
-def test_a_result_with_no_output_at_all_keeps_todays_reroll(tmp_path: Path) -> None:
-    # Found while building the above: "completed" with an empty output counts as a failed
-    # render and is re-rolled while attempts remain (each billed). Pinned as it stands.
+def test_a_result_with_no_output_at_all_is_fetched_again_never_rerolled(tmp_path: Path) -> None:
+    # "completed" with an empty output was once a failed render, re-rolled (and billed)
+    # while attempts remained. It is a paid render whose result is asked for again.
     store = seed_store(tmp_path, 1, max_attempts=2)
     with simulator(make_profile({"no_output": 1.0})) as server:
         run_engine(store, server, fast_settings())
         job = by_name(store)["job0"]
-        assert job.state == S.FAILED and job.error == "completed without any output URL"
+        assert job.state == S.FETCH_PAUSED and "shows no video URL" in (job.error or "")
         kinds = [(a.kind, a.outcome) for a in attempt_rows(store, job.row_id)]
-        assert kinds == [("submit", "failed"), ("reroll", "failed")]
-        assert_paid_work_kept(store, server, rerolls=1)
+        assert kinds == [("submit", "succeeded")]
+        assert_paid_work_kept(store, server, rerolls=0)
 
 
 # -- Retry-After, per job and per route ---------------------------------------------------

@@ -29,7 +29,7 @@ from orchestrator.api import (
     TransientError,
     WrongRequest,
 )
-from orchestrator.api.responses import shown_reply
+from orchestrator.api.responses import SUCCESS_STATES, shown_reply
 from orchestrator.engine.core import POLL_PATIENCE, EngineCore, _after, log
 from orchestrator.engine.decisions import Outcome, retry_delay
 from orchestrator.engine.paidwork import (
@@ -200,6 +200,25 @@ class Polling(EngineCore):
                 self._send.send_nowait((_after(item, JobState.DOWNLOADING), result.video_url))
         elif result.unusable:
             await self._unusable_result(item, result, facts)
+        elif result.status in SUCCESS_STATES:
+            # Rendered (and billed) but the result shows no output URL: the only way
+            # forward is to fetch the result again (with the fetch backoff, then a pause
+            # that a re-run resumes), never an automatic paid re-roll.
+            log.warning(
+                "completed without an output URL; asking for the result again",
+                batch=item.batch,
+                job=item.name,
+                attempt=item.attempts,
+                request_id=item.request_id,
+            )
+            moved = await self._settle(
+                item,
+                Outcome.REMOTE_SUCCEEDED,
+                fields=facts,
+                attempt={"outcome": "succeeded", "cost_usd": result.cost},
+            )
+            if moved:
+                self._send.send_nowait((_after(item, JobState.DOWNLOADING), None))
         elif result.status in ("cancelled", "canceled"):
             await self._settle(
                 item,
@@ -208,11 +227,7 @@ class Polling(EngineCore):
                 attempt={"outcome": "cancelled", "cost_usd": result.cost},
             )
         else:
-            reason = result.error or (
-                "completed without any output URL"
-                if result.status in ("completed", "succeeded")
-                else f"remote status {result.status}"
-            )
+            reason = result.error or f"remote status {result.status}"
             # max_attempts bounds paid generations: a refused (429) or held submit was
             # counted as an attempt but never billed, so it does not use up a re-roll.
             paid = await self._db(self.queue.paid_attempts, item.row_id)
