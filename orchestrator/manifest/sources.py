@@ -247,6 +247,9 @@ def _csv_rows(text: str, file: str, problems: list[Problem], budget: _Budget) ->
             )
         )
         return
+    if not budget.take(len(header)):
+        problems.append(_out_of_values(file, 1))
+        return
     end = rows.line_num
     for index in itertools.count(1):
         try:
