@@ -79,8 +79,6 @@ def format_bytes(size: int) -> str:
     mib = 1024 * 1024
     if size >= mib:
         return f"{size // mib:,} MiB" if size % mib == 0 else f"{size / mib:,.2f} MiB"
-    if size >= 1024:
-        return f"{size / 1024:,.1f} KiB"
     return f"{size:,} bytes"
 
 

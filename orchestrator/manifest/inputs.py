@@ -281,7 +281,7 @@ class ImageResolver:
         cap = MAX_IMAGE_FILE_BYTES if rule_cap is None else min(rule_cap, MAX_IMAGE_FILE_BYTES)
         name = clipped(value, SHOWN_NAME_CHARS)
         try:
-            st = check_regular(path)
+            st = check_regular(path, MAX_IMAGE_FILE_BYTES)
             if st.st_size > cap and spec is not None and cap == rule_cap:
                 return self._too_big_for_rules(written, path, st.st_size, spec)
             key = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
