@@ -9,12 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from model_ids import LITE
+from model_ids import LITE, RUNWAY
 
+from orchestrator.catalog import builtin_catalog
 from orchestrator.manifest import Expansion, load_manifest, yamlbounds, yamlsafe
 from orchestrator.manifest import sources as sources_module
+from orchestrator.manifest.inputs import to_native
 from orchestrator.manifest.yamlsafe import load_yaml, read_manifest
-from orchestrator.problems import InputError, Problem
+from orchestrator.problems import SHOWN_CHARS, InputError, Problem
 
 Load = Callable[..., Expansion]
 ProblemsOf = Callable[..., list[Problem]]
@@ -390,3 +392,65 @@ def test_crlf_data_files_read_as_before(load: Load, tmp_path: Path) -> None:
         ("a", "two\nlines", 2),
         ("b", "y", 4),
     ]
+
+
+# -- values shown in problems ------------------------------------------------------------------
+
+BIG = chain(5, 9)  # 59,049 words once written out: inside the bounds, far too long to show
+LONG = "x" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        pytest.param(job(prompt=BIG), "prompt", id="prompt"),
+        pytest.param(job(f"    resolution: {BIG}\n"), "resolution", id="enum-with-a-value-table"),
+        pytest.param(job(f"    duration: {BIG}\n"), "duration", id="enum-number"),
+        pytest.param(job(f"    last_image: {BIG}\n"), "last_image", id="image"),
+        pytest.param(job(f"    repeat: {BIG}\n"), "repeat", id="repeat"),
+        pytest.param(job(f"    image_fit: {BIG}\n"), "image_fit", id="image-fit"),
+        pytest.param(job().replace("id: beach", f"id: {BIG}"), "id", id="id"),
+        pytest.param(job().replace("batch: demo", f"batch: {BIG}"), "batch", id="batch"),
+        pytest.param(job(f"    model: {BIG}\n"), "model", id="model"),
+        pytest.param(job() + f"matrix:\n  resolution: {BIG}\n", "resolution", id="matrix-value"),
+        pytest.param(
+            job() + f"limits:\n  max_in_flight: {BIG}\n", "limits.max_in_flight", id="limits"
+        ),
+        pytest.param(job() + f"  - {BIG}\n", "jobs", id="a-job-that-is-a-list"),
+        pytest.param(job() + f"jobs_from: {BIG}\n", "jobs_from", id="jobs-from"),
+        pytest.param(job() + f"jobs_from: {LONG}.txt\n", "jobs_from", id="jobs-from-name"),
+        pytest.param(job(f"    model: acme/{LONG}\n"), "model", id="unknown-model"),
+        pytest.param(
+            job(f"    ratio: {BIG}\n").replace(LITE, RUNWAY).replace("    image: beach.jpg\n", ""),
+            "ratio",
+            id="universal-value-table",
+        ),
+    ],
+)
+def test_a_huge_value_is_shown_short_wherever_it_is_written(
+    problems_of: ProblemsOf, text: str, field: str
+) -> None:
+    problems = problems_of(text)
+    assert field in [p.field for p in problems]
+    for problem in problems:
+        assert len(str(problem)) < 700, str(problem)
+        assert len(problem.job or "") <= SHOWN_CHARS  # JSON output shows it too
+
+
+class NoStr(list[object]):
+    """A list that must never be written out whole."""
+
+    def __str__(self) -> str:
+        raise AssertionError("str() of the whole list")
+
+    __repr__ = __str__
+
+
+def test_a_list_for_a_value_table_is_refused_without_being_written_out() -> None:
+    runway = builtin_catalog().require(RUNWAY)
+    _native, errors = to_native(
+        runway, {"prompt": "x", "ratio": NoStr(["9:16"] * 1000)}, text_values=False
+    )
+    [error] = [e for e in errors if e.field == "ratio"]
+    assert error.message.startswith("['9:16', '9:16'")
+    assert "is not available for this model" in error.message

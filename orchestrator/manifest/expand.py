@@ -245,14 +245,14 @@ class _Expander:
         if explicit_id is not None:
             # str() only of a scalar: an id may be anything YAML can write, a bomb included.
             scalar = isinstance(explicit_id, str | int | float)
-            label = str(explicit_id) if scalar else show_value(explicit_id, SHOWN_NAME_CHARS)
+            label = str(explicit_id) if scalar else show_value(explicit_id)
         if explicit_id is not None and (
             isinstance(explicit_id, bool)  # `id: yes` is YAML for True, not a name
             or not isinstance(explicit_id, str | int)
             or not SAFE_NAME.match(str(explicit_id))
         ):
             self._problem(
-                f"id {show_value(explicit_id, SHOWN_NAME_CHARS)} is not allowed: use letters, "
+                f"id {show_value(explicit_id)} is not allowed: use letters, "
                 "digits, '.', '_' and '-', "
                 "starting with a letter or digit (ids become file names)",
                 raw.line_of("id"),
@@ -423,6 +423,13 @@ class _Expander:
         for name in image_fields:
             spec = model.fields[name] if model else None
             written = native.written.get(name, name)
+            if spec is not None and spec.type != "array" and isinstance(native.payload[name], list):
+                # One image, not a list: the schema check passes image references unread.
+                shown = show_value(native.payload[name])
+                errors.append(
+                    FieldError(written, f"needs one image file path or https URL, got {shown}")
+                )
+                continue
             values = image_values(native.payload[name])
             if len(values) != 1:
                 continue  # the schema check already reported the item count
