@@ -46,7 +46,7 @@ POINTS = (
     "after_rename",
     "before_commit",
 )
-ENDED = {"succeeded", "failed", "needs_reconcile"}
+ENDED = {"succeeded", "failed", "needs_reconcile", "fetch_paused"}
 MAX_RERUNS = 3
 FIGURES = ("lost", "duplicated", "partial", "bad_files", "token_leaks")
 

@@ -169,7 +169,7 @@ def main() -> int:
     unfinished = {
         k: v
         for k, v in figures["states"].items()  # type: ignore[union-attr]
-        if k not in ("succeeded", "failed", "needs_reconcile", "cancelled")
+        if k not in ("succeeded", "failed", "needs_reconcile", "fetch_paused", "cancelled")
     }
     rows = "\n".join(f"| {k} | {v} |" for k, v in figures.items() if k != "faults")
     faults = ", ".join(f"{k} {v}" for k, v in sorted(figures["faults"].items()))  # type: ignore[union-attr]

@@ -32,7 +32,9 @@ from orchestrator.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "many-workers-token-0123456789"
-TERMINAL = {"succeeded", "failed", "needs_reconcile"}
+#: The states a run ends a job in (fetch_paused: rendered, its result asked for again by a
+#: re-run; a "completed" result without an output URL ends there).
+TERMINAL = {"succeeded", "failed", "needs_reconcile", "fetch_paused"}
 
 
 def write_manifest(folder: Path, batch: str, jobs: int, extra: str = "") -> Path:
