@@ -189,36 +189,28 @@ class Polling(EngineCore):
             "queue_position": None,
         }
         await self._revise_price(item, result.cost)
-        if result.succeeded:
-            moved = await self._settle(
-                item,
-                Outcome.REMOTE_SUCCEEDED,
-                fields=facts,
-                attempt={"outcome": "succeeded", "cost_usd": result.cost},
-            )
-            if moved:
-                self._send.send_nowait((_after(item, JobState.DOWNLOADING), result.video_url))
-        elif result.unusable:
+        if result.unusable and not result.succeeded:
             await self._unusable_result(item, result, facts)
         elif result.status in SUCCESS_STATES:
-            # Rendered (and billed) but the result shows no output URL: the only way
-            # forward is to fetch the result again (with the fetch backoff, then a pause
-            # that a re-run resumes), never an automatic paid re-roll.
-            log.warning(
-                "completed without an output URL; asking for the result again",
-                batch=item.batch,
-                job=item.name,
-                attempt=item.attempts,
-                request_id=item.request_id,
-            )
+            if not result.succeeded:
+                # Rendered (and billed) but the result shows no output URL: the only way
+                # forward is to fetch the result again (the fetch backoff, then a pause a
+                # re-run resumes), never an automatic paid re-roll.
+                log.warning(
+                    "completed without an output URL; asking for the result again",
+                    batch=item.batch,
+                    job=item.name,
+                    attempt=item.attempts,
+                    request_id=item.request_id,
+                )
             moved = await self._settle(
                 item,
                 Outcome.REMOTE_SUCCEEDED,
                 fields=facts,
                 attempt={"outcome": "succeeded", "cost_usd": result.cost},
             )
-            if moved:
-                self._send.send_nowait((_after(item, JobState.DOWNLOADING), None))
+            if moved:  # no URL (None): the fetch asks /result again
+                self._send.send_nowait((_after(item, JobState.DOWNLOADING), result.video_url))
         elif result.status in ("cancelled", "canceled"):
             await self._settle(
                 item,
