@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def test_load_price_file_reports_every_bad_entry(tmp_path: Path) -> None:
     ("text", "words"),
     [
         pytest.param("- 1\n- 2\n", "maps model ids to prices", id="a-list"),
-        pytest.param("a: [1\n", "not valid YAML", id="malformed"),
+        pytest.param("a: [1\n", "malformed YAML", id="malformed"),
         pytest.param("", "maps model ids to prices", id="empty"),
     ],
 )
@@ -169,3 +170,20 @@ def test_load_price_file_refuses_non_finite_prices(tmp_path: Path, value: str) -
     [problem] = caught.value.problems
     assert problem.field == "acme/model"
     assert "number of USD >= 0" in problem.message
+
+
+def test_a_price_table_is_held_to_the_manifests_bounds(tmp_path: Path) -> None:
+    fifo = tmp_path / "prices.fifo"
+    os.mkfifo(fifo)
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]"
+              for p, c in zip("abcdefgh", "bcdefghi", strict=True)]  # fmt: skip
+    bomb.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    big = tmp_path / "big.yaml"
+    big.write_text("x: 1\n" * 300_000, encoding="utf-8")
+    for path, words in ((fifo, "not a regular file"), (bomb, "alias"), (big, "more than")):
+        with pytest.raises(InputError) as caught:  # never a hang, a MemoryError or a traceback
+            load_price_file(path)
+        [problem] = caught.value.problems
+        assert words in problem.message, problem.message

@@ -22,13 +22,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from orchestrator.catalog.registry import Catalog
 from orchestrator.catalog.spec import ModelSpec, Price
+from orchestrator.inputfiles import FileRefused, read_bounded
 from orchestrator.problems import InputError, Problem
 
 UNITS = ("second", "output")
+#: A price table lists a few models; a larger file is not one.
+MAX_PRICE_FILE_BYTES = 1024 * 1024
 
 
 class PriceTable:
@@ -70,13 +71,21 @@ class PriceTable:
 
 def load_price_file(path: Path) -> dict[str, Price]:
     """Read a user's price table (YAML or JSON); raise :class:`InputError` naming the entry."""
+    # Read and parsed with the manifest's bounds (a regular file of at most 1 MiB; depth,
+    # nodes and aliases limited while parsing); imported here: the manifest needs the
+    # catalog.
+    from orchestrator.manifest.yamlsafe import load_yaml
+
     where = str(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError([Problem(f"cannot read price table: {exc.strerror}", file=where)]) from exc
-    except yaml.YAMLError as exc:
-        raise InputError([Problem(f"not valid YAML: {exc}", file=where)]) from exc
+        text = read_bounded(path, MAX_PRICE_FILE_BYTES).decode("utf-8")
+    except FileRefused as exc:
+        raise InputError([Problem(f"cannot read price table: {exc.reason}", file=where)]) from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            [Problem(f"cannot read price table: not UTF-8 text ({exc.reason})", file=where)]
+        ) from exc
+    raw = load_yaml(text, where)
     if not isinstance(raw, dict):
         raise InputError([Problem("a price table maps model ids to prices", file=where)])
     prices: dict[str, Price] = {}
