@@ -182,6 +182,8 @@ def test_a_gzip_body_is_decoded_and_the_original_bytes_kept(tmp_path: Path) -> N
     store = seed_store(tmp_path, 2)
     with simulator(tricked(gzip_videos=True)) as server:
         run = run_engine(store, server, fast_settings())
+        # The host marks a record after its last send returns: wait for the marks.
+        assert tricks_of(server).wait_for(lambda rs: all(r.finished for r in rs), 10)
         served = tricks_of(server).records()
         ledger = server.simulator.snapshot()
     assert run.report.downloads == 2
