@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from orchestrator.cli_options import DEFAULT_API_BASE, OptionError, catalog_ttl
+from orchestrator.cli_options import DEFAULT_API_BASE, TOKEN_VARIABLES, OptionError, catalog_ttl
 from orchestrator.livecatalog import (
     ApiFetcher,
     Fetcher,
@@ -33,7 +33,6 @@ from orchestrator.store.catalog import CatalogCache
 from orchestrator.store.database import store_exists
 from orchestrator.views_catalog import print_models, print_remote_models, print_sources
 
-TOKEN_VARIABLES = ("RUNCOMFY_API_TOKEN", "RUNCOMFY_TOKEN")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 

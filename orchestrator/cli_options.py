@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 #: RunComfy's Model API; ``--api-base`` / ``RUNCOMFY_API_BASE`` override it.
 DEFAULT_API_BASE = "https://model-api.runcomfy.net"
+#: Where the API token is read from, first found wins.
+TOKEN_VARIABLES = ("RUNCOMFY_API_TOKEN", "RUNCOMFY_TOKEN")
 #: Seconds a cached catalog entry is used before the API is asked again (a day).
 DEFAULT_CATALOG_TTL = 86_400.0
 

@@ -65,13 +65,7 @@ class Catalog:
         >>> builtin_catalog().suggestions("acme/nothing-like-it", limit=2)
         []
         """
-        if limit <= 0:
-            return []
-        by_core: dict[str, list[str]] = {}
-        for known in sorted(self._models):
-            by_core.setdefault(_core(known), []).append(known)
-        cores = difflib.get_close_matches(_core(model_id), by_core, n=limit, cutoff=CLOSE_ENOUGH)
-        return [known for core in cores for known in by_core[core]][:limit]
+        return closest_ids(model_id, self._models, limit)
 
     def unknown_reason(self, model_id: str) -> str | None:
         """Why ``model_id`` is unknown, when the catalog knows more than that it is absent
@@ -95,6 +89,23 @@ class Catalog:
         for path in sorted(directory.glob("*.json")):
             merged.add(load_model_file(path))
         return merged
+
+
+def closest_ids(model_id: str, known: Iterable[str], limit: int = 3) -> list[str]:
+    """Up to ``limit`` of the ``known`` ids most like ``model_id``, closest first, compared
+    without the shared task suffix (``/image-to-video`` alone makes every id look alike).
+
+    >>> closest_ids("bytedance/seedance-9/ultra", ["bytedance/seedance-1-0/pro/image-to-video",
+    ...     "runwayml/runway-gen-4/turbo/image-to-video"])
+    ['bytedance/seedance-1-0/pro/image-to-video']
+    """
+    if limit <= 0:
+        return []
+    by_core: dict[str, list[str]] = {}
+    for name in sorted(known):
+        by_core.setdefault(_core(name), []).append(name)
+    cores = difflib.get_close_matches(_core(model_id), by_core, n=limit, cutoff=CLOSE_ENOUGH)
+    return [name for core in cores for name in by_core[core]][:limit]
 
 
 def _core(model_id: str) -> str:

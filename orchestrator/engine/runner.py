@@ -20,6 +20,7 @@ import anyio
 
 from orchestrator.api import RunComfyClient
 from orchestrator.catalog import Catalog
+from orchestrator.cli_options import TOKEN_VARIABLES
 from orchestrator.engine.download import DEFAULT_MAX_BYTES, Downloader
 from orchestrator.engine.pool import Engine, EngineReport
 from orchestrator.engine.prices import Pricing, price_unpriced
@@ -30,7 +31,6 @@ from orchestrator.redact import ShortSecret, check_token
 from orchestrator.store.prices import PriceBook
 from orchestrator.store.work import WorkQueue
 
-TOKEN_VARIABLES = ("RUNCOMFY_API_TOKEN", "RUNCOMFY_TOKEN")
 EXIT_INTERRUPTED = 130
 
 

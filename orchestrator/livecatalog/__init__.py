@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.catalog import Catalog, builtin_catalog
+from orchestrator.catalog.registry import closest_ids
 from orchestrator.livecatalog.fetch import ApiFetcher, Fetcher, FetchFailed
-from orchestrator.livecatalog.resolve import DEFAULT_TTL, LiveCatalog, ModelSource, closest_ids
+from orchestrator.livecatalog.resolve import DEFAULT_TTL, LiveCatalog, ModelSource
 from orchestrator.store.catalog import CatalogCache
 
 __all__ = [
@@ -60,8 +61,7 @@ def cached_catalog(user_dir: str | Path | None, cache: CatalogCache | None) -> C
 
     A cached entry whose schema cannot be read is left out (the shipped file, if any,
     stays)."""
-    live = open_catalog(user_dir=user_dir, cache=cache, ttl=float("inf"))
-    if cache is not None:
-        for entry in cache.load_all():
-            live.get(entry.model_id)
+    live = open_catalog(user_dir=user_dir, ttl=float("inf"))
+    for cached in cache.load_all() if cache is not None else ():
+        live.use_cached(cached)
     return live.snapshot()

@@ -22,14 +22,14 @@ from inside a running event loop.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from orchestrator.catalog import Catalog, CatalogError, ModelSpec
 from orchestrator.catalog.live import spec_from_entry
+from orchestrator.catalog.registry import closest_ids
 from orchestrator.cli_options import DEFAULT_CATALOG_TTL
 from orchestrator.livecatalog.fetch import Fetcher, FetchFailed
 from orchestrator.store.catalog import CachedEntry, CatalogCache
@@ -144,6 +144,17 @@ class LiveCatalog(Catalog):
         """A plain catalog of everything resolved so far (for the engine)."""
         return Catalog(self._models.values())
 
+    def use_cached(self, cached: CachedEntry) -> None:
+        """Take ``cached`` as the model's entry (unless a user's file has the model, or
+        its schema cannot be read): for a catalog built from an entry already read."""
+        model_id = cached.model_id
+        if model_id in self.user:
+            self._resolve(model_id)
+            return
+        spec = self._spec(cached.entry, self.shipped.get(model_id), "store cache")
+        if spec is not None:
+            self._use(spec, ModelSource(model_id, CACHE, cached.fetched_at))
+
     def save_fetched(self, cache: CatalogCache) -> int:
         """Cache every entry fetched from the API so far, with the time now (commands that
         may not write, such as ``validate``, never call this). Returns how many."""
@@ -232,22 +243,6 @@ class LiveCatalog(Catalog):
     @property
     def _host(self) -> str:
         return self.fetcher.host if self.fetcher is not None else "offline"
-
-
-def closest_ids(model_id: str, known: Iterable[str], limit: int = 3) -> list[str]:
-    """Up to ``limit`` ids most like ``model_id``, compared without the shared task suffix
-    (``/image-to-video`` alone would make every id look alike).
-
-    >>> closest_ids("bytedance/seedance-9/ultra", ["bytedance/seedance-1-0/pro/image-to-video",
-    ...     "runwayml/runway-gen-4/turbo/image-to-video"])
-    ['bytedance/seedance-1-0/pro/image-to-video']
-    """
-    by_core: dict[str, str] = {}
-    for known_id in sorted(known):
-        by_core.setdefault(known_id.removesuffix("/image-to-video"), known_id)
-    core = model_id.removesuffix("/image-to-video")
-    matches = difflib.get_close_matches(core, list(by_core), n=limit, cutoff=0.5)
-    return [by_core[match] for match in matches]
 
 
 def _age(seconds: float) -> str:
