@@ -313,12 +313,14 @@ def test_a_paused_worker_taken_over_cannot_overwrite_the_job(tmp_path: Path, pg_
                     worker.communicate()
 
     # The resumed worker changed nothing. Whichever it did first on waking: its write was
-    # fenced off (a stale_write event keeps what it knew), or its heartbeat told it that it
-    # had been taken over and it stopped (exit status 1).
+    # fenced off (a stale_write event keeps what it knew), its heartbeat told it that it
+    # had been taken over and it stopped (exit status 1), or a status reply read on waking
+    # (sent before the pause) could not be noted, and it stopped watching the job.
     seen = check_leases_never_overlap(pg_url)
     fenced = seen["stale_write"] == 1 and "stale transition dropped" in err
     told = first.returncode == 1 and "presumed dead" in out
-    assert fenced or told, out + err
+    dropped = seen["stale_write"] == 0 and "stale status dropped" in err
+    assert fenced or told or dropped, out + err
     ((state, worker_id, lease),) = rows(pg_url, "SELECT state, worker_id, lease_token FROM jobs")
     assert state == "succeeded" and lease == 2
     assert f":{second.pid}:" in worker_id

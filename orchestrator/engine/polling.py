@@ -159,7 +159,17 @@ class Polling(EngineCore):
             if status == "in_progress":
                 fields["started_at"] = self.queue.now()
             if not await self._db(self.queue.note, item, fields):
-                self._unwatch(item.row_id)  # moved on or taken over: not ours
+                # Moved on or taken over (a reply read after a long pause, say): not ours.
+                self._unwatch(item.row_id)
+                log.warning(
+                    "stale status dropped",
+                    batch=item.batch,
+                    job=item.name,
+                    attempt=item.attempts,
+                    request_id=item.request_id,
+                    remote_status=status,
+                    lease=item.lease_token,
+                )
                 return
             item = _after(item, item.state, remote_status=status)
         room_before = self.timing.room(self._submits_running)

@@ -228,6 +228,11 @@ class Timing:
     # -- counts ---------------------------------------------------------------------------
 
     @property
+    def probes_pending(self) -> int:
+        """Probes sent whose job has not been looked at yet."""
+        return len(self._probes)
+
+    @property
     def in_flight(self) -> int:
         """Jobs this worker has submitted that have not finished (as far as it knows)."""
         return len(self._status)
