@@ -302,16 +302,17 @@ def test_forgetting_moved_jobs_never_drops_one_watched_while_it_reads(tmp_path: 
     async def main() -> dict[int, Any]:
         async with RunComfyClient("http://127.0.0.1:9", token="t") as api, Downloader() as files:
             engine = Engine(queue, api, files, builtin_catalog(), fast_settings())
-            engine._watched = {moved.row_id: moved, kept.row_id: kept}
+            engine.ledger.watch(moved)
+            engine.ledger.watch(kept)
             read = queue.leases
 
             def read_while_a_submit_lands(row_ids: list[int]) -> dict[int, tuple[str, int]]:
-                engine._watched[fresh.row_id] = fresh  # accepted while the read runs
+                engine.ledger.watch(fresh)  # accepted while the read runs
                 return read(row_ids)
 
             queue.leases = read_while_a_submit_lands  # type: ignore[method-assign]
             await engine._forget_moved()
-            return engine._watched
+            return engine.ledger.all_watched()
 
     watched = anyio.run(main)
     assert set(watched) == {kept.row_id, fresh.row_id}

@@ -11,18 +11,27 @@ cannot be downloaded sends the job to a person (``needs_reconcile``).
 
 from __future__ import annotations
 
+import math
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from orchestrator import failpoints
-from orchestrator.api import RequestNotFound, RunComfyError, WrongRequest
-from orchestrator.engine.core import EngineCore, log
+from orchestrator.api import RequestNotFound, RunComfyClient, RunComfyError, WrongRequest
+from orchestrator.engine.core import EngineReport, WrongReplies, log
 from orchestrator.engine.decisions import Outcome, retry_delay
-from orchestrator.engine.download import Downloaded, DownloadError, Placer, Verified
+from orchestrator.engine.download import Downloaded, Downloader, DownloadError, Placer, Verified
+from orchestrator.engine.gate import SubmitGate
+from orchestrator.engine.gateway import StoreGateway
+from orchestrator.engine.ledger import InFlight
 from orchestrator.engine.paidwork import (
     UNUSABLE_OUTPUT,
     FetchProblem,
@@ -30,55 +39,120 @@ from orchestrator.engine.paidwork import (
     breaker_for_fetch,
     unusable_error,
 )
+from orchestrator.engine.settings import EngineSettings
 from orchestrator.outputs.ownership import owned_by
 from orchestrator.outputs.paths import OutputPathError, check_relative, resolve_inside
 from orchestrator.outputs.placing import place_video
-from orchestrator.store.work import WorkItem
+from orchestrator.store.fetches import FetchQueue
+from orchestrator.store.work import WorkItem, WorkQueue
+
+#: What the downloaders are handed: a rendered job, and its video URL if known (None: ask
+#: ``/result`` for a fresh one).
+Handed = tuple[WorkItem, str | None]
 
 
-class Downloading(EngineCore):
-    """Download workers fed by the poller (and by due fetches) through a memory channel."""
+class DownloadPool:
+    """Download workers fed by the poller (and by due fetches) through a memory channel.
 
-    async def _downloader(self) -> None:
+    :meth:`hand` queues a rendered job; the downloaders fetch it with ``downloader``
+    (asking ``api`` for a fresh URL when needed), place it, and settle the outcome.
+    """
+
+    def __init__(
+        self,
+        store: StoreGateway,
+        queue: WorkQueue,
+        api: RunComfyClient,
+        downloader: Downloader,
+        settings: EngineSettings,
+        *,
+        ledger: InFlight,
+        gate: SubmitGate,
+        report: EngineReport,
+        wrong_replies: WrongReplies,
+        rng: random.Random,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._fetches = FetchQueue(queue)
+        self._api = api
+        self._downloader = downloader
+        self._settings = settings
+        self._ledger = ledger
+        self._gate = gate
+        self._report = report
+        self._wrong_replies = wrong_replies
+        self._rng = rng
+        self._adopted: set[int] = set()
+        """Jobs taken over mid-download: their dead worker may have left a part file."""
+        self._worker_id: str | None = None
+        self._send: MemoryObjectSendStream[Handed]
+        self._receive: MemoryObjectReceiveStream[Handed]
+
+    @contextmanager
+    def channel(self) -> Iterator[None]:
+        """Open the hand-over channel for one run (closed when the block ends)."""
+        self._send, self._receive = anyio.create_memory_object_stream[Handed](math.inf)
+        with self._send, self._receive:
+            yield
+
+    def hand(self, item: WorkItem, url: str | None, *, adopted: bool = False) -> None:
+        """Queue a rendered job for the downloaders; ``adopted``: taken over from a dead
+        worker (leftovers are looked for again)."""
+        if adopted:
+            self._adopted.add(item.row_id)
+        self._send.send_nowait((item, url))
+
+    @property
+    def queued(self) -> int:
+        """Jobs handed over and not yet picked up by a downloader."""
+        return self._receive.statistics().current_buffer_used
+
+    def start(self, group: TaskGroup, *, worker_id: str) -> None:
+        """Start the fetcher of due fetches and the downloaders in ``group``."""
+        self._worker_id = worker_id
+        group.start_soon(self._fetcher)
+        for _ in range(self._settings.max_downloads):
+            group.start_soon(self._download_loop)
+
+    async def _download_loop(self) -> None:
         async for item, url in self._receive:
-            self._busy += 1
-            try:
-                await self._download_one(item, url)
-            except Exception as exc:  # one odd file must not stop the whole worker
-                log.exception(
-                    "download crashed",
-                    batch=item.batch,
-                    job=item.name,
-                    attempt=item.attempts,
-                    request_id=item.request_id,
-                )
-                await self._fetch_failed(
-                    item, FetchProblem.WRITE_FAILED, f"download crashed: {exc!r}", None
-                )
-            finally:
-                self._busy -= 1
+            with self._ledger.downloading():
+                try:
+                    await self._download_one(item, url)
+                except Exception as exc:  # one odd file must not stop the whole worker
+                    log.exception(
+                        "download crashed",
+                        batch=item.batch,
+                        job=item.name,
+                        attempt=item.attempts,
+                        request_id=item.request_id,
+                    )
+                    await self._fetch_failed(
+                        item, FetchProblem.WRITE_FAILED, f"download crashed: {exc!r}", None
+                    )
 
     async def _fetcher(self) -> None:
         """Hand ``fetch_wait`` jobs to the downloaders as they come due (from this worker
         or any other sharing the store); keeps going when submitting has stopped."""
-        batch = self.settings.batch
+        batch = self._settings.batch
         while True:
-            if not self.report.auth_error:
-                due = await self._db(self.fetches.next_due, batch)
-                if due is not None and due <= self.queue.now():
-                    queued = self._receive.statistics().current_buffer_used
-                    claimed = await self._db(
-                        self._claim_fetches, batch, 2 * self.settings.max_downloads - queued
+            if not self._report.auth_error:
+                due = await self._store.call(self._fetches.next_due, batch)
+                if due is not None and due <= self._queue.now():
+                    queued = self.queued
+                    claimed = await self._store.call(
+                        self._claim_fetches, batch, 2 * self._settings.max_downloads - queued
                     )
                     for item in claimed:
-                        self._send.send_nowait((item, None))
+                        self.hand(item, None)
                     if claimed:
                         continue
             # Due times are in the store (any worker may have set them): look again soon.
-            await anyio.sleep(self.settings.idle_check)
+            await anyio.sleep(self._settings.idle_check)
 
     def _claim_fetches(self, batch: str | None, room: int) -> list[WorkItem]:
-        return self.fetches.claim(batch, worker_id=self.worker_id, limit=room)
+        return self._fetches.claim(batch, worker_id=self._worker_id, limit=room)
 
     async def _download_one(self, item: WorkItem, url: str | None) -> None:
         bound = log.bind(
@@ -93,25 +167,25 @@ class Downloading(EngineCore):
         rescan = item.row_id in self._adopted  # its dead worker may have left a part since
         self._adopted.discard(item.row_id)
         await anyio.to_thread.run_sync(
-            lambda: self.downloader.leftovers.remove(target, rescan=rescan)
+            lambda: self._downloader.leftovers.remove(target, rescan=rescan)
         )
-        facts = await self._db(self.queue.facts, item.row_id)
-        store_id = await self._db(self.fetches.store_id)
+        facts = await self._store.call(self._queue.facts, item.row_id)
+        store_id = await self._store.call(self._fetches.store_id)
         refreshed = False
-        for quick_try in range(1, self.settings.max_download_tries + 1):
+        for quick_try in range(1, self._settings.max_download_tries + 1):
             try:
                 if url is None:
                     url = await self._fresh_url(item)
                 failpoints.reached("before_download")
                 placer = self._placer(item, facts, store_id, target)
-                done = await self.downloader.fetch(url, target, placer)
+                done = await self._downloader.fetch(url, target, placer)
             except DownloadError as exc:
                 bound.warning("download failed", error=str(exc), try_number=quick_try)
                 if exc.expired and not refreshed:
                     refreshed, url = True, None
                     continue
                 quick = exc.problem in (FetchProblem.HOST_DOWN, FetchProblem.BAD_FILE)
-                if not quick or quick_try == self.settings.max_download_tries:
+                if not quick or quick_try == self._settings.max_download_tries:
                     # A refused redirect names its target: that is the host to trust.
                     host = exc.host or (urlsplit(url).hostname if url else None)
                     await self._fetch_failed(item, exc.problem, str(exc), host)
@@ -119,9 +193,9 @@ class Downloading(EngineCore):
                 # A cut transfer or a blip: a few quick tries before the durable backoff.
                 delay = retry_delay(
                     quick_try,
-                    base=self.settings.base_delay,
-                    cap=min(30.0, self.settings.max_delay),
-                    rng=self.rng,
+                    base=self._settings.base_delay,
+                    cap=min(30.0, self._settings.max_delay),
+                    rng=self._rng,
                 )
                 await anyio.sleep(delay)
                 continue
@@ -130,12 +204,12 @@ class Downloading(EngineCore):
             return
 
     async def _delivered(self, item: WorkItem, done: Downloaded, target: Path) -> None:
-        self.report.downloads += 1
+        self._report.downloads += 1
         failpoints.reached("after_rename")
         fields: dict[str, Any] = {
             "size_bytes": done.size_bytes,
             "sha256": done.sha256,
-            "downloaded_at": self.queue.now(),
+            "downloaded_at": self._queue.now(),
             "fetch_failures": 0,
             "error": None,
         }
@@ -145,7 +219,7 @@ class Downloading(EngineCore):
             fields["output_path"] = check_relative(
                 (Path(item.output_path).parent / done.path.name).as_posix()
             )
-            self.report.renamed.append((item.output_path, fields["output_path"]))
+            self._report.renamed.append((item.output_path, fields["output_path"]))
             log.warning(
                 "output name taken by a file this store did not write; kept it",
                 batch=item.batch,
@@ -155,25 +229,25 @@ class Downloading(EngineCore):
                 wanted=item.output_path,
                 saved_as=fields["output_path"],
             )
-        await self._settle(
+        await self._store.settle(
             item,
             Outcome.DOWNLOADED,
             fields=fields,
             detail={"renamed_from": item.output_path} if "output_path" in fields else None,
         )
-        await self._close_breaker(item.batch)
+        await self._gate.download_succeeded(item.batch)
 
     async def _fetch_failed(
         self, item: WorkItem, problem: FetchProblem, detail: str, host: str | None
     ) -> None:
         """A rendered job's fetch failed: wait, pause, or (result lost) fail; maybe trip."""
         failures = item.fetch_failures + 1
-        policy = self.settings.fetch
-        step = after_fetch_failure(problem, failures=failures, policy=policy, rng=self.rng)
+        policy = self._settings.fetch
+        step = after_fetch_failure(problem, failures=failures, policy=policy, rng=self._rng)
         folder = str(Path(item.output_root) / Path(item.output_path).parent)
         breaker = breaker_for_fetch(problem, detail, host=host, folder=folder)
         if breaker is not None:
-            await self._trip(breaker, item.batch)
+            await self._gate.trip(breaker, item.batch)
         fix = f"; fix: {breaker.fix}" if breaker is not None else ""
         log.warning(
             "paid video not fetched",
@@ -201,25 +275,25 @@ class Downloading(EngineCore):
             attempt = None
         else:
             assert step.delay is not None
-            due = self.queue.now() + timedelta(seconds=step.delay)
+            due = self._queue.now() + timedelta(seconds=step.delay)
             fields["next_attempt_at"] = due
             error = (
                 f"paid, fetch failed (try {failures} of {policy.tries}): {detail}{fix}; "
                 f"fetched again at {due:%H:%M:%S} UTC"
             )
             attempt = None
-        await self._settle(item, step.outcome, fields=fields, error=error, attempt=attempt)
+        await self._store.settle(item, step.outcome, fields=fields, error=error, attempt=attempt)
 
     async def _fresh_url(self, item: WorkItem) -> str:
         """A new download URL from ``/result`` (URLs expire; the render does not)."""
         assert item.request_id is not None
         try:
-            result = await self.api.result(item.request_id, include_cost=True)
+            result = await self._api.result(item.request_id, include_cost=True)
         except RequestNotFound as exc:
             raise DownloadError(str(exc), problem=FetchProblem.RESULT_LOST) from exc
         except RunComfyError as exc:
             if isinstance(exc, WrongRequest):  # another job's reply: never its URL
-                self._wrong_request(item, exc)
+                self._wrong_replies.note(item, exc)
             # A 429, a 5xx or an odd reply while asking again: the paid video is still
             # there, so this is a wait (with the fetch backoff), never a reason to fail.
             raise DownloadError(f"asking for a fresh URL: {exc}") from exc
@@ -276,7 +350,7 @@ class Downloading(EngineCore):
                 "submitted": facts.get("submitted_at"),
                 "started": facts.get("started_at"),
                 "finished": facts.get("finished_at"),
-                "downloaded": self.queue.now().isoformat(),
+                "downloaded": self._queue.now().isoformat(),
             },
             "video": {
                 "file": video.name,

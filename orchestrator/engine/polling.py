@@ -13,7 +13,8 @@ through :class:`.timing.Timing`.
 
 from __future__ import annotations
 
-import heapq
+import random
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -25,13 +26,17 @@ from orchestrator.api import (
     AuthError,
     RemoteResult,
     RequestNotFound,
+    RunComfyClient,
     RunComfyError,
     TransientError,
     WrongRequest,
 )
 from orchestrator.api.responses import SUCCESS_STATES, shown_reply
-from orchestrator.engine.core import POLL_PATIENCE, EngineCore, _after, log
+from orchestrator.engine.core import POLL_PATIENCE, EngineReport, WrongReplies, log, moved_to
 from orchestrator.engine.decisions import Outcome, retry_delay
+from orchestrator.engine.gate import SubmitGate
+from orchestrator.engine.gateway import StoreGateway
+from orchestrator.engine.ledger import InFlight
 from orchestrator.engine.paidwork import (
     SHOWN_URL_CHARS,
     UNUSABLE_OUTPUT,
@@ -39,28 +44,70 @@ from orchestrator.engine.paidwork import (
     breaker_for_account,
     unusable_error,
 )
-from orchestrator.store.prices import raised_estimate_ratio
+from orchestrator.engine.schedule import PollSchedule
+from orchestrator.engine.settings import EngineSettings
+from orchestrator.engine.timing import Timing
+from orchestrator.store.prices import PriceBook, raised_estimate_ratio
 from orchestrator.store.states import JobState
-from orchestrator.store.work import WorkItem
+from orchestrator.store.work import WorkItem, WorkQueue
+
+#: Hands a job that finished remotely to the downloaders (with its video URL, if known).
+HandOver = Callable[[WorkItem, str | None], None]
 
 
-class Polling(EngineCore):
-    """The poll scheduler and what a finished remote job means."""
+class Poller:
+    """The poll scheduler and what a finished remote job means.
 
-    async def _poller(self, group: TaskGroup) -> None:
-        limiter = anyio.CapacityLimiter(self.settings.max_concurrent_polls)
+    It looks at the jobs ``schedule`` says are due, settles what it finds (through
+    ``store``), and gives a rendered job to ``hand_over``; ``on_room`` is called when the
+    account turned out to have room for more submits.
+    """
+
+    def __init__(
+        self,
+        store: StoreGateway,
+        queue: WorkQueue,
+        api: RunComfyClient,
+        settings: EngineSettings,
+        *,
+        ledger: InFlight,
+        schedule: PollSchedule,
+        timing: Timing,
+        gate: SubmitGate,
+        report: EngineReport,
+        wrong_replies: WrongReplies,
+        hand_over: HandOver,
+        on_room: Callable[[], None],
+        monotonic: Callable[[], float],
+        rng: random.Random,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._prices = PriceBook(queue)
+        self._api = api
+        self._settings = settings
+        self._ledger = ledger
+        self._schedule = schedule
+        self._timing = timing
+        self._gate = gate
+        self._report = report
+        self._wrong_replies = wrong_replies
+        self._hand_over = hand_over
+        self._on_room = on_room
+        self._monotonic = monotonic
+        self._rng = rng
+        self._transient: dict[int, int] = {}
+        """Failed polls in a row, by row id (reset by a good look)."""
+
+    async def run(self, group: TaskGroup) -> None:
+        """Start each due poll in ``group``, until cancelled."""
+        limiter = anyio.CapacityLimiter(self._settings.max_concurrent_polls)
         while True:
-            now = self.monotonic()
-            while self._schedule and self._schedule[0][0] <= now:
-                _due, _seq, row_id = heapq.heappop(self._schedule)
-                item = self._watched.get(row_id)
-                if item is not None:
-                    self._busy += 1
-                    group.start_soon(self._poll_one, item, limiter)
-            wait = self._schedule[0][0] - now if self._schedule else self.settings.idle_check
-            self._wake_poller = anyio.Event()
-            with anyio.move_on_after(max(0.0, wait)):
-                await self._wake_poller.wait()
+            now = self._monotonic()
+            for item in self._schedule.due(now):
+                self._ledger.poll_started()
+                group.start_soon(self._poll_one, item, limiter)
+            await self._schedule.wait(now, self._settings.idle_check)
 
     async def _poll_one(self, item: WorkItem, limiter: anyio.CapacityLimiter) -> None:
         # Busy until what the poll found is written (and a finished job handed to the
@@ -68,14 +115,14 @@ class Polling(EngineCore):
         try:
             await self._poll_and_apply(item, limiter)
         finally:
-            self._busy -= 1
+            self._ledger.poll_ended()
 
     async def _poll_and_apply(self, item: WorkItem, limiter: anyio.CapacityLimiter) -> None:
         assert item.request_id is not None
         try:
             async with limiter:
-                self.report.polls += 1
-                status = await self.api.status(item.request_id)
+                self._report.polls += 1
+                status = await self._api.status(item.request_id)
                 failpoints.reached("after_status")
                 if not status.terminal:
                     # A good look ends a run of failed ones: POLL_PATIENCE counts failures
@@ -83,11 +130,11 @@ class Polling(EngineCore):
                     self._transient.pop(item.row_id, None)
                     await self._still_running(item, status.status, status.queue_position)
                     return
-                self.timing.done(item.row_id, at=self.monotonic())
-                result = await self.api.result(item.request_id, include_cost=True)
+                self._timing.done(item.row_id, at=self._monotonic())
+                result = await self._api.result(item.request_id, include_cost=True)
         except RequestNotFound as exc:
-            self._unwatch(item.row_id)
-            await self._settle(
+            self._schedule.unwatch(item.row_id)
+            await self._store.settle(
                 item,
                 Outcome.REMOTE_LOST,
                 error=str(exc),
@@ -95,22 +142,22 @@ class Polling(EngineCore):
             )
             return
         except AuthError as exc:
-            self.report.auth_error = str(exc)
-            await self._trip(breaker_for_account(BreakerKind.AUTH, str(exc)), item.batch)
+            self._report.auth_error = str(exc)
+            await self._gate.trip(breaker_for_account(BreakerKind.AUTH, str(exc)), item.batch)
             return
         except RunComfyError as exc:
             # A 429 here is about polling, and this job's next look waits for it; it does
             # not slow submits (a throttle with this job still in flight could leave no
             # room to submit anything until it was polled again).
             if isinstance(exc, WrongRequest):
-                self._wrong_request(item, exc)
+                self._wrong_replies.note(item, exc)
             failures = self._transient.get(item.row_id, 0) + 1
             self._transient[item.row_id] = failures
             if not isinstance(exc, TransientError) or failures > POLL_PATIENCE:
                 # A reply that will not change (a 4xx on our own request id) or one that
                 # keeps failing: the job may still finish remotely, so a person decides.
-                self._unwatch(item.row_id)
-                await self._settle(
+                self._schedule.unwatch(item.row_id)
+                await self._store.settle(
                     item,
                     Outcome.REMOTE_LOST,
                     error=f"gave up polling after {failures} failed tries: {exc}",
@@ -119,13 +166,13 @@ class Polling(EngineCore):
                 return
             delay = retry_delay(
                 failures,
-                base=self.settings.base_delay,
-                cap=min(60.0, self.settings.max_delay),
+                base=self._settings.base_delay,
+                cap=min(60.0, self._settings.max_delay),
                 retry_after=getattr(exc, "retry_after", None),
-                retry_after_cap=self.settings.max_delay,
-                rng=self.rng,
+                retry_after_cap=self._settings.max_delay,
+                rng=self._rng,
             )
-            self._watch(item, delay)
+            self._schedule.watch(item, delay)
             return
         self._transient.pop(item.row_id, None)
         await self._finished_remotely(item, result)
@@ -138,8 +185,8 @@ class Polling(EngineCore):
         if raised_estimate_ratio(item.estimated_cost_usd, cost) is None:
             return
         assert cost is not None
-        raised = await self._db(
-            self.prices.raise_estimates, item.batch, item.model_id, item.row_id, cost
+        raised = await self._store.call(
+            self._prices.raise_estimates, item.batch, item.model_id, item.row_id, cost
         )
         if raised:
             log.warning(
@@ -157,10 +204,10 @@ class Polling(EngineCore):
         if status != item.remote_status:
             fields: dict[str, Any] = {"remote_status": status, "queue_position": position}
             if status == "in_progress":
-                fields["started_at"] = self.queue.now()
-            if not await self._db(self.queue.note, item, fields):
+                fields["started_at"] = self._queue.now()
+            if not await self._store.call(self._queue.note, item, fields):
                 # Moved on or taken over (a reply read after a long pause, say): not ours.
-                self._unwatch(item.row_id)
+                self._schedule.unwatch(item.row_id)
                 log.warning(
                     "stale status dropped",
                     batch=item.batch,
@@ -171,31 +218,31 @@ class Polling(EngineCore):
                     lease=item.lease_token,
                 )
                 return
-            item = _after(item, item.state, remote_status=status)
-        room_before = self.timing.room(self._submits_running)
-        delay = self.timing.looked(item.row_id, status, at=self.monotonic(), position=position)
-        if self.timing.room(self._submits_running) > room_before:
-            self._wake_submitter.set()  # the account has room for more: submit them now
-        self._watch(item, delay)
+            item = moved_to(item, item.state, remote_status=status)
+        room_before = self._timing.room(self._ledger.submits)
+        delay = self._timing.looked(item.row_id, status, at=self._monotonic(), position=position)
+        if self._timing.room(self._ledger.submits) > room_before:
+            self._on_room()  # the account has room for more: submit them now
+        self._schedule.watch(item, delay)
 
     async def _finished_remotely(self, item: WorkItem, result: RemoteResult) -> None:
         if not result.terminal:  # /status ran ahead of /result: look again soon
-            self._watch(item, self.settings.poll.minimum)
+            self._schedule.watch(item, self._settings.poll.minimum)
             return  # (keeping what was seen of the job, to learn its run time)
-        evidence = self.timing.finished(
+        evidence = self._timing.finished(
             item.row_id,
-            at=self.monotonic(),
+            at=self._monotonic(),
             succeeded=result.succeeded,
             stamps=(result.created_at, result.started_at, result.finished_at),
-            slack=self.settings.poll.minimum / 2,
+            slack=self._settings.poll.minimum / 2,
         )
-        if evidence is not None and self.timing.stamps[evidence.verdict] == 1:
+        if evidence is not None and self._timing.stamps[evidence.verdict] == 1:
             self._note_stamps(item, evidence.verdict)
-        self._watched.pop(item.row_id, None)
+        self._schedule.release(item.row_id)
         # The cost goes on the attempt; the store sums attempts into the job's cost.
         facts = {
             "remote_status": result.status,
-            "finished_at": self.queue.now(),
+            "finished_at": self._queue.now(),
             "queue_position": None,
         }
         await self._revise_price(item, result.cost)
@@ -213,16 +260,16 @@ class Polling(EngineCore):
                     attempt=item.attempts,
                     request_id=item.request_id,
                 )
-            moved = await self._settle(
+            moved = await self._store.settle(
                 item,
                 Outcome.REMOTE_SUCCEEDED,
                 fields=facts,
                 attempt={"outcome": "succeeded", "cost_usd": result.cost},
             )
             if moved:  # no URL (None): the fetch asks /result again
-                self._send.send_nowait((_after(item, JobState.DOWNLOADING), result.video_url))
+                self._hand_over(moved_to(item, JobState.DOWNLOADING), result.video_url)
         elif result.status in ("cancelled", "canceled"):
-            await self._settle(
+            await self._store.settle(
                 item,
                 Outcome.REMOTE_CANCELLED,
                 fields=facts,
@@ -232,8 +279,8 @@ class Polling(EngineCore):
             reason = result.error or f"remote status {result.status}"
             # max_attempts bounds paid generations: a refused (429) or held submit was
             # counted as an attempt but never billed, so it does not use up a re-roll.
-            paid = await self._db(self.queue.paid_attempts, item.row_id)
-            await self._retry_later(
+            paid = await self._store.call(self._queue.paid_attempts, item.row_id)
+            await self._store.retry_later(
                 replace(item, attempts=paid),
                 Outcome.REMOTE_FAILED,
                 paid,
@@ -260,7 +307,7 @@ class Polling(EngineCore):
             url=shown_reply(result.unusable_url, SHOWN_URL_CHARS),
         )
         attempt = {"outcome": UNUSABLE_OUTPUT, "error": error, "cost_usd": result.cost}
-        await self._settle(
+        await self._store.settle(
             item, Outcome.RESULT_UNUSABLE, fields=facts, error=error, attempt=attempt
         )
 

@@ -12,67 +12,158 @@ a clear answer goes to ``needs_reconcile`` and is never resubmitted here.
 
 from __future__ import annotations
 
-import math
+import random
+import time
+from collections.abc import Callable
 
 import anyio
 from anyio.abc import TaskGroup
 from sqlalchemy.exc import DBAPIError
 
-from orchestrator.api import RunComfyError
-from orchestrator.engine.core import EngineCore, EngineReport, log
+from orchestrator.api import RunComfyClient, RunComfyError
+from orchestrator.catalog import Catalog
+from orchestrator.engine.core import EngineReport, WrongReplies, log, timing_key_of
 from orchestrator.engine.decisions import Outcome
-from orchestrator.engine.downloading import Downloading
-from orchestrator.engine.polling import Polling
+from orchestrator.engine.download import Downloader
+from orchestrator.engine.downloading import DownloadPool
+from orchestrator.engine.gate import SubmitGate
+from orchestrator.engine.gateway import Backoff, StoreGateway
+from orchestrator.engine.ledger import InFlight
+from orchestrator.engine.polling import Poller
 from orchestrator.engine.runtimes import Estimate
-from orchestrator.engine.submitting import Submitting
-from orchestrator.engine.timing import Learned
-from orchestrator.store.runtimes import StoredRunTime
+from orchestrator.engine.schedule import PollSchedule
+from orchestrator.engine.settings import EngineSettings
+from orchestrator.engine.submitting import Submitter
+from orchestrator.engine.timing import Learned, Timing
+from orchestrator.store.fetches import FetchQueue
+from orchestrator.store.runtimes import RunTimeBook, StoredRunTime
 from orchestrator.store.states import JobState
-from orchestrator.store.work import WorkItem
+from orchestrator.store.work import WorkQueue
+from orchestrator.store.workers import WorkerRegistry
 
-__all__ = ["Engine", "EngineCore", "EngineReport"]
+__all__ = ["Engine", "EngineReport"]
 
 
-class Engine(Submitting, Polling, Downloading):
-    """Drains the queue for one batch (or all of them) against one RunComfy account."""
+class Engine:
+    """Drains the queue for one batch (or all of them) against one RunComfy account.
+
+    It builds the parts (see :mod:`.core`), registers this process as a worker, keeps its
+    lease, and decides when the run ends.
+    """
+
+    def __init__(
+        self,
+        queue: WorkQueue,
+        api: RunComfyClient,
+        downloader: Downloader,
+        catalog: Catalog,
+        settings: EngineSettings,
+        *,
+        rng: random.Random | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.queue = queue
+        self.api = api
+        self.catalog = catalog
+        self.settings = settings
+        rng = rng or random.Random()
+        self.report = EngineReport()
+        self.worker_id: str | None = None
+        """Set by :meth:`run` once this process is registered as a worker."""
+        self.timing = Timing(settings.poll, ceiling=settings.max_in_flight, rng=rng)
+        """Sightings, learned run times, the discovered capacity: when to look next."""
+        self.ledger = InFlight()
+        """What this worker has in hand (watched jobs, work running)."""
+        self._workers = WorkerRegistry(queue)
+        self._fetches = FetchQueue(queue)
+        self._runtimes = RunTimeBook(queue)
+        self.schedule = PollSchedule(self.ledger, self.timing, monotonic)
+        self.store = StoreGateway(
+            queue,
+            Backoff(settings.base_delay, settings.max_delay, rng),
+            on_room=lambda: self.submitter.wake(),
+            on_stale=self.schedule.unwatch,
+        )
+        """Every store call of the run goes through it (and every decision applied)."""
+        self.gate = SubmitGate(
+            self.report, self.store, queue, on_open=lambda: self.submitter.wake()
+        )
+        wrong_replies = WrongReplies()
+        self.downloads = DownloadPool(
+            self.store,
+            queue,
+            api,
+            downloader,
+            settings,
+            ledger=self.ledger,
+            gate=self.gate,
+            report=self.report,
+            wrong_replies=wrong_replies,
+            rng=rng,
+        )
+        self.submitter = Submitter(
+            self.store,
+            queue,
+            api,
+            catalog,
+            settings,
+            ledger=self.ledger,
+            schedule=self.schedule,
+            timing=self.timing,
+            gate=self.gate,
+            report=self.report,
+            monotonic=monotonic,
+        )
+        self.poller = Poller(
+            self.store,
+            queue,
+            api,
+            settings,
+            ledger=self.ledger,
+            schedule=self.schedule,
+            timing=self.timing,
+            gate=self.gate,
+            report=self.report,
+            wrong_replies=wrong_replies,
+            hand_over=self.downloads.hand,
+            on_room=self.submitter.wake,
+            monotonic=monotonic,
+            rng=rng,
+        )
 
     # -- the run ---------------------------------------------------------------------------
 
     async def run(self, stop: anyio.Event | None = None) -> EngineReport:
         """Work until the batch is done, a stop is requested, or auth fails."""
         stop = stop or anyio.Event()
-        self._stop = stop
-        self._send, self._receive = anyio.create_memory_object_stream[tuple[WorkItem, str | None]](
-            math.inf
-        )
         settings = self.settings
-        self._heartbeat_limiter = anyio.CapacityLimiter(1)
         reason = "exited"
         try:
-            self.worker_id = await self._db(
-                lambda: self.workers.register(
-                    batch=settings.batch, lease_seconds=settings.lease_seconds
+            with self.downloads.channel():
+                worker_id = await self.store.call(
+                    lambda: self._workers.register(
+                        batch=settings.batch, lease_seconds=settings.lease_seconds
+                    )
                 )
-            )
-            # Run times learned by earlier runs (this batch's, or last night's).
-            stored = await self._db(self.runtimes.load)
-            self.timing.load(
-                Learned(r.key, r.model_id, Estimate(r.typical_s, r.spread_s, r.samples))
-                for r in stored.values()
-            )
-            # What a dead or stopped worker (this one's previous run, say) left in flight.
-            await self._take_over()
-            # A re-run is the way to ask again for paid videos that could not be fetched.
-            resumed = await self._db(self.fetches.resume, settings.batch)
-            if resumed:
-                log.info("fetching paid videos again", batch=settings.batch, jobs=len(resumed))
-            with self._send, self._receive:
+                self.worker_id = worker_id
+                # Run times learned by earlier runs (this batch's, or last night's).
+                stored = await self.store.call(self._runtimes.load)
+                self.timing.load(
+                    Learned(r.key, r.model_id, Estimate(r.typical_s, r.spread_s, r.samples))
+                    for r in stored.values()
+                )
+                # What a dead or stopped worker (this one's previous run, say) left in flight.
+                await self._take_over()
+                # A re-run is the way to ask again for paid videos that could not be fetched.
+                resumed = await self.store.call(self._fetches.resume, settings.batch)
+                if resumed:
+                    log.info("fetching paid videos again", batch=settings.batch, jobs=len(resumed))
                 async with anyio.create_task_group() as group:
-                    group.start_soon(self._submitter, group)
-                    group.start_soon(self._poller, group)
-                    group.start_soon(self._fetcher)
-                    for _ in range(settings.max_downloads):
-                        group.start_soon(self._downloader)
+                    group.start_soon(
+                        lambda: self.submitter.run(group, worker_id=worker_id, stop=stop)
+                    )
+                    group.start_soon(self.poller.run, group)
+                    self.downloads.start(group, worker_id=worker_id)
                     group.start_soon(self._keep_lease)
                     group.start_soon(self._watch_for_end, group, stop)
             if settings.cancel_on_exit and self.report.stopped_by == "interrupted":
@@ -105,7 +196,7 @@ class Engine(Submitting, Polling, Downloading):
     async def _take_over(self) -> None:
         """Adopt the jobs of dead workers: poll or download them; park their submits."""
         assert self.worker_id is not None
-        taken = await self._db(self.workers.take_over, self.worker_id, self.settings.batch)
+        taken = await self.store.call(self._workers.take_over, self.worker_id, self.settings.batch)
         for worker, why in taken.dead.items():
             log.warning("worker taken over", worker=worker, reason=why, by=self.worker_id)
         if taken.parked:
@@ -116,11 +207,10 @@ class Engine(Submitting, Polling, Downloading):
         self.report.adopted += len(taken.adopted)
         for item in taken.adopted:
             if item.state == JobState.DOWNLOADING:
-                self._adopted.add(item.row_id)
-                self._send.send_nowait((item, None))
+                self.downloads.hand(item, None, adopted=True)
             else:
-                self.timing.adopted(item.row_id, self._timing_key(item))
-                self._watch(item, delay=0.0)
+                self.timing.adopted(item.row_id, timing_key_of(self.catalog, item))
+                self.schedule.watch(item, delay=0.0)
 
     async def _keep_lease(self) -> None:
         """Heartbeat, and take over workers that stopped beating; stop if presumed dead."""
@@ -129,9 +219,7 @@ class Engine(Submitting, Polling, Downloading):
             await anyio.sleep(self.settings.heartbeat_every)
             # Its own thread: a heartbeat queued behind a burst of store writes could miss
             # the lease on a busy machine and get this live worker taken over.
-            beat = await self._in_thread(
-                self.workers.heartbeat, self.worker_id, limiter=self._heartbeat_limiter
-            )
+            beat = await self.store.call_apart(self._workers.heartbeat, self.worker_id)
             if not beat:
                 # Another worker declared this one dead (a pause longer than the lease) and
                 # took its jobs: every write it would make is fenced off anyway. Stop.
@@ -158,7 +246,7 @@ class Engine(Submitting, Polling, Downloading):
         if not rows:
             return
         try:
-            await self._db(self.runtimes.save, rows)
+            await self.store.call(self._runtimes.save, rows)
         except (DBAPIError, OSError) as error:  # a full disk must not end the run here
             log.warning("could not keep the learned run times", error=str(error))
 
@@ -166,14 +254,14 @@ class Engine(Submitting, Polling, Downloading):
         """Stop watching jobs a user (or another worker) moved since this worker last
         wrote them: a cancelled or discarded job that is still running remotely would
         otherwise be polled until RunComfy finishes it, and would keep the run open."""
-        if not self._watched:
-            return
         # Only the items read are compared: a job watched (or re-watched) while the read
         # ran is newer than what was read, and must not be dropped for it.
-        seen = dict(self._watched)
-        held = await self._db(self.queue.leases, list(seen))
+        seen = self.ledger.all_watched()
+        if not seen:
+            return
+        held = await self.store.call(self.queue.leases, list(seen))
         for row_id, item in seen.items():
-            if self._watched.get(row_id) is not item:
+            if self.ledger.watched(row_id) is not item:
                 continue
             if held.get(row_id) != (item.state.value, item.lease_token):
                 log.info(
@@ -183,13 +271,13 @@ class Engine(Submitting, Polling, Downloading):
                     attempt=item.attempts,
                     request_id=item.request_id,
                 )
-                self._unwatch(row_id)
+                self.schedule.unwatch(row_id)
 
     async def _leave(self, reason: str) -> None:
         if self.worker_id is None:
             return
         try:
-            await self._db(self.workers.stop, self.worker_id, reason)
+            await self.store.call(self._workers.stop, self.worker_id, reason)
         except Exception as exc:  # the lease then expires on its own
             log.warning("could not deregister the worker", worker=self.worker_id, error=str(exc))
 
@@ -211,19 +299,19 @@ class Engine(Submitting, Polling, Downloading):
         group.cancel_scope.cancel()
 
     async def _finished(self) -> bool:
-        if self._busy or self._watched:
+        if not self.ledger.empty:
             return False
         batch = self.settings.batch
-        if self.submitting_allowed:
-            return await self._db(self.queue.unfinished, batch) == 0
+        if self.gate.open:
+            return await self.store.call(self.queue.unfinished, batch) == 0
         # Submitting has stopped (spend cap, a breaker): done once nothing paid is left to
         # poll or fetch (jobs waiting to be fetched again included).
-        left = await self._db(self.fetches.paid_work_left, batch)
-        return not left and self._receive.statistics().current_buffer_used == 0
+        left = await self.store.call(self._fetches.paid_work_left, batch)
+        return not left and self.downloads.queued == 0
 
     async def _cancel_queued_remote(self) -> None:
         """``--cancel-on-exit``: cancel remote jobs still queued (running ones cannot be)."""
-        for item in list(self._watched.values()):
+        for item in list(self.ledger.all_watched().values()):
             if item.request_id is None or item.remote_status != "in_queue":
                 continue
             try:
@@ -239,4 +327,5 @@ class Engine(Submitting, Polling, Downloading):
                 continue
             if reply.cancelled:
                 self.report.cancelled_remote += 1
-                await self._settle(item, Outcome.CANCELLED, fields={"remote_status": "cancelled"})
+                cancelled = {"remote_status": "cancelled"}
+                await self.store.settle(item, Outcome.CANCELLED, fields=cancelled)

@@ -7,6 +7,7 @@ clear answer goes to ``needs_reconcile`` and is never resubmitted here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -18,66 +19,118 @@ from orchestrator.api import (
     AuthError,
     InsufficientBalance,
     RateLimited,
+    RunComfyClient,
     RunComfyError,
     TransientError,
     UnknownModel,
     build_request_payload,
 )
-from orchestrator.engine.core import EngineCore, _after, log
+from orchestrator.catalog import Catalog
+from orchestrator.engine.core import EngineReport, Wakeup, log, moved_to, timing_key_of
 from orchestrator.engine.decisions import Outcome
+from orchestrator.engine.gate import SubmitGate
+from orchestrator.engine.gateway import StoreGateway
+from orchestrator.engine.ledger import InFlight
 from orchestrator.engine.paidwork import (
     BreakerKind,
     breaker_for_account,
     breaker_for_unknown_model,
 )
+from orchestrator.engine.schedule import PollSchedule
+from orchestrator.engine.settings import EngineSettings
+from orchestrator.engine.timing import Timing
 from orchestrator.media import ImageError
+from orchestrator.store.prices import PriceBook
 from orchestrator.store.states import JobState
-from orchestrator.store.work import WorkItem
-from orchestrator.store.workers import SUBMIT_PACER
+from orchestrator.store.work import WorkItem, WorkQueue
+from orchestrator.store.workers import SUBMIT_PACER, WorkerRegistry
 
 
-class Submitting(EngineCore):
-    """The submitter loop and one task per POST in flight."""
+class Submitter:
+    """The submitter loop and one task per POST in flight.
 
-    async def _submitter(self, group: TaskGroup) -> None:
-        limiter = anyio.CapacityLimiter(self.settings.max_concurrent_submits)
+    It claims from ``queue`` (through ``store``), POSTs with ``api``, settles the answer,
+    and hands an accepted job to ``schedule``; ``gate`` says whether it may submit at all.
+    """
+
+    def __init__(
+        self,
+        store: StoreGateway,
+        queue: WorkQueue,
+        api: RunComfyClient,
+        catalog: Catalog,
+        settings: EngineSettings,
+        *,
+        ledger: InFlight,
+        schedule: PollSchedule,
+        timing: Timing,
+        gate: SubmitGate,
+        report: EngineReport,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._prices = PriceBook(queue)
+        self._workers = WorkerRegistry(queue)
+        self._api = api
+        self._catalog = catalog
+        self._settings = settings
+        self._ledger = ledger
+        self._schedule = schedule
+        self._timing = timing
+        self._gate = gate
+        self._report = report
+        self._monotonic = monotonic
+        self._wakeup = Wakeup()
+        self._transient: dict[int, int] = {}
+        """Failed submits in a row, by row id (reset when one is accepted)."""
+        self._next_release = 0.0
+        self._worker_id: str | None = None
+        self._stop = anyio.Event()
+
+    def wake(self) -> None:
+        """Room may have been freed (or submitting resumed): try to claim now."""
+        self._wakeup.set()
+
+    async def run(self, group: TaskGroup, *, worker_id: str, stop: anyio.Event) -> None:
+        """Claim and submit until cancelled; nothing new once ``stop`` is set."""
+        self._worker_id = worker_id
+        self._stop = stop
+        limiter = anyio.CapacityLimiter(self._settings.max_concurrent_submits)
         while True:
             claimed: list[WorkItem] = []
             # Claim only as many jobs as can be POSTed right now: a claimed job is marked
             # "submitting", and a crash while it waited would park it as needs_reconcile.
-            free = self.settings.max_concurrent_submits - self._submits_running
+            free = self._settings.max_concurrent_submits - self._ledger.submits
             # Within the user's max_in_flight, only as many as the account was found to
             # run, plus a few queued (see engine/capacity.py).
             # A 429's throttle ends on time, accepted submits or not (see capacity.py).
-            self.timing.capacity = self.timing.capacity.lifted(self.monotonic())
-            free = min(free, self.timing.room(self._submits_running))
-            allowed = self.submitting_allowed and not self._stop.is_set()  # stop: no new ones
-            if allowed and not self.report.auth_error and free > 0:
-                now = self.monotonic()
+            self._timing.capacity = self._timing.capacity.lifted(self._monotonic())
+            free = min(free, self._timing.room(self._ledger.submits))
+            allowed = self._gate.open and not self._stop.is_set()  # stop: no new ones
+            if allowed and not self._report.auth_error and free > 0:
+                now = self._monotonic()
                 if now >= self._next_release:  # retries come due on a clock, not on events
-                    self._next_release = now + self.settings.idle_check
-                    await self._db(self.queue.release_due, self.settings.batch)
+                    self._next_release = now + self._settings.idle_check
+                    await self._store.call(self._queue.release_due, self._settings.batch)
                 claimed = await self._claim(free)
             for item in claimed:
-                self._busy += 1
-                self._submits_running += 1
+                self._ledger.submit_started()
                 group.start_soon(self._submit_one, item, limiter)
             if not claimed:
-                self._wake_submitter = anyio.Event()
-                with anyio.move_on_after(self.settings.idle_check):
-                    await self._wake_submitter.wait()
+                await self._wakeup.wait(self._settings.idle_check)
 
     async def _claim(self, at_most: int) -> list[WorkItem]:
-        settings = self.settings
+        settings = self._settings
         # Without --batch (``work``), each batch's own stored cap holds (see claim).
         spend_cap = settings.max_spend if settings.batch is not None else None
         # The limits are counted inside the claim's transaction, over every worker sharing
         # the store: max_in_flight holds for all of them together, not per process.
-        claimed = await self._db(
-            lambda: self.queue.claim(
+        claimed = await self._store.call(
+            lambda: self._queue.claim(
                 settings.batch,
                 at_most,
-                worker_id=self.worker_id,
+                worker_id=self._worker_id,
                 max_in_flight=settings.max_in_flight,
                 per_model_cap=settings.max_in_flight_per_model,
                 max_spend=spend_cap,
@@ -86,25 +139,18 @@ class Submitting(EngineCore):
         if not claimed:
             # Only jobs whose estimate still fits are claimed: a cap is never passed, and
             # once nothing pending can fit (or be priced), submitting stops.
-            stalled = await self._db(self.prices.spend_stalled, settings.batch, spend_cap)
+            stalled = await self._store.call(self._prices.spend_stalled, settings.batch, spend_cap)
             if stalled is not None:
-                self._stop_submitting(stalled)
+                self._gate.cap_reached(stalled)
         return claimed
-
-    def _stop_submitting(self, why: str) -> None:
-        """The spend cap: no new submits for the rest of the run (nothing else lifts it)."""
-        if self._submitting_allowed:
-            self._submitting_allowed = False
-            self.report.spend_capped = True
-            self.report.notes.append(f"stopped submitting: {why}")
 
     async def _pace(self) -> None:
         """The submit rate limit: at most ``submits_per_second`` POSTs per second, shared by
         every worker on the store (each submit reserves the next slot in the database)."""
-        rate = self.settings.submits_per_second
+        rate = self._settings.submits_per_second
         if not rate:
             return
-        wait = await self._db(self.workers.reserve, SUBMIT_PACER, 1 / rate)
+        wait = await self._store.call(self._workers.reserve, SUBMIT_PACER, 1 / rate)
         if wait > 0:
             await anyio.sleep(wait)
 
@@ -121,13 +167,13 @@ class Submitting(EngineCore):
         )
         try:
             async with limiter:
-                model = self.catalog.get(item.model_id)
+                model = self._catalog.get(item.model_id)
                 try:
                     body = await anyio.to_thread.run_sync(
                         build_request_payload, item.payload, model
                     )
                 except (ImageError, OSError) as exc:
-                    await self._settle(
+                    await self._store.settle(
                         item,
                         Outcome.REJECTED,
                         error=f"input image: {exc}",
@@ -136,22 +182,22 @@ class Submitting(EngineCore):
                     return
                 failpoints.reached("after_claim")
                 await self._pace()  # last, so nothing between the slot and the POST
-                if not self.submitting_allowed:
+                if not self._gate.open:
                     # A breaker tripped (or the cap was reached) since the claim: this job
                     # goes back unpaid. Nothing is POSTed after a breaker trips.
-                    await self._settle(item, Outcome.HELD, attempt={"outcome": "held"})
+                    await self._store.settle(item, Outcome.HELD, attempt={"outcome": "held"})
                     return
                 try:
-                    sent = self.monotonic()
-                    submitted = await self.api.submit(item.model_id, body)
+                    sent = self._monotonic()
+                    submitted = await self._api.submit(item.model_id, body)
                 except RunComfyError as exc:
                     await self._submit_failed(item, exc, bound)
                     return
                 failpoints.reached("after_post")
             self._transient.pop(item.row_id, None)
-            accepted = self.monotonic()
-            now = self.queue.now()
-            moved = await self._settle(
+            accepted = self._monotonic()
+            now = self._queue.now()
+            moved = await self._store.settle(
                 item,
                 Outcome.ACCEPTED,
                 fields={
@@ -163,17 +209,17 @@ class Submitting(EngineCore):
                 attempt={"request_id": submitted.request_id},
                 detail={"request_id": submitted.request_id},
             )
-            self.report.submitted += 1
+            self._report.submitted += 1
             failpoints.reached("after_accept")
             bound.info("submitted", request_id=submitted.request_id)
             if moved:
                 # First look at the earliest likely finish, after the expected queue wait
                 # (or soon, while the account's capacity is still being discovered).
-                first_look = self.timing.submitted(
-                    item.row_id, self._timing_key(item), sent=sent, accepted=accepted
+                first_look = self._timing.submitted(
+                    item.row_id, timing_key_of(self._catalog, item), sent=sent, accepted=accepted
                 )
-                self._watch(
-                    _after(
+                self._schedule.watch(
+                    moved_to(
                         item,
                         JobState.SUBMITTED,
                         request_id=submitted.request_id,
@@ -182,28 +228,27 @@ class Submitting(EngineCore):
                     delay=first_look,
                 )
         finally:
-            self._busy -= 1
-            self._submits_running -= 1
-            self._wake_submitter.set()
+            self._ledger.submit_ended()
+            self._wakeup.set()
 
     async def _submit_failed(self, item: WorkItem, exc: RunComfyError, bound: Any) -> None:
         if isinstance(exc, AuthError):
-            self.report.auth_error = str(exc)
-            await self._trip(breaker_for_account(BreakerKind.AUTH, str(exc)), item.batch)
-            await self._settle(item, Outcome.HELD, attempt={"outcome": "held"})
+            self._report.auth_error = str(exc)
+            await self._gate.trip(breaker_for_account(BreakerKind.AUTH, str(exc)), item.batch)
+            await self._store.settle(item, Outcome.HELD, attempt={"outcome": "held"})
             bound.error("authentication failed", error=str(exc))
         elif isinstance(exc, InsufficientBalance):
-            self.report.balance_error = str(exc)
-            await self._trip(breaker_for_account(BreakerKind.BALANCE, str(exc)), item.batch)
-            await self._settle(item, Outcome.HELD, attempt={"outcome": "held"})
+            self._report.balance_error = str(exc)
+            await self._gate.trip(breaker_for_account(BreakerKind.BALANCE, str(exc)), item.batch)
+            await self._store.settle(item, Outcome.HELD, attempt={"outcome": "held"})
         elif isinstance(exc, UnknownModel):
             # Every other job of this model would be refused the same way (free, but the
             # batch is wrong): stop submitting and say what to fix. The job stays pending.
-            await self._trip(breaker_for_unknown_model(item.model_id, str(exc)), item.batch)
+            await self._gate.trip(breaker_for_unknown_model(item.model_id, str(exc)), item.batch)
             refused = {"outcome": "rejected", "error": str(exc)}
-            await self._settle(item, Outcome.HELD, error=str(exc), attempt=refused)
+            await self._store.settle(item, Outcome.HELD, error=str(exc), attempt=refused)
         elif isinstance(exc, AmbiguousSubmission):
-            await self._settle(
+            await self._store.settle(
                 item,
                 Outcome.AMBIGUOUS,
                 error=str(exc),
@@ -214,12 +259,12 @@ class Submitting(EngineCore):
             if isinstance(exc, RateLimited):
                 # Fewer in flight for a while: the submit pace slows, for at most the
                 # Retry-After cap. The job itself waits for its own (capped) Retry-After.
-                ends = self.monotonic() + self.settings.max_delay
-                self.timing.capacity = self.timing.capacity.throttled(until=ends)
+                ends = self._monotonic() + self._settings.max_delay
+                self._timing.capacity = self._timing.capacity.throttled(until=ends)
             failures = self._transient.get(item.row_id, 0) + 1
             self._transient[item.row_id] = failures
-            if failures >= self.settings.max_transient_failures:
-                await self._settle(
+            if failures >= self._settings.max_transient_failures:
+                await self._store.settle(
                     item,
                     Outcome.REJECTED,
                     error=f"gave up after {failures} failed submits: {exc}",
@@ -227,7 +272,7 @@ class Submitting(EngineCore):
                 )
                 return
             retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-            await self._retry_later(
+            await self._store.retry_later(
                 item,
                 Outcome.NOT_SENT,
                 failures,
@@ -236,7 +281,7 @@ class Submitting(EngineCore):
                 attempt={"outcome": "not_sent", "error": str(exc)},
             )
         else:  # PermanentError and anything unclassified: the input is wrong
-            await self._settle(
+            await self._store.settle(
                 item,
                 Outcome.REJECTED,
                 error=str(exc),
