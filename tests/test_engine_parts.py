@@ -64,13 +64,13 @@ class Parts:
         self.schedule = PollSchedule(self.ledger, self.timing, self.clock)
         self.rooms = 0
         self.stale: list[int] = []
-        self.store = StoreGateway(
+        self.gateway = StoreGateway(
             self.queue,
             Backoff(SETTINGS.base_delay, SETTINGS.max_delay, self.rng),
             on_room=self.room,
             on_stale=self.stale.append,
         )
-        self.gate = SubmitGate(self.report, self.store, self.queue, on_open=self.room)
+        self.gate = SubmitGate(self.report, self.gateway, self.queue, on_open=self.room)
 
     def room(self) -> None:
         self.rooms += 1
@@ -150,9 +150,9 @@ def test_settle_applies_the_decision_and_drops_a_stale_one(tmp_path: Path) -> No
     item = submitted(parts.queue)
 
     async def main() -> tuple[bool, bool]:
-        moved = await parts.store.settle(item, Outcome.REMOTE_SUCCEEDED)
+        moved = await parts.gateway.settle(item, Outcome.REMOTE_SUCCEEDED)
         # The same move again, from the item as it was: the store refuses it.
-        again = await parts.store.settle(item, Outcome.REMOTE_SUCCEEDED)
+        again = await parts.gateway.settle(item, Outcome.REMOTE_SUCCEEDED)
         return moved, again
 
     assert anyio.run(main) == (True, False)
@@ -168,7 +168,7 @@ def test_retry_later_makes_the_job_due_after_the_backoff(tmp_path: Path) -> None
     before = parts.queue.now()
 
     async def main() -> None:
-        await parts.store.retry_later(item, Outcome.NOT_SENT, 1, "HTTP 503", None)
+        await parts.gateway.retry_later(item, Outcome.NOT_SENT, 1, "HTTP 503", None)
 
     anyio.run(main)
     job = by_name(store)["job0"]
@@ -226,7 +226,7 @@ def test_the_submitter_writes_the_request_id_and_watches_the_job(tmp_path: Path)
     parts = Parts(store)
     api = FakeApi()
     submitter = Submitter(
-        parts.store,
+        parts.gateway,
         parts.queue,
         api,  # type: ignore[arg-type]
         builtin_catalog(),
@@ -279,7 +279,7 @@ def test_the_poller_hands_a_finished_job_to_the_downloaders(tmp_path: Path) -> N
 
     def make_poller(hand_over: Any) -> Poller:
         return Poller(
-            parts.store,
+            parts.gateway,
             parts.queue,
             api,  # type: ignore[arg-type]
             SETTINGS,
@@ -315,7 +315,7 @@ def test_the_download_pool_places_a_handed_video_and_settles_it(tmp_path: Path) 
         transport = httpx.MockTransport(lambda request: ok(tiny_video()))
         async with Downloader(trusted_hosts=["files.test"], transport=transport) as files:
             pool = DownloadPool(
-                parts.store,
+                parts.gateway,
                 parts.queue,
                 SimpleNamespace(),  # type: ignore[arg-type]  # the URL is known: no /result
                 files,

@@ -924,15 +924,15 @@ def test_a_store_call_the_database_rolled_back_is_run_again(tmp_path: Path) -> N
     async def main() -> None:
         async with Downloader(trusted_hosts=["files.test"]) as files:
             engine = Engine(WorkQueue(store), None, files, builtin_catalog(), fast_settings())  # type: ignore[arg-type]
-            assert await engine.store.call(fails, [error("25P03"), error("40P01")]) == "committed"
+            assert await engine.gateway.call(fails, [error("25P03"), error("40P01")]) == "committed"
             assert len(calls) == 3
             calls.clear()
             with pytest.raises(DBAPIError):
-                await engine.store.call(fails, [error("40P01")] * 3)
+                await engine.gateway.call(fails, [error("40P01")] * 3)
             assert len(calls) == 3
             calls.clear()
             with pytest.raises(DBAPIError):
-                await engine.store.call(fails, [error("23505")])
+                await engine.gateway.call(fails, [error("23505")])
             assert len(calls) == 1
 
     anyio.run(main)

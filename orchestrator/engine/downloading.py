@@ -60,7 +60,7 @@ class DownloadPool:
 
     def __init__(
         self,
-        store: StoreGateway,
+        gateway: StoreGateway,
         queue: WorkQueue,
         api: RunComfyClient,
         downloader: Downloader,
@@ -72,7 +72,7 @@ class DownloadPool:
         wrong_replies: WrongReplies,
         rng: random.Random,
     ) -> None:
-        self._store = store
+        self._gateway = gateway
         self._queue = queue
         self._fetches = FetchQueue(queue)
         self._api = api
@@ -138,10 +138,10 @@ class DownloadPool:
         batch = self._settings.batch
         while True:
             if not self._report.auth_error:
-                due = await self._store.call(self._fetches.next_due, batch)
+                due = await self._gateway.call(self._fetches.next_due, batch)
                 if due is not None and due <= self._queue.now():
                     queued = self.queued
-                    claimed = await self._store.call(
+                    claimed = await self._gateway.call(
                         self._claim_fetches, batch, 2 * self._settings.max_downloads - queued
                     )
                     for item in claimed:
@@ -169,8 +169,8 @@ class DownloadPool:
         await anyio.to_thread.run_sync(
             lambda: self._downloader.leftovers.remove(target, rescan=rescan)
         )
-        facts = await self._store.call(self._queue.facts, item.row_id)
-        store_id = await self._store.call(self._fetches.store_id)
+        facts = await self._gateway.call(self._queue.facts, item.row_id)
+        store_id = await self._gateway.call(self._fetches.store_id)
         refreshed = False
         for quick_try in range(1, self._settings.max_download_tries + 1):
             try:
@@ -229,7 +229,7 @@ class DownloadPool:
                 wanted=item.output_path,
                 saved_as=fields["output_path"],
             )
-        await self._store.settle(
+        await self._gateway.settle(
             item,
             Outcome.DOWNLOADED,
             fields=fields,
@@ -282,7 +282,7 @@ class DownloadPool:
                 f"fetched again at {due:%H:%M:%S} UTC"
             )
             attempt = None
-        await self._store.settle(item, step.outcome, fields=fields, error=error, attempt=attempt)
+        await self._gateway.settle(item, step.outcome, fields=fields, error=error, attempt=attempt)
 
     async def _fresh_url(self, item: WorkItem) -> str:
         """A new download URL from ``/result`` (URLs expire; the render does not)."""

@@ -26,13 +26,13 @@ class SubmitGate:
     def __init__(
         self,
         report: EngineReport,
-        store: StoreGateway,
+        gateway: StoreGateway,
         queue: WorkQueue,
         *,
         on_open: Callable[[], None],
     ) -> None:
         self._report = report
-        self._store = store
+        self._gateway = gateway
         self._queue = queue
         self._on_open = on_open
         self._below_cap = True
@@ -68,7 +68,7 @@ class SubmitGate:
             fix=breaker.fix,
         )
         detail = {"kind": breaker.kind.value, "problem": breaker.problem, "fix": breaker.fix}
-        await self._store.call(
+        await self._gateway.call(
             lambda: self._queue.store.record_event(BREAKER_TRIPPED, batch=batch, detail=detail)
         )
 
@@ -81,7 +81,7 @@ class SubmitGate:
         self._report.notes.append(f"submitting resumed: {breaker.kind.value} cleared")
         log.warning("circuit breaker closed: submitting resumed", batch=batch, kind=breaker.kind)
         detail = {"kind": breaker.kind.value}
-        await self._store.call(
+        await self._gateway.call(
             lambda: self._queue.store.record_event(BREAKER_CLOSED, batch=batch, detail=detail)
         )
         self._on_open()

@@ -59,13 +59,13 @@ class Poller:
     """The poll scheduler and what a finished remote job means.
 
     It looks at the jobs ``schedule`` says are due, settles what it finds (through
-    ``store``), and gives a rendered job to ``hand_over``; ``on_room`` is called when the
+    ``gateway``), and gives a rendered job to ``hand_over``; ``on_room`` is called when the
     account turned out to have room for more submits.
     """
 
     def __init__(
         self,
-        store: StoreGateway,
+        gateway: StoreGateway,
         queue: WorkQueue,
         api: RunComfyClient,
         settings: EngineSettings,
@@ -81,7 +81,7 @@ class Poller:
         monotonic: Callable[[], float],
         rng: random.Random,
     ) -> None:
-        self._store = store
+        self._gateway = gateway
         self._queue = queue
         self._prices = PriceBook(queue)
         self._api = api
@@ -134,7 +134,7 @@ class Poller:
                 result = await self._api.result(item.request_id, include_cost=True)
         except RequestNotFound as exc:
             self._schedule.unwatch(item.row_id)
-            await self._store.settle(
+            await self._gateway.settle(
                 item,
                 Outcome.REMOTE_LOST,
                 error=str(exc),
@@ -157,7 +157,7 @@ class Poller:
                 # A reply that will not change (a 4xx on our own request id) or one that
                 # keeps failing: the job may still finish remotely, so a person decides.
                 self._schedule.unwatch(item.row_id)
-                await self._store.settle(
+                await self._gateway.settle(
                     item,
                     Outcome.REMOTE_LOST,
                     error=f"gave up polling after {failures} failed tries: {exc}",
@@ -185,7 +185,7 @@ class Poller:
         if raised_estimate_ratio(item.estimated_cost_usd, cost) is None:
             return
         assert cost is not None
-        raised = await self._store.call(
+        raised = await self._gateway.call(
             self._prices.raise_estimates, item.batch, item.model_id, item.row_id, cost
         )
         if raised:
@@ -205,7 +205,7 @@ class Poller:
             fields: dict[str, Any] = {"remote_status": status, "queue_position": position}
             if status == "in_progress":
                 fields["started_at"] = self._queue.now()
-            if not await self._store.call(self._queue.note, item, fields):
+            if not await self._gateway.call(self._queue.note, item, fields):
                 # Moved on or taken over (a reply read after a long pause, say): not ours.
                 self._schedule.unwatch(item.row_id)
                 log.warning(
@@ -260,7 +260,7 @@ class Poller:
                     attempt=item.attempts,
                     request_id=item.request_id,
                 )
-            moved = await self._store.settle(
+            moved = await self._gateway.settle(
                 item,
                 Outcome.REMOTE_SUCCEEDED,
                 fields=facts,
@@ -269,7 +269,7 @@ class Poller:
             if moved:  # no URL (None): the fetch asks /result again
                 self._hand_over(moved_to(item, JobState.DOWNLOADING), result.video_url)
         elif result.status in ("cancelled", "canceled"):
-            await self._store.settle(
+            await self._gateway.settle(
                 item,
                 Outcome.REMOTE_CANCELLED,
                 fields=facts,
@@ -279,8 +279,8 @@ class Poller:
             reason = result.error or f"remote status {result.status}"
             # max_attempts bounds paid generations: a refused (429) or held submit was
             # counted as an attempt but never billed, so it does not use up a re-roll.
-            paid = await self._store.call(self._queue.paid_attempts, item.row_id)
-            await self._store.retry_later(
+            paid = await self._gateway.call(self._queue.paid_attempts, item.row_id)
+            await self._gateway.retry_later(
                 replace(item, attempts=paid),
                 Outcome.REMOTE_FAILED,
                 paid,
@@ -307,7 +307,7 @@ class Poller:
             url=shown_reply(result.unusable_url, SHOWN_URL_CHARS),
         )
         attempt = {"outcome": UNUSABLE_OUTPUT, "error": error, "cost_usd": result.cost}
-        await self._store.settle(
+        await self._gateway.settle(
             item, Outcome.RESULT_UNUSABLE, fields=facts, error=error, attempt=attempt
         )
 

@@ -78,7 +78,7 @@ class Engine:
         self._fetches = FetchQueue(queue)
         self._runtimes = RunTimeBook(queue)
         self.schedule = PollSchedule(self.ledger, self.timing, monotonic)
-        self.store = StoreGateway(
+        self.gateway = StoreGateway(
             queue,
             Backoff(settings.base_delay, settings.max_delay, rng),
             on_room=lambda: self.submitter.wake(),
@@ -86,11 +86,11 @@ class Engine:
         )
         """Every store call of the run goes through it (and every decision applied)."""
         self.gate = SubmitGate(
-            self.report, self.store, queue, on_open=lambda: self.submitter.wake()
+            self.report, self.gateway, queue, on_open=lambda: self.submitter.wake()
         )
         wrong_replies = WrongReplies()
         self.downloads = DownloadPool(
-            self.store,
+            self.gateway,
             queue,
             api,
             downloader,
@@ -102,7 +102,7 @@ class Engine:
             rng=rng,
         )
         self.submitter = Submitter(
-            self.store,
+            self.gateway,
             queue,
             api,
             catalog,
@@ -115,7 +115,7 @@ class Engine:
             monotonic=monotonic,
         )
         self.poller = Poller(
-            self.store,
+            self.gateway,
             queue,
             api,
             settings,
@@ -140,14 +140,14 @@ class Engine:
         reason = "exited"
         try:
             with self.downloads.channel():
-                worker_id = await self.store.call(
+                worker_id = await self.gateway.call(
                     lambda: self._workers.register(
                         batch=settings.batch, lease_seconds=settings.lease_seconds
                     )
                 )
                 self.worker_id = worker_id
                 # Run times learned by earlier runs (this batch's, or last night's).
-                stored = await self.store.call(self._runtimes.load)
+                stored = await self.gateway.call(self._runtimes.load)
                 self.timing.load(
                     Learned(r.key, r.model_id, Estimate(r.typical_s, r.spread_s, r.samples))
                     for r in stored.values()
@@ -155,7 +155,7 @@ class Engine:
                 # What a dead or stopped worker (this one's previous run, say) left in flight.
                 await self._take_over()
                 # A re-run is the way to ask again for paid videos that could not be fetched.
-                resumed = await self.store.call(self._fetches.resume, settings.batch)
+                resumed = await self.gateway.call(self._fetches.resume, settings.batch)
                 if resumed:
                     log.info("fetching paid videos again", batch=settings.batch, jobs=len(resumed))
                 async with anyio.create_task_group() as group:
@@ -196,7 +196,9 @@ class Engine:
     async def _take_over(self) -> None:
         """Adopt the jobs of dead workers: poll or download them; park their submits."""
         assert self.worker_id is not None
-        taken = await self.store.call(self._workers.take_over, self.worker_id, self.settings.batch)
+        taken = await self.gateway.call(
+            self._workers.take_over, self.worker_id, self.settings.batch
+        )
         for worker, why in taken.dead.items():
             log.warning("worker taken over", worker=worker, reason=why, by=self.worker_id)
         if taken.parked:
@@ -219,7 +221,7 @@ class Engine:
             await anyio.sleep(self.settings.heartbeat_every)
             # Its own thread: a heartbeat queued behind a burst of store writes could miss
             # the lease on a busy machine and get this live worker taken over.
-            beat = await self.store.call_apart(self._workers.heartbeat, self.worker_id)
+            beat = await self.gateway.call_apart(self._workers.heartbeat, self.worker_id)
             if not beat:
                 # Another worker declared this one dead (a pause longer than the lease) and
                 # took its jobs: every write it would make is fenced off anyway. Stop.
@@ -246,7 +248,7 @@ class Engine:
         if not rows:
             return
         try:
-            await self.store.call(self._runtimes.save, rows)
+            await self.gateway.call(self._runtimes.save, rows)
         except (DBAPIError, OSError) as error:  # a full disk must not end the run here
             log.warning("could not keep the learned run times", error=str(error))
 
@@ -259,7 +261,7 @@ class Engine:
         seen = self.ledger.all_watched()
         if not seen:
             return
-        held = await self.store.call(self.queue.leases, list(seen))
+        held = await self.gateway.call(self.queue.leases, list(seen))
         for row_id, item in seen.items():
             if self.ledger.watched(row_id) is not item:
                 continue
@@ -277,7 +279,7 @@ class Engine:
         if self.worker_id is None:
             return
         try:
-            await self.store.call(self._workers.stop, self.worker_id, reason)
+            await self.gateway.call(self._workers.stop, self.worker_id, reason)
         except Exception as exc:  # the lease then expires on its own
             log.warning("could not deregister the worker", worker=self.worker_id, error=str(exc))
 
@@ -303,10 +305,10 @@ class Engine:
             return False
         batch = self.settings.batch
         if self.gate.open:
-            return await self.store.call(self.queue.unfinished, batch) == 0
+            return await self.gateway.call(self.queue.unfinished, batch) == 0
         # Submitting has stopped (spend cap, a breaker): done once nothing paid is left to
         # poll or fetch (jobs waiting to be fetched again included).
-        left = await self.store.call(self._fetches.paid_work_left, batch)
+        left = await self.gateway.call(self._fetches.paid_work_left, batch)
         return not left and self.downloads.queued == 0
 
     async def _cancel_queued_remote(self) -> None:
@@ -328,4 +330,4 @@ class Engine:
             if reply.cancelled:
                 self.report.cancelled_remote += 1
                 cancelled = {"remote_status": "cancelled"}
-                await self.store.settle(item, Outcome.CANCELLED, fields=cancelled)
+                await self.gateway.settle(item, Outcome.CANCELLED, fields=cancelled)

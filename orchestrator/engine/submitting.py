@@ -49,13 +49,13 @@ from orchestrator.store.workers import SUBMIT_PACER, WorkerRegistry
 class Submitter:
     """The submitter loop and one task per POST in flight.
 
-    It claims from ``queue`` (through ``store``), POSTs with ``api``, settles the answer,
+    It claims from ``queue`` (through ``gateway``), POSTs with ``api``, settles the answer,
     and hands an accepted job to ``schedule``; ``gate`` says whether it may submit at all.
     """
 
     def __init__(
         self,
-        store: StoreGateway,
+        gateway: StoreGateway,
         queue: WorkQueue,
         api: RunComfyClient,
         catalog: Catalog,
@@ -68,7 +68,7 @@ class Submitter:
         report: EngineReport,
         monotonic: Callable[[], float],
     ) -> None:
-        self._store = store
+        self._gateway = gateway
         self._queue = queue
         self._prices = PriceBook(queue)
         self._workers = WorkerRegistry(queue)
@@ -112,7 +112,7 @@ class Submitter:
                 now = self._monotonic()
                 if now >= self._next_release:  # retries come due on a clock, not on events
                     self._next_release = now + self._settings.idle_check
-                    await self._store.call(self._queue.release_due, self._settings.batch)
+                    await self._gateway.call(self._queue.release_due, self._settings.batch)
                 claimed = await self._claim(free)
             for item in claimed:
                 self._ledger.submit_started()
@@ -126,7 +126,7 @@ class Submitter:
         spend_cap = settings.max_spend if settings.batch is not None else None
         # The limits are counted inside the claim's transaction, over every worker sharing
         # the store: max_in_flight holds for all of them together, not per process.
-        claimed = await self._store.call(
+        claimed = await self._gateway.call(
             lambda: self._queue.claim(
                 settings.batch,
                 at_most,
@@ -139,7 +139,9 @@ class Submitter:
         if not claimed:
             # Only jobs whose estimate still fits are claimed: a cap is never passed, and
             # once nothing pending can fit (or be priced), submitting stops.
-            stalled = await self._store.call(self._prices.spend_stalled, settings.batch, spend_cap)
+            stalled = await self._gateway.call(
+                self._prices.spend_stalled, settings.batch, spend_cap
+            )
             if stalled is not None:
                 self._gate.cap_reached(stalled)
         return claimed
@@ -150,7 +152,7 @@ class Submitter:
         rate = self._settings.submits_per_second
         if not rate:
             return
-        wait = await self._store.call(self._workers.reserve, SUBMIT_PACER, 1 / rate)
+        wait = await self._gateway.call(self._workers.reserve, SUBMIT_PACER, 1 / rate)
         if wait > 0:
             await anyio.sleep(wait)
 
@@ -173,7 +175,7 @@ class Submitter:
                         build_request_payload, item.payload, model
                     )
                 except (ImageError, OSError) as exc:
-                    await self._store.settle(
+                    await self._gateway.settle(
                         item,
                         Outcome.REJECTED,
                         error=f"input image: {exc}",
@@ -185,7 +187,7 @@ class Submitter:
                 if not self._gate.open:
                     # A breaker tripped (or the cap was reached) since the claim: this job
                     # goes back unpaid. Nothing is POSTed after a breaker trips.
-                    await self._store.settle(item, Outcome.HELD, attempt={"outcome": "held"})
+                    await self._gateway.settle(item, Outcome.HELD, attempt={"outcome": "held"})
                     return
                 try:
                     sent = self._monotonic()
@@ -197,7 +199,7 @@ class Submitter:
             self._transient.pop(item.row_id, None)
             accepted = self._monotonic()
             now = self._queue.now()
-            moved = await self._store.settle(
+            moved = await self._gateway.settle(
                 item,
                 Outcome.ACCEPTED,
                 fields={
@@ -235,20 +237,20 @@ class Submitter:
         if isinstance(exc, AuthError):
             self._report.auth_error = str(exc)
             await self._gate.trip(breaker_for_account(BreakerKind.AUTH, str(exc)), item.batch)
-            await self._store.settle(item, Outcome.HELD, attempt={"outcome": "held"})
+            await self._gateway.settle(item, Outcome.HELD, attempt={"outcome": "held"})
             bound.error("authentication failed", error=str(exc))
         elif isinstance(exc, InsufficientBalance):
             self._report.balance_error = str(exc)
             await self._gate.trip(breaker_for_account(BreakerKind.BALANCE, str(exc)), item.batch)
-            await self._store.settle(item, Outcome.HELD, attempt={"outcome": "held"})
+            await self._gateway.settle(item, Outcome.HELD, attempt={"outcome": "held"})
         elif isinstance(exc, UnknownModel):
             # Every other job of this model would be refused the same way (free, but the
             # batch is wrong): stop submitting and say what to fix. The job stays pending.
             await self._gate.trip(breaker_for_unknown_model(item.model_id, str(exc)), item.batch)
             refused = {"outcome": "rejected", "error": str(exc)}
-            await self._store.settle(item, Outcome.HELD, error=str(exc), attempt=refused)
+            await self._gateway.settle(item, Outcome.HELD, error=str(exc), attempt=refused)
         elif isinstance(exc, AmbiguousSubmission):
-            await self._store.settle(
+            await self._gateway.settle(
                 item,
                 Outcome.AMBIGUOUS,
                 error=str(exc),
@@ -264,7 +266,7 @@ class Submitter:
             failures = self._transient.get(item.row_id, 0) + 1
             self._transient[item.row_id] = failures
             if failures >= self._settings.max_transient_failures:
-                await self._store.settle(
+                await self._gateway.settle(
                     item,
                     Outcome.REJECTED,
                     error=f"gave up after {failures} failed submits: {exc}",
@@ -272,7 +274,7 @@ class Submitter:
                 )
                 return
             retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-            await self._store.retry_later(
+            await self._gateway.retry_later(
                 item,
                 Outcome.NOT_SENT,
                 failures,
@@ -281,7 +283,7 @@ class Submitter:
                 attempt={"outcome": "not_sent", "error": str(exc)},
             )
         else:  # PermanentError and anything unclassified: the input is wrong
-            await self._store.settle(
+            await self._gateway.settle(
                 item,
                 Outcome.REJECTED,
                 error=str(exc),
