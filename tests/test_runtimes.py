@@ -146,6 +146,34 @@ def test_a_started_at_stamp_is_checked_against_the_run_bracket() -> None:
     assert bad.verdict == "contradict"
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.floats(0.0, 100.0),
+    run=st.floats(0.5, 500.0),
+    looks=st.lists(
+        st.tuples(st.floats(0.0, 700.0), st.floats(0.0, 60.0), st.floats(0.0, 60.0)),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_true_stamps_are_never_contradicted_by_late_replies(
+    start: float, run: float, looks: list[tuple[float, float, float]]
+) -> None:
+    """The server answers a look at some moment between its request and its reply; a reply
+    read late (a slow link, a busy event loop) must not make true stamps look wrong."""
+    finish = start + run
+    seen = Sightings(sent=0.0, accepted=0.0)
+    for observed, before, after in sorted(looks):
+        asked, answered = max(0.0, observed - before), observed + after
+        status = "in_queue" if observed < start else "in_progress" if observed < finish else ""
+        seen = seen.saw(status or "completed", answered, asked=asked)
+    seen = seen.saw("completed", finish + 1.0, asked=finish)  # the last look sees it done
+    evidence = evidence_from(seen, EPOCH + start, EPOCH + start, EPOCH + finish, slack=0.0)
+    assert evidence.verdict == "agree"
+    low, high = seen.run_between()
+    assert low <= run <= high
+
+
 def test_created_at_as_the_submit_only_narrows_the_finish_of_a_queued_job() -> None:
     # Queued until 10 s, running from 12 s, done by 50 s; the stamps say submit to finish
     # took 45 s: the finish was at 45 s, so the run took 33-35 s (not 45).

@@ -122,13 +122,15 @@ class Poller:
         try:
             async with limiter:
                 self._report.polls += 1
+                asked = self._monotonic()
                 status = await self._api.status(item.request_id)
                 failpoints.reached("after_status")
                 if not status.terminal:
                     # A good look ends a run of failed ones: POLL_PATIENCE counts failures
                     # in a row (a server that mixes replies up now and then is still polled).
                     self._transient.pop(item.row_id, None)
-                    await self._still_running(item, status.status, status.queue_position)
+                    looked = (asked, self._monotonic())
+                    await self._still_running(item, status.status, status.queue_position, looked)
                     return
                 self._timing.done(item.row_id, at=self._monotonic())
                 result = await self._api.result(item.request_id, include_cost=True)
@@ -200,7 +202,10 @@ class Poller:
                 jobs=raised,
             )
 
-    async def _still_running(self, item: WorkItem, status: str, position: int | None) -> None:
+    async def _still_running(
+        self, item: WorkItem, status: str, position: int | None, looked: tuple[float, float]
+    ) -> None:
+        """A look (asked, answered: monotonic seconds) found the job queued or running."""
         if status != item.remote_status:
             fields: dict[str, Any] = {"remote_status": status, "queue_position": position}
             if status == "in_progress":
@@ -220,7 +225,10 @@ class Poller:
                 return
             item = moved_to(item, item.state, remote_status=status)
         room_before = self._timing.room(self._ledger.submits)
-        delay = self._timing.looked(item.row_id, status, at=self._monotonic(), position=position)
+        asked, answered = looked
+        delay = self._timing.looked(
+            item.row_id, status, at=answered, position=position, asked=asked
+        )
         if self._timing.room(self._ledger.submits) > room_before:
             self._on_room()  # the account has room for more: submit them now
         self._schedule.watch(item, delay)

@@ -109,13 +109,24 @@ class Sightings:
     def adopted(cls) -> Sightings:
         return cls(sent=-math.inf, accepted=-math.inf)
 
-    def saw(self, status: str, at: float) -> Sightings:
-        """The same job after a look at ``at`` said ``status``."""
+    def saw(self, status: str, at: float, *, asked: float | None = None) -> Sightings:
+        """The same job after a look said ``status``: its reply came back at ``at``, its
+        request went out at ``asked`` (default ``at``). The server saw the job somewhere in
+        between, so each bound takes the end that is sure: still queued or still running
+        proves only the moment asked, started or finished only the moment answered (a
+        reply read late, on a slow link or a busy machine, never stretches a bound).
+
+        >>> seen = Sightings(0.0, 0.1).saw("in_progress", 1.0, asked=0.5)
+        >>> seen = seen.saw("in_progress", 8.0, asked=6.0)  # a reply read 2 s late
+        >>> seen.saw("completed", 10.0, asked=9.5).run_between()
+        (5.0, 10.0)
+        """
+        since = at if asked is None else min(asked, at)
         if status in QUEUED:
-            return replace(self, queued_until=at)
+            return replace(self, queued_until=since)
         if status in RUNNING:
             first = self.running_from if self.running_from is not None else at
-            return replace(self, running_from=first, running_until=at)
+            return replace(self, running_from=first, running_until=since)
         return self if self.done_at is not None else replace(self, done_at=at)
 
     @property

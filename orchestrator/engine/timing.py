@@ -134,11 +134,20 @@ class Timing:
         self._seen.setdefault(row_id, Sightings.adopted())
         self._set_status(row_id, "submitted")
 
-    def looked(self, row_id: int, status: str, *, at: float, position: int | None = None) -> float:
-        """A look said the job is still queued or running; returns the next delay."""
+    def looked(
+        self,
+        row_id: int,
+        status: str,
+        *,
+        at: float,
+        position: int | None = None,
+        asked: float | None = None,
+    ) -> float:
+        """A look (sent at ``asked``, answered at ``at``) said the job is still queued or
+        running; returns the next delay."""
         seen = self._seen.get(row_id) or Sightings.adopted()
         first_queued = seen.queued_until is None and status in QUEUED
-        seen = self._seen[row_id] = seen.saw(status, at)
+        seen = self._seen[row_id] = seen.saw(status, at, asked=asked)
         self._set_status(row_id, status)
         self._probed(row_id, queued=status in QUEUED, position=position)
         key = self._keys.get(row_id, "")
