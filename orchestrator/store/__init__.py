@@ -8,10 +8,10 @@ atomic steps use ``Store.write()`` with :mod:`orchestrator.store.queries`.
 from __future__ import annotations
 
 from orchestrator.store.database import DatabaseError, make_engine, migrations_dir, upgrade
-from orchestrator.store.queries import record_event
 from orchestrator.store.records import BatchView, EnqueueResult, EventView, JobView, NewJob
 from orchestrator.store.states import IN_FLIGHT, TERMINAL, AttemptKind, EventKind, JobState
 from orchestrator.store.store import Store
+from orchestrator.store.transitions import record_event
 
 __all__ = [
     "IN_FLIGHT",

@@ -1,11 +1,13 @@
-"""The engine's side of the store: claim, transition, recover - each one short transaction.
+"""The engine's side of the store: claim, transition, release - each one short transaction.
 
 Every state change goes through :meth:`WorkQueue.transition`, which updates the job only if
 it is still in the state the caller saw *and* still carries the lease token the caller
 holds (zero rows updated = someone else moved it or took it over; the change is dropped and
 reported) and appends the event in the same transaction. Claims count the global limits
 inside their own transaction, so they hold for every worker together
-(:mod:`orchestrator.store.workers` has the rest of the multi-worker protocol).
+(:mod:`orchestrator.store.workers` has the rest of the multi-worker protocol, crash
+recovery included, and builds on this module; the row-level steps both use are in
+:mod:`orchestrator.store.transitions`).
 """
 
 from __future__ import annotations
@@ -16,34 +18,33 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
-from sqlalchemy.sql import ClauseElement
 
 from orchestrator import failpoints
-from orchestrator.redact import redact_value
-from orchestrator.store.items import (
-    WorkItem,
-    _item,
-    _known,
-    _select_items,
-    _update_latest_attempt,
-)
 from orchestrator.store.spend import MAY_BE_PAID, caps, committed
-from orchestrator.store.states import PARKED, TERMINAL, AttemptKind, EventKind, JobState
+from orchestrator.store.states import PARKED, TERMINAL, AttemptKind, JobState
 from orchestrator.store.store import Store
-from orchestrator.store.tables import ATTEMPTS, EVENTS, JOBS, WORKERS
+from orchestrator.store.tables import ATTEMPTS, JOBS, WORKERS
+from orchestrator.store.transitions import (
+    MOVE_FENCED,
+    STALE_WRITE,
+    TRANSITION,
+    WorkItem,
+    item_from_row,
+    known,
+    move,
+    record_job_event,
+    select_items,
+    try_lock_claims,
+    update_latest_attempt,
+)
 
 __all__ = ["HELD", "REMOTE_ACTIVE", "STALE_WRITE", "TRANSITION", "WorkItem", "WorkQueue"]
 
-TRANSITION = EventKind.TRANSITION.value
-STALE_WRITE = EventKind.STALE_WRITE.value
 REMOTE_ACTIVE = frozenset({JobState.SUBMITTING, JobState.SUBMITTED})
 HELD = frozenset({JobState.SUBMITTING, JobState.SUBMITTED, JobState.DOWNLOADING})
 """States in which a job belongs to one worker (its lease)."""
 
-# The hot path's statements, built once with bound parameters (see items.py for why).
-_MOVE = update(JOBS).where(JOBS.c.id == bindparam("p_id"), JOBS.c.state == bindparam("p_from"))
-_MOVE_FENCED = _MOVE.where(JOBS.c.lease_token == bindparam("p_lease"))
-_ADD_EVENT = insert(EVENTS)
+# The hot path's statements, built once with bound parameters (see transitions.py for why).
 _ADD_ATTEMPT = insert(ATTEMPTS)
 _JOB_COST = (
     update(JOBS)
@@ -100,13 +101,13 @@ class WorkQueue:
 
     def active(self, batch: str | None = None) -> list[WorkItem]:
         """Jobs to poll or download: submitted and downloading."""
-        query = _select_items().where(
+        query = select_items().where(
             JOBS.c.state.in_([JobState.SUBMITTED.value, JobState.DOWNLOADING.value])
         )
         if batch is not None:
             query = query.where(JOBS.c.batch == batch)
         with self.store.read() as connection:
-            return [_item(row) for row in connection.execute(query.order_by(JOBS.c.id))]
+            return [item_from_row(row) for row in connection.execute(query.order_by(JOBS.c.id))]
 
     def unfinished(self, batch: str | None = None) -> int:
         """Jobs that still need work (not terminal, not parked waiting for a person)."""
@@ -176,14 +177,6 @@ class WorkQueue:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def recover(self, batch: str | None = None) -> int:
-        """After a crash: a job caught in ``submitting`` by no live worker may have been
-        paid for, so it goes to ``needs_reconcile``; it is never resubmitted on its own.
-        Returns how many (see :meth:`WorkerRegistry.take_over`)."""
-        from orchestrator.store.workers import WorkerRegistry
-
-        return WorkerRegistry(self).take_over(None, batch).parked
-
     def release_due(self, batch: str | None = None) -> int:
         """Move ``retry_wait`` jobs whose ``next_attempt_at`` has passed back to pending."""
         now = self.now()
@@ -198,7 +191,7 @@ class WorkQueue:
         moved = 0
         with self.store.write() as connection:
             for (row_id,) in connection.execute(query).all():
-                moved += self._move(
+                moved += move(
                     connection,
                     row_id,
                     JobState.RETRY_WAIT,
@@ -206,6 +199,7 @@ class WorkQueue:
                     "retry_due",
                     {"next_attempt_at": None},
                     None,
+                    now=now,
                 )
         return moved
 
@@ -235,8 +229,6 @@ class WorkQueue:
         it briefly: if another worker still holds it, this claim takes nothing); on SQLite
         ``BEGIN IMMEDIATE`` does.
         """
-        from orchestrator.store.workers import try_lock_claims
-
         if limit <= 0:
             return []
         with self.store.write() as connection:
@@ -275,7 +267,7 @@ class WorkQueue:
     ) -> list[WorkItem]:
         committed: dict[str, float] = {}
         stopped: set[str] = set()  # batches whose next job does not fit their cap
-        query = _select_items().where(JOBS.c.state == JobState.PENDING.value)
+        query = select_items().where(JOBS.c.state == JobState.PENDING.value)
         if batch is not None:
             query = query.where(JOBS.c.batch == batch)
         claimed: list[WorkItem] = []
@@ -304,7 +296,7 @@ class WorkQueue:
             kind = self._attempt_kind(connection, row.id)
             number = row.attempts + 1
             token = row.lease_token + 1
-            if not self._move(
+            if not move(
                 connection,
                 row.id,
                 JobState.PENDING,
@@ -313,6 +305,7 @@ class WorkQueue:
                 {"attempts": number, "worker_id": worker_id, "lease_token": token},
                 {"attempt": number, "kind": kind}
                 | ({} if worker_id is None else {"worker": worker_id, "lease": token}),
+                now=self.now(),
                 lease=row.lease_token,
                 batch=row.batch,
             ):
@@ -325,7 +318,7 @@ class WorkQueue:
             committed[row.batch] = committed.get(row.batch, 0.0) + cost
             claimed.append(
                 replace(
-                    _item(row, kind),
+                    item_from_row(row, kind),
                     state=JobState.SUBMITTING,
                     attempts=number,
                     worker_id=worker_id,
@@ -360,7 +353,7 @@ class WorkQueue:
         if item.worker_id is not None:
             detail = {**dict(detail or {}), "worker": item.worker_id, "lease": item.lease_token}
         with self.store.write() as connection:
-            moved = self._move(
+            moved = move(
                 connection,
                 item.row_id,
                 item.state,
@@ -368,6 +361,7 @@ class WorkQueue:
                 outcome,
                 fields,
                 detail,
+                now=self.now(),
                 lease=item.lease_token,
                 batch=item.batch,
             )
@@ -375,7 +369,7 @@ class WorkQueue:
             if not moved:
                 self._record_stale(connection, item, to_state, outcome, fields, attempt)
             elif attempt:
-                _update_latest_attempt(connection, item.row_id, attempt)
+                update_latest_attempt(connection, item.row_id, attempt)
                 if "cost_usd" in attempt:
                     # A job's cost is what all its paid attempts cost: a failed generation
                     # that was billed stays in the spend after the re-roll.
@@ -399,11 +393,11 @@ class WorkQueue:
         if current is None or current.lease_token == item.lease_token:
             return  # a plain state race (a user command got there first): nothing to keep
         request_id = (fields or {}).get("request_id") or (attempt or {}).get("request_id")
-        self.record(
+        record_job_event(
             connection,
             item,
             STALE_WRITE,
-            _known(
+            known(
                 {
                     "worker": item.worker_id,
                     "lease": item.lease_token,
@@ -413,23 +407,7 @@ class WorkQueue:
                     "request_id": request_id,
                 }
             ),
-        )
-
-    def record(
-        self, connection: Connection, item: WorkItem, kind: str, detail: Mapping[str, Any]
-    ) -> None:
-        """Append an event about one job (no state change) in ``connection``'s transaction."""
-        connection.execute(
-            _ADD_EVENT,
-            {
-                "job_id": item.row_id,
-                "batch": item.batch,
-                "at": self.now(),
-                "kind": kind,
-                "from_state": item.state.value,
-                "to_state": item.state.value,
-                "detail": dict(detail),
-            },
+            at=self.now(),
         )
 
     def note(self, item: WorkItem, fields: Mapping[str, Any]) -> bool:
@@ -437,7 +415,7 @@ class WorkQueue:
         False if the job moved on or its lease did."""
         with self.store.write() as connection:
             result = connection.execute(
-                _MOVE_FENCED,
+                MOVE_FENCED,
                 {
                     "p_id": item.row_id,
                     "p_from": item.state.value,
@@ -447,55 +425,6 @@ class WorkQueue:
                 },
             )
         return bool(result.rowcount)
-
-    def _move(
-        self,
-        connection: Connection,
-        row_id: int,
-        from_state: JobState,
-        to_state: JobState,
-        outcome: str,
-        fields: Mapping[str, Any] | None,
-        detail: Mapping[str, Any] | None,
-        *,
-        lease: int | None = None,
-        batch: str | None = None,
-    ) -> int:
-        """Move one job if it is in ``from_state`` (and holds lease ``lease``, if given),
-        appending the transition event; returns 1 if it moved, else 0."""
-        now = self.now()
-        # The redaction policy at the store's door: error texts quote servers, which may
-        # echo the token (SQL expressions and other values pass untouched).
-        values = {"state": to_state.value, "updated_at": now, **redact_value(dict(fields or {}))}
-        if any(isinstance(value, ClauseElement) for value in values.values()):
-            # A SQL expression (a user action bumps the lease in SQL): built for this call.
-            guard = [JOBS.c.id == row_id, JOBS.c.state == from_state.value]
-            if lease is not None:
-                guard.append(JOBS.c.lease_token == lease)
-            result = connection.execute(update(JOBS).where(*guard).values(**values))
-        else:
-            params = {"p_id": row_id, "p_from": from_state.value, **values}
-            if lease is None:
-                result = connection.execute(_MOVE, params)
-            else:
-                result = connection.execute(_MOVE_FENCED, {"p_lease": lease, **params})
-        if not result.rowcount:
-            return 0
-        if batch is None:
-            batch = connection.execute(select(JOBS.c.batch).where(JOBS.c.id == row_id)).scalar_one()
-        connection.execute(
-            _ADD_EVENT,
-            {
-                "job_id": row_id,
-                "batch": batch,
-                "at": now,
-                "kind": TRANSITION,
-                "from_state": from_state.value,
-                "to_state": to_state.value,
-                "detail": redact_value({"outcome": outcome, **dict(detail or {})}),
-            },
-        )
-        return 1
 
     def user_action(
         self,
@@ -524,12 +453,19 @@ class WorkQueue:
             for row_id, name, state in connection.execute(query).all():
                 # A user's decision fences out any worker still holding the job.
                 values = {**dict(fields or {}), "lease_token": JOBS.c.lease_token + 1}
-                if self._move(
-                    connection, row_id, JobState(state), to_state, outcome, values, {"by": "user"}
+                if move(
+                    connection,
+                    row_id,
+                    JobState(state),
+                    to_state,
+                    outcome,
+                    values,
+                    {"by": "user"},
+                    now=self.now(),
                 ):
                     moved.append(name)
                     if attempt:
-                        _update_latest_attempt(connection, row_id, attempt)
+                        update_latest_attempt(connection, row_id, attempt)
         return moved
 
 
@@ -537,7 +473,3 @@ def _stopped(connection: Connection, worker_id: str) -> bool:
     """True if the worker is registered and stopped (declared dead, or it exited)."""
     row = connection.execute(_WORKER_STOPPED_AT, {"p_id": worker_id}).first()
     return row is not None and row.stopped_at is not None
-
-
-def _values(states: frozenset[JobState]) -> list[str]:
-    return sorted(state.value for state in states)
