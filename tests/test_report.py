@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import update
 
+from orchestrator.catalog import Catalog, builtin_catalog
 from orchestrator.cli import main
 from orchestrator.outputs import report as report_module
 from orchestrator.outputs import report_clips, report_html
@@ -362,6 +363,21 @@ def test_an_undecodable_video_gets_no_poster(tmp_path: Path) -> None:
     video.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
     assert ensure_poster(video, tmp_path / ".posters/broken.jpg") is None
     assert not (tmp_path / ".posters").exists()
+
+
+def test_models_are_named_from_the_catalog_the_caller_passes(
+    produced: Produced, tmp_path: Path
+) -> None:
+    renamed = Catalog(
+        replace(spec, display_name=f"Our {spec.display_name}") for spec in builtin_catalog()
+    )
+    with Store.open(str(produced.db)) as store:
+        ours = write_report(store, BATCH, dest=tmp_path / "ours.html", catalog=renamed)
+        bare = write_report(store, BATCH, dest=tmp_path / "bare.html", catalog=Catalog())
+    text = " ".join(Page(ours.path.read_text(encoding="utf-8")).text)
+    assert all(f"Our {name}" in text for name in MODELS)
+    text = " ".join(Page(bare.path.read_text(encoding="utf-8")).text)
+    assert "seedance-1-0-pro" in text and MODELS[0] not in text  # unknown models: their slug
 
 
 def test_unknown_batch(produced: Produced) -> None:

@@ -89,7 +89,9 @@ def export_batch(
     if fmt not in ("jsonl", "csv", "hf"):
         raise ExportError(f"unknown export format {fmt!r}: use jsonl, csv or hf")
     root = Path(view.output_root)
-    rows, sources, skipped = collect_rows(store, batch, root, catalog or builtin_catalog())
+    rows, sources, skipped = collect_rows(
+        store, batch, root, builtin_catalog() if catalog is None else catalog
+    )
     rows = [redact_value(row) for row in rows]  # the redaction policy, at this sink too
     if fmt == "hf":
         folder = (dest or root / f"{batch}-hf").resolve()

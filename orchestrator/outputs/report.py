@@ -72,7 +72,7 @@ def write_report(
     target = (dest if dest is not None else folder / REPORT_NAME).absolute()
     jobs = store.list_jobs(batch=batch)
     payloads = _payloads(store, batch)
-    names = _model_names(catalog or builtin_catalog())
+    names = _model_names(builtin_catalog() if catalog is None else catalog)
     anchors = {
         job.id: f"f-{number}"
         for number, job in enumerate(j for j in jobs if j.state in _FAILURE_STATES)
