@@ -13,17 +13,17 @@ recovery included, and builds on this module; the row-level steps both use are i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from orchestrator import failpoints
-from orchestrator.store.spend import MAY_BE_PAID, caps, committed
-from orchestrator.store.states import PARKED, TERMINAL, AttemptKind, JobState
+from orchestrator.store.claims import REMOTE_ACTIVE, ClaimLimits, claim_pending, in_flight_counts
+from orchestrator.store.spend import MAY_BE_PAID, committed
+from orchestrator.store.states import PARKED, TERMINAL, JobState
 from orchestrator.store.store import Store
-from orchestrator.store.tables import ATTEMPTS, JOBS, WORKERS
+from orchestrator.store.tables import ATTEMPTS, JOBS
 from orchestrator.store.transitions import (
     MOVE_FENCED,
     STALE_WRITE,
@@ -34,18 +34,15 @@ from orchestrator.store.transitions import (
     move,
     record_job_event,
     select_items,
-    try_lock_claims,
     update_latest_attempt,
 )
 
 __all__ = ["HELD", "REMOTE_ACTIVE", "STALE_WRITE", "TRANSITION", "WorkItem", "WorkQueue"]
 
-REMOTE_ACTIVE = frozenset({JobState.SUBMITTING, JobState.SUBMITTED})
 HELD = frozenset({JobState.SUBMITTING, JobState.SUBMITTED, JobState.DOWNLOADING})
 """States in which a job belongs to one worker (its lease)."""
 
 # The hot path's statements, built once with bound parameters (see transitions.py for why).
-_ADD_ATTEMPT = insert(ATTEMPTS)
 _JOB_COST = (
     update(JOBS)
     .where(JOBS.c.id == bindparam("p_id"))
@@ -55,13 +52,6 @@ _JOB_COST = (
         .scalar_subquery()
     )
 )
-_LAST_PAID_OUTCOME = (
-    select(ATTEMPTS.c.outcome)
-    .where(ATTEMPTS.c.job_id == bindparam("p_id"), MAY_BE_PAID)
-    .order_by(ATTEMPTS.c.number.desc())
-    .limit(1)
-)
-_WORKER_STOPPED_AT = select(WORKERS.c.stopped_at).where(WORKERS.c.id == bindparam("p_id"))
 
 
 class WorkQueue:
@@ -82,17 +72,7 @@ class WorkQueue:
         next submit can take the slot the moment the remote job finishes.
         """
         with self.store.read() as connection:
-            return self._in_flight(connection, batch)
-
-    def _in_flight(self, connection: Connection, batch: str | None) -> dict[str, int]:
-        query = (
-            select(JOBS.c.model_id, func.count())
-            .where(JOBS.c.state.in_([s.value for s in REMOTE_ACTIVE]))
-            .group_by(JOBS.c.model_id)
-        )
-        if batch is not None:
-            query = query.where(JOBS.c.batch == batch)
-        return {model: number for model, number in connection.execute(query)}
+            return in_flight_counts(connection, batch)
 
     def committed_spend(self, batch: str) -> float:
         """Money spent plus money committed, for the spend cap (see :mod:`.spend`)."""
@@ -216,7 +196,7 @@ class WorkQueue:
         max_spend: float | None = None,
     ) -> list[WorkItem]:
         """Take up to ``limit`` pending jobs: write the intent (``submitting``), count the
-        attempt and stamp the lease, before any network I/O.
+        attempt and stamp the lease, before any network I/O (see :mod:`.claims`).
 
         ``per_model_room`` caps jobs per model. The keyword limits are counted inside the
         claim's own transaction, across every worker sharing the store: ``max_in_flight``
@@ -231,112 +211,17 @@ class WorkQueue:
         """
         if limit <= 0:
             return []
+        limits = ClaimLimits(
+            limit=limit,
+            per_model_room=per_model_room,
+            default_room=default_room,
+            worker_id=worker_id,
+            max_in_flight=max_in_flight,
+            per_model_cap=per_model_cap,
+            max_spend=max_spend,
+        )
         with self.store.write() as connection:
-            if not try_lock_claims(connection):
-                return []  # another worker is still claiming (or paused mid-claim): next round
-            if worker_id is not None and _stopped(connection, worker_id):
-                # Declared dead while paused: whatever it claimed now would be taken over
-                # as soon as it was written. It learns at its next heartbeat and stops.
-                return []
-            if max_in_flight is not None or per_model_cap is not None:
-                counts = self._in_flight(connection, None)
-                if max_in_flight is not None:
-                    limit = min(limit, max_in_flight - sum(counts.values()))
-                if per_model_cap is not None:
-                    per_model_room = {m: max(0, per_model_cap - n) for m, n in counts.items()}
-                    default_room = per_model_cap
-            budgets = {
-                name: cap - committed(connection, name)
-                for name, cap in caps(connection, batch, max_spend).items()
-            }
-            if limit <= 0 or (batch in budgets and budgets[batch] < -1e-9):
-                return []
-            return self._claim_rows(
-                connection, batch, limit, per_model_room, default_room, budgets, worker_id
-            )
-
-    def _claim_rows(
-        self,
-        connection: Connection,
-        batch: str | None,
-        limit: int,
-        per_model_room: Mapping[str, int] | None,
-        default_room: int | None,
-        budgets: Mapping[str, float],
-        worker_id: str | None,
-    ) -> list[WorkItem]:
-        committed: dict[str, float] = {}
-        stopped: set[str] = set()  # batches whose next job does not fit their cap
-        query = select_items().where(JOBS.c.state == JobState.PENDING.value)
-        if batch is not None:
-            query = query.where(JOBS.c.batch == batch)
-        claimed: list[WorkItem] = []
-        taken: dict[str, int] = {}
-        full = [m for m, room in (per_model_room or {}).items() if room <= 0]
-        if full:  # models at their cap never crowd the others out of the candidate rows
-            query = query.where(JOBS.c.model_id.not_in(full))
-        query = query.order_by(JOBS.c.id).limit(limit * 4)
-        for row in connection.execute(query.with_for_update(skip_locked=True, of=JOBS)).all():
-            if len(claimed) >= limit:
-                break
-            room = (per_model_room or {}).get(row.model_id, default_room)
-            if room is not None and taken.get(row.model_id, 0) >= room:
-                continue
-            cost = row.estimated_cost_usd or 0.0
-            budget = budgets.get(row.batch)
-            if budget is not None:
-                # Under a cap a job whose price is unknown is never submitted, and jobs go
-                # in order: once one does not fit, its batch takes no more this round.
-                spent = committed.get(row.batch, 0.0)
-                if row.batch in stopped or row.estimated_cost_usd is None:
-                    continue
-                if spent + cost > budget + 1e-9:
-                    stopped.add(row.batch)
-                    continue
-            kind = self._attempt_kind(connection, row.id)
-            number = row.attempts + 1
-            token = row.lease_token + 1
-            if not move(
-                connection,
-                row.id,
-                JobState.PENDING,
-                JobState.SUBMITTING,
-                "claimed",
-                {"attempts": number, "worker_id": worker_id, "lease_token": token},
-                {"attempt": number, "kind": kind}
-                | ({} if worker_id is None else {"worker": worker_id, "lease": token}),
-                now=self.now(),
-                lease=row.lease_token,
-                batch=row.batch,
-            ):
-                continue
-            connection.execute(
-                _ADD_ATTEMPT,
-                {"job_id": row.id, "number": number, "kind": kind, "started_at": self.now()},
-            )
-            taken[row.model_id] = taken.get(row.model_id, 0) + 1
-            committed[row.batch] = committed.get(row.batch, 0.0) + cost
-            claimed.append(
-                replace(
-                    item_from_row(row, kind),
-                    state=JobState.SUBMITTING,
-                    attempts=number,
-                    worker_id=worker_id,
-                    lease_token=token,
-                )
-            )
-        return claimed
-
-    def _attempt_kind(self, connection: Connection, row_id: int) -> str:
-        # Submits that never left or were refused outright (429, connect error, held, a
-        # clean 4xx) were never paid for and do not change why the next one is made: a
-        # re-roll refused once with a 429 is still a re-roll, a retried rejection a submit.
-        last = connection.execute(_LAST_PAID_OUTCOME, {"p_id": row_id}).first()
-        if last is None:
-            return AttemptKind.SUBMIT.value
-        if last.outcome in ("ambiguous", "crash_recovered", "remote_lost"):
-            return AttemptKind.RESUBMIT.value
-        return AttemptKind.REROLL.value
+            return claim_pending(connection, batch, limits, self.now)
 
     def transition(
         self,
@@ -467,9 +352,3 @@ class WorkQueue:
                     if attempt:
                         update_latest_attempt(connection, row_id, attempt)
         return moved
-
-
-def _stopped(connection: Connection, worker_id: str) -> bool:
-    """True if the worker is registered and stopped (declared dead, or it exited)."""
-    row = connection.execute(_WORKER_STOPPED_AT, {"p_id": worker_id}).first()
-    return row is not None and row.stopped_at is not None
