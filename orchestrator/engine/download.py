@@ -201,15 +201,15 @@ class Downloader:
             self.leftovers.remove(target)
             # A temporary of its own (see orchestrator.outputs.atomicwrite): the video is
             # verified before it is renamed into place, by ``place``.
-            part, handle = await anyio.to_thread.run_sync(open_temporary, target)
-            temp = part
+            fresh, handle = await anyio.to_thread.run_sync(open_temporary, target)
+            temp = fresh
             try:
                 size, digest = await self._stream(url, handle)
             finally:
                 handle.close()
             placer = place or (lambda part, _verified: _replace(part, target))
             verified, path = await anyio.to_thread.run_sync(
-                _verify_and_place, part, size, digest, placer
+                _verify_and_place, fresh, size, digest, placer
             )
         except OSError as exc:
             # A full disk, an unwritable or vanished folder, or another worker that took this
