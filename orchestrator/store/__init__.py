@@ -2,7 +2,9 @@
 
 ``Store.open(path_or_url)`` creates and migrates the database; every ``Store`` method is
 one short transaction. States live in :mod:`orchestrator.store.states`; multi-statement
-atomic steps use ``Store.write()`` with :mod:`orchestrator.store.queries`.
+atomic steps use ``Store.write()`` with :mod:`orchestrator.store.queries` and
+:mod:`orchestrator.store.transitions` (the row steps the queue's modules share). Modules
+depend downwards only: ``transitions`` <- ``claims`` <- ``work`` <- ``workers``/``fetches``.
 """
 
 from __future__ import annotations
