@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from orchestrator.manifest import Expansion
 from orchestrator.planning import PlanSummary
 from orchestrator.problems import Problem
-from orchestrator.store import JobView, Store
+from orchestrator.store import BatchView, JobView, Store
 from orchestrator.store.money import ModelCost, Money, any_cost, money
 from orchestrator.store.work import WorkQueue
 from orchestrator.store.workers import WorkerRegistry, WorkerView
@@ -202,7 +202,7 @@ def print_status(
     counts = store.counts(batch)
     total = sum(counts.values())
     spend = store.spend(batch)
-    batches = [b for b in store.batches() if batch is None or b.name == batch]
+    batches = _batches(store, batch)
     costs = store.cost_by_model(batch)
     if as_json:
         json.dump(
@@ -316,12 +316,11 @@ def print_run_summary(
         out.write(f"  paid, not fetched: {job.id}: {job.error}\n")
     for job in store.list_jobs(batch=batch, state="needs_reconcile", limit=10):
         out.write(f"  needs a decision: {job.id}: {job.error}\n")
-    for batch_view in store.batches():
-        if batch is None or batch_view.name == batch:
-            out.write(f"videos: {batch_view.output_root}\n")
-            page = Path(batch_view.output_root) / batch_view.name / "report.html"
-            if page.exists():
-                out.write(f"report: {page}\n")
+    for batch_view in _batches(store, batch):
+        out.write(f"videos: {batch_view.output_root}\n")
+        page = Path(batch_view.output_root) / batch_view.name / "report.html"
+        if page.exists():
+            out.write(f"report: {page}\n")
     if report is not None:
         for note in report.notes:
             out.write(f"note: {note}\n")
@@ -382,3 +381,11 @@ def _duration(seconds: float) -> str:
     if seconds >= 60:
         return f"{int(seconds // 60)}m {int(seconds % 60):02d}s"
     return f"{seconds:.1f}s"
+
+
+def _batches(store: Store, batch: str | None) -> list[BatchView]:
+    """Every batch, or only ``batch`` (none when the store does not hold it)."""
+    if batch is None:
+        return store.batches()
+    view = store.batch(batch)
+    return [] if view is None else [view]

@@ -30,7 +30,7 @@ from orchestrator.engine.core import EngineReport
 from orchestrator.engine.download import Downloader
 from orchestrator.engine.paidwork import FetchProblem, breaker_for_fetch
 from orchestrator.engine.prices import price_unpriced
-from orchestrator.outputs import placing, sidecar
+from orchestrator.outputs import atomicwrite, placing
 from orchestrator.outputs.ownership import NoFreeName
 from orchestrator.outputs.placing import place_video
 from orchestrator.outputs.sidecar import sidecar_path, write_sidecar
@@ -57,7 +57,7 @@ def test_without_hard_links_a_sidecar_is_created_exclusively(
     def no_links(_source: Any, _target: Any) -> None:
         raise OSError(errno.EPERM, "hard links are not supported here")
 
-    monkeypatch.setattr(sidecar.os, "link", no_links)
+    monkeypatch.setattr(atomicwrite.os, "link", no_links)
     video = tmp_path / "a.mp4"
     assert write_sidecar(video, {"n": 1}, exclusive=True)
     assert not write_sidecar(video, {"n": 2}, exclusive=True)

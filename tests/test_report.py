@@ -16,17 +16,13 @@ import pytest
 from PIL import Image
 from sqlalchemy import update
 
+from orchestrator.catalog import Catalog, builtin_catalog
 from orchestrator.cli import main
 from orchestrator.outputs import report as report_module
-from orchestrator.outputs import report_html
-from orchestrator.outputs.report import (
-    POSTER_DIR,
-    ReportError,
-    ReportResult,
-    ensure_poster,
-    split_id,
-    write_report,
-)
+from orchestrator.outputs import report_clips, report_html
+from orchestrator.outputs.atomicwrite import atomic_file
+from orchestrator.outputs.report import ReportError, ReportResult, split_id, write_report
+from orchestrator.outputs.report_clips import POSTER_DIR, ensure_poster
 from orchestrator.outputs.report_html import Clip, render
 from orchestrator.simulator import Faults, SimulatorServer, load_profile
 from orchestrator.store import Store
@@ -369,6 +365,21 @@ def test_an_undecodable_video_gets_no_poster(tmp_path: Path) -> None:
     assert not (tmp_path / ".posters").exists()
 
 
+def test_models_are_named_from_the_catalog_the_caller_passes(
+    produced: Produced, tmp_path: Path
+) -> None:
+    renamed = Catalog(
+        replace(spec, display_name=f"Our {spec.display_name}") for spec in builtin_catalog()
+    )
+    with Store.open(str(produced.db)) as store:
+        ours = write_report(store, BATCH, dest=tmp_path / "ours.html", catalog=renamed)
+        bare = write_report(store, BATCH, dest=tmp_path / "bare.html", catalog=Catalog())
+    text = " ".join(Page(ours.path.read_text(encoding="utf-8")).text)
+    assert all(f"Our {name}" in text for name in MODELS)
+    text = " ".join(Page(bare.path.read_text(encoding="utf-8")).text)
+    assert "seedance-1-0-pro" in text and MODELS[0] not in text  # unknown models: their slug
+
+
 def test_unknown_batch(produced: Produced) -> None:
     with Store.open(str(produced.db)) as store, pytest.raises(ReportError, match="no batch"):
         write_report(store, "nope")
@@ -377,7 +388,7 @@ def test_unknown_batch(produced: Produced) -> None:
 def test_a_failed_write_leaves_the_old_report(produced: Produced, tmp_path: Path) -> None:
     target = tmp_path / "report.html"
     target.write_text("old")
-    with pytest.raises(RuntimeError), report_module._temp_beside(target) as handle:
+    with pytest.raises(RuntimeError), atomic_file(target) as handle:
         handle.write(b"half")
         raise RuntimeError("disk full")
     assert target.read_text() == "old"
@@ -511,7 +522,7 @@ def test_chromium_renders_the_page(produced: Produced, tmp_path: Path) -> None:
 
 
 def test_describe_payload() -> None:
-    prompt, params, inputs = report_module.describe_payload(
+    prompt, params, inputs = report_clips.describe_payload(
         {
             "prompt": "a photo like ref.png",
             "negative_prompt": "blur",
@@ -537,12 +548,12 @@ def test_describe_payload() -> None:
     [(0.42, "0.4 s"), (42.4, "42 s"), (725, "12 min 5 s"), (11_520, "3 h 12 min"), (-1, "0.0 s")],
 )
 def test_duration(seconds: float, text: str) -> None:
-    assert report_module._duration(seconds) == text
+    assert report_clips.duration_text(seconds) == text
 
 
 def test_size() -> None:
-    assert (report_module._size(300), report_module._size(48_201)) == ("1 KB", "48 KB")
-    assert report_module._size(12_345_678) == "12.3 MB"
+    assert (report_clips.size_text(300), report_clips.size_text(48_201)) == ("1 KB", "48 KB")
+    assert report_clips.size_text(12_345_678) == "12.3 MB"
 
 
 def test_render_loose_videos_and_an_empty_batch() -> None:

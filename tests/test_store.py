@@ -379,6 +379,23 @@ def test_spend_sums_recorded_costs(store: Store) -> None:
     assert store.batches()[0].job_count == 3
 
 
+def test_a_batch_is_looked_up_by_name(store: Store) -> None:
+    store.enqueue("demo", [new_job("a"), new_job("b")])
+    found = store.batch("demo")
+    assert found is not None and found == store.batches()[0]
+    assert (found.name, found.job_count) == ("demo", 2)
+    assert store.batch("nope") is None
+
+
+def test_payloads_are_the_stored_json_by_row_id(store: Store) -> None:
+    store.enqueue("demo", [new_job("a", prompt="waves")])
+    (view,) = store.list_jobs("demo")
+    payloads = store.payloads("demo")
+    assert list(payloads) == [view.row_id]
+    assert json.loads(payloads[view.row_id])["prompt"] == "waves"
+    assert store.payloads("nope") == {}
+
+
 def test_job_views_serialise_to_the_jobs_json_contract(store: Store) -> None:
     store.enqueue("demo", [new_job("beach")])
     set_state(store, "beach", JobState.SUCCEEDED, sha256="ef" * 32, cost_usd=0.3)

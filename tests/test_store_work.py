@@ -19,6 +19,7 @@ from orchestrator.planning import enqueue
 from orchestrator.store import JobState, Store
 from orchestrator.store.prices import PriceBook
 from orchestrator.store.work import WorkItem, WorkQueue
+from orchestrator.store.workers import WorkerRegistry
 
 S = JobState
 START = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -274,7 +275,7 @@ def test_recover_parks_jobs_caught_submitting(store: Store, queue: WorkQueue) ->
     stuck = claim_one(queue)
     submit(queue, claim_one(queue))
     claim_one(queue, "b")
-    assert queue.recover("a") == 1
+    assert WorkerRegistry(queue).recover("a") == 1
     view = job(store, "a-x")
     assert view.state == S.NEEDS_RECONCILE
     assert "interrupted while submitting" in (view.error or "")
@@ -287,8 +288,8 @@ def test_recover_parks_jobs_caught_submitting(store: Store, queue: WorkQueue) ->
     )
     assert state_of(store, "a-y") == S.SUBMITTED  # a committed request id is kept
     assert state_of(store, "b-w") == S.SUBMITTING  # another batch is not touched
-    assert queue.recover(None) == 1 and state_of(store, "b-w") == S.NEEDS_RECONCILE
-    assert queue.recover(None) == 0
+    assert WorkerRegistry(queue).recover(None) == 1 and state_of(store, "b-w") == S.NEEDS_RECONCILE
+    assert WorkerRegistry(queue).recover(None) == 0
 
 
 def test_release_due_honours_next_attempt_at(store: Store, queue: WorkQueue, clock: Clock) -> None:

@@ -30,6 +30,7 @@ from orchestrator.store import JobState, Store
 from orchestrator.store import workers as workers_module
 from orchestrator.store.database import retry_safe
 from orchestrator.store.tables import JOBS
+from orchestrator.store.transitions import lock_claims
 from orchestrator.store.work import STALE_WRITE, WorkItem, WorkQueue
 from orchestrator.store.workers import ProcessIdentity, WorkerRegistry, why_dead
 
@@ -329,7 +330,7 @@ def test_a_claim_does_not_wait_for_a_worker_paused_inside_its_claim(
     add(store, "a", "x")
     # The other worker is stopped mid-claim: its transaction holds the claim lock.
     with other.store.write() as connection:
-        workers_module.lock_claims(connection)
+        lock_claims(connection)
         assert queue.claim("a", 1, worker_id="w1") == []  # nothing this round, no hang
     (item,) = queue.claim("a", 1, worker_id="w1")  # released: the next round claims
     assert item.name == "a-x"
@@ -371,11 +372,11 @@ def test_a_worker_paused_inside_a_transaction_loses_its_session_and_its_locks(
             pytest.raises(DBAPIError, match="idle-in-transaction") as error,
             paused.write() as stopped,
         ):
-            workers_module.lock_claims(stopped)
+            lock_claims(stopped)
             with live.write() as pacer:
                 # A bound of its own, so a broken timeout fails here instead of hanging.
                 pacer.execute(text("SET LOCAL lock_timeout = '20s'"))
-                workers_module.lock_claims(pacer)  # returns once the server ended `stopped`
+                lock_claims(pacer)  # returns once the server ended `stopped`
             stopped.execute(select(1))  # the paused worker resumes: its session is gone
         assert retry_safe(error.value)  # what the engine retries on a new connection
         (item,) = WorkQueue(live).claim("a", 1, worker_id="w1")

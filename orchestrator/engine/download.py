@@ -18,10 +18,8 @@ injectable clock. Every failure is a :class:`DownloadError` naming its
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import secrets
 import time
 import zlib
 from collections.abc import Callable, Iterable
@@ -47,8 +45,8 @@ from orchestrator.engine.transfer import (
 )
 from orchestrator.media.errors import BrokenVideo
 from orchestrator.media.video import VideoProbe, inspect_video
-from orchestrator.outputs.paths import part_name, part_prefix, part_target
-from orchestrator.outputs.placing import publish
+from orchestrator.outputs.atomicwrite import discard, open_temporary, publish
+from orchestrator.outputs.paths import part_prefix, part_target
 from orchestrator.outputs.sidecar import sidecar_path
 
 BAD_FILE = FetchProblem.BAD_FILE
@@ -197,14 +195,21 @@ class Downloader:
         refused = host_allowed(url, self.trusted_hosts)
         if refused:
             raise DownloadError(refused, problem=FetchProblem.HOST_NOT_ALLOWED)
-        temp = target.with_name(part_name(target.name, secrets.token_hex(4)))
+        temp: Path | None = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             self.leftovers.remove(target)
-            size, digest = await self._stream(url, temp)
+            # A temporary of its own (see orchestrator.outputs.atomicwrite): the video is
+            # verified before it is renamed into place, by ``place``.
+            fresh, handle = await anyio.to_thread.run_sync(open_temporary, target)
+            temp = fresh
+            try:
+                size, digest = await self._stream(url, handle)
+            finally:
+                handle.close()
             placer = place or (lambda part, _verified: _replace(part, target))
             verified, path = await anyio.to_thread.run_sync(
-                _verify_and_place, temp, size, digest, placer
+                _verify_and_place, fresh, size, digest, placer
             )
         except OSError as exc:
             # A full disk, an unwritable or vanished folder, or another worker that took this
@@ -217,15 +222,15 @@ class Downloader:
             raise
         return Downloaded(path=path, size_bytes=size, sha256=digest, probe=verified.probe)
 
-    async def _stream(self, url: str, temp: Path) -> tuple[int, str]:
-        """Follow allowed redirects to the file and write its decoded body to ``temp``."""
+    async def _stream(self, url: str, handle: BinaryIO) -> tuple[int, str]:
+        """Follow allowed redirects to the file and write its decoded body to ``handle``."""
         started = self.clock()
         current = url
         try:
             for hops in range(MAX_REDIRECTS + 1):
                 async with self._http.stream("GET", current) as response:
                     if response.status_code not in REDIRECTS:
-                        return await self._receive(response, temp, started)
+                        return await self._receive(response, handle, started)
                     self._check_deadline(started, None, 0)
                     current = self._next_hop(current, response, hops)
         except httpx.HTTPError as exc:
@@ -252,9 +257,9 @@ class Downloader:
         return target
 
     async def _receive(
-        self, response: httpx.Response, temp: Path, started: float
+        self, response: httpx.Response, handle: BinaryIO, started: float
     ) -> tuple[int, str]:
-        """Write a reply's body to ``temp``: (decoded bytes, their sha256)."""
+        """Write a reply's body to ``handle``: (decoded bytes, their sha256)."""
         if response.status_code in (403, 404, 410):
             raise DownloadError(
                 f"HTTP {response.status_code}: the URL has expired or is gone",
@@ -281,7 +286,6 @@ class Downloader:
         pending = bytearray()
         # Plain file calls, a batch of up to CHUNK bytes written in a worker thread, the end
         # (flush, fsync) in one: anyio's async file costs a thread hop per call.
-        handle = await anyio.to_thread.run_sync(open, temp, "wb")
         try:
             # Raw pieces as the socket gives them (no re-chunking): the deadline is checked
             # as each arrives, however small, and the body is decoded here, bounded.
@@ -302,8 +306,6 @@ class Downloader:
             await anyio.to_thread.run_sync(_write_and_flush, handle, bytes(pending))
         except zlib.error as exc:
             raise DownloadError(f"the gzip body is corrupt: {exc}", problem=BAD_FILE) from exc
-        finally:
-            handle.close()
         if expected is not None and wire != expected:
             raise DownloadError(f"truncated: {wire:,} of {expected:,} bytes")
         if not decoder.complete:
@@ -381,7 +383,7 @@ def _replace(temp: Path, target: Path) -> Path:
     return target
 
 
-def _discard(temp: Path) -> None:
+def _discard(temp: Path | None) -> None:
     # The folder itself may be gone or unreadable: then there is nothing left to clean.
-    with contextlib.suppress(OSError):
-        temp.unlink(missing_ok=True)
+    if temp is not None:
+        discard(temp)

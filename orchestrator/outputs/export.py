@@ -21,7 +21,8 @@ batch's output root, or to the folder for ``hf``), ``video_abspath``, what the p
 (``duration_s``, ``fps``, ``width``, ``height``, ``frames``, ``codec``), ``size_bytes``,
 ``sha256``, ``cost_usd``, ``timings`` and ``sidecar``: False when the video's JSON sidecar
 was missing and the store's columns were used instead (probe fields then stay empty).
-Files are written atomically (temp file + rename); ``hf`` never writes outside its folder.
+Files are written atomically (:mod:`~orchestrator.outputs.atomicwrite`); ``hf`` never writes
+outside its folder.
 """
 
 from __future__ import annotations
@@ -36,16 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import select
-
 from orchestrator.catalog import Catalog, ModelSpec, builtin_catalog
+from orchestrator.outputs.atomicwrite import atomic_path, write_atomically
 from orchestrator.outputs.paths import check_relative, resolve_inside
 from orchestrator.outputs.sidecar import sidecar_path
 from orchestrator.redact import redact_value
 from orchestrator.store.records import JobView
 from orchestrator.store.states import JobState
 from orchestrator.store.store import Store
-from orchestrator.store.tables import JOBS
 
 ExportFormat = Literal["jsonl", "csv", "hf"]
 HEAD = (
@@ -84,13 +83,15 @@ def export_batch(
     catalog: Catalog | None = None,
 ) -> ExportResult:
     """Export the succeeded jobs of ``batch`` as ``fmt`` to ``dest`` (or the default)."""
-    view = next((b for b in store.batches() if b.name == batch), None)
+    view = store.batch(batch)
     if view is None:
         raise ExportError(f"unknown batch {batch!r}")
     if fmt not in ("jsonl", "csv", "hf"):
         raise ExportError(f"unknown export format {fmt!r}: use jsonl, csv or hf")
     root = Path(view.output_root)
-    rows, sources, skipped = collect_rows(store, batch, root, catalog or builtin_catalog())
+    rows, sources, skipped = collect_rows(
+        store, batch, root, builtin_catalog() if catalog is None else catalog
+    )
     rows = [redact_value(row) for row in rows]  # the redaction policy, at this sink too
     if fmt == "hf":
         folder = (dest or root / f"{batch}-hf").resolve()
@@ -99,7 +100,8 @@ def export_batch(
     path = (dest or root / batch / f"export.{fmt}").resolve()
     columns = _columns(rows)
     rows = [{c: row.get(c) for c in columns} for row in rows]
-    _write_atomic(path, _jsonl(rows) if fmt == "jsonl" else _csv(rows, columns))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, _jsonl(rows) if fmt == "jsonl" else _csv(rows, columns))
     return ExportResult(path, len(rows), skipped)
 
 
@@ -107,9 +109,7 @@ def collect_rows(
     store: Store, batch: str, root: Path, catalog: Catalog
 ) -> tuple[list[dict[str, Any]], list[Path], list[str]]:
     """The rows of the succeeded jobs, their video files, and ``id: reason`` for the rest."""
-    query = select(JOBS.c.id, JOBS.c.payload).where(JOBS.c.batch == batch)
-    with store.read() as connection:
-        payloads = {row_id: text for row_id, text in connection.execute(query)}
+    payloads = store.payloads(batch)
     rows: list[dict[str, Any]] = []
     sources: list[Path] = []
     skipped: list[str] = []
@@ -256,17 +256,6 @@ def _cell(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.part")
-    with open(temp, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-
-
 def _write_videofolder(folder: Path, rows: list[dict[str, Any]], sources: list[Path]) -> None:
     """Link or copy the videos into ``folder`` and write ``metadata.jsonl`` last.
 
@@ -290,7 +279,7 @@ def _write_videofolder(folder: Path, rows: list[dict[str, Any]], sources: list[P
         records.append(record)
     columns = _columns(records)
     records = [{"file_name": r["file_name"], **{c: r.get(c) for c in columns}} for r in records]
-    _write_atomic(folder / METADATA, _jsonl(records))
+    write_atomically(folder / METADATA, _jsonl(records))
     for name in old - set(names):
         stale = resolve_inside(folder, name)
         stale.unlink(missing_ok=True)
@@ -320,10 +309,12 @@ def _place(source: Path, target: Path) -> None:
     if target.exists() and os.path.samefile(source, target):
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.part")
-    temp.unlink(missing_ok=True)
-    try:
-        os.link(source, temp)
-    except OSError:
-        shutil.copy2(source, temp)
-    os.replace(temp, target)
+    # No fsync of each video's folder: metadata.jsonl, written last and durably, is what
+    # makes the export whole, and exporting again places any video that went missing.
+    with atomic_path(target, sync_folder=False) as temp:
+        try:
+            os.link(source, temp)
+        except FileExistsError:
+            raise  # another writer's temporary: never copy over it
+        except OSError:
+            shutil.copy2(source, temp)

@@ -145,7 +145,8 @@ def part_prefix(name: str) -> str:
 
 
 def part_name(name: str, tag: str) -> str:
-    """The temporary name a download (or a sidecar) of ``name`` is written to first.
+    """The temporary name every writer of ``name`` writes to first (a download, a sidecar,
+    the report, an export: see :mod:`~orchestrator.outputs.atomicwrite`).
 
     ``tag`` tells concurrent writers apart; with an 8-character tag the result always fits in
     :data:`NAME_MAX` bytes.

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator.outputs.atomicwrite import publish
 from orchestrator.outputs.ownership import MAX_FREE_NAME_TRIES, NoFreeName
 from orchestrator.outputs.sidecar import sidecar_path, write_sidecar
 
@@ -38,7 +39,8 @@ def place_video(
     is_ours: Callable[[Path], bool],
 ) -> Path:
     """Rename ``temp`` to ``target`` (or the first free alternative) beside its sidecar,
-    ``record_for(final path)``; returns the final path. Durable: the folder is fsynced."""
+    ``record_for(final path)``; returns the final path. Durable: the folder is fsynced
+    (:func:`~orchestrator.outputs.atomicwrite.publish`)."""
     for number in range(MAX_FREE_NAME_TRIES + 1):
         candidate = target if number == 0 else _numbered(target, number)
         # Twice: another writer may claim a free name between our look and our claim.
@@ -62,13 +64,3 @@ def _numbered(target: Path, number: int) -> Path:
 def _taken(video: Path) -> bool:
     # lexists: a dangling symlink is taken too (writing through it would follow it).
     return os.path.lexists(video) or os.path.lexists(sidecar_path(video))
-
-
-def publish(temp: Path, target: Path) -> None:
-    """Rename into place and make the rename durable (fsync the folder)."""
-    os.replace(temp, target)
-    fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

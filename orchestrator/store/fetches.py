@@ -20,10 +20,10 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from orchestrator.store.items import WorkItem, _item, _select_items
 from orchestrator.store.spend import MAY_BE_PAID
 from orchestrator.store.states import JobState
 from orchestrator.store.tables import ATTEMPTS, JOBS, STORE_META
+from orchestrator.store.transitions import WorkItem, item_from_row, move, select_items
 from orchestrator.store.work import WorkQueue
 
 #: Jobs a worker still has paid work on: remote runs to poll, videos to fetch.
@@ -76,7 +76,7 @@ class FetchQueue:
         if limit <= 0:
             return []
         now = self.queue.now()
-        query = _select_items().where(
+        query = select_items().where(
             JOBS.c.state == JobState.FETCH_WAIT.value, JOBS.c.next_attempt_at <= now
         )
         if batch is not None:
@@ -87,7 +87,7 @@ class FetchQueue:
             rows = connection.execute(query.with_for_update(skip_locked=True, of=JOBS)).all()
             for row in rows:
                 token = row.lease_token + 1
-                moved = self.queue._move(
+                moved = move(
                     connection,
                     row.id,
                     JobState.FETCH_WAIT,
@@ -96,13 +96,14 @@ class FetchQueue:
                     {"worker_id": worker_id, "lease_token": token, "next_attempt_at": None},
                     {"try": row.fetch_failures + 1}
                     | ({} if worker_id is None else {"worker": worker_id, "lease": token}),
+                    now=self.queue.now(),
                     lease=row.lease_token,
                     batch=row.batch,
                 )
                 if moved:
                     claimed.append(
                         replace(
-                            _item(row),
+                            item_from_row(row),
                             state=JobState.DOWNLOADING,
                             worker_id=worker_id,
                             lease_token=token,

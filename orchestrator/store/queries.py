@@ -13,14 +13,14 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, Table, func, insert, select
+from sqlalchemy import Connection, Row, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from orchestrator.redact import redact_value
 from orchestrator.store.database import dump_json
 from orchestrator.store.records import BatchView, EnqueueResult, EventView, JobView, NewJob
 from orchestrator.store.states import EventKind, JobState
 from orchestrator.store.tables import BATCHES, EVENTS, JOBS
+from orchestrator.store.transitions import event_row, record_events
 
 BATCH_NAME: Final = re.compile(r"[A-Za-z0-9._-]+")
 JOB_KEY: Final = re.compile(r"[0-9a-f]{64}")
@@ -35,31 +35,6 @@ def check_batch_name(name: str) -> None:
     """Batch names become folder names: ``[A-Za-z0-9._-]+`` and not ``.`` or ``..``."""
     if not BATCH_NAME.fullmatch(name) or set(name) == {"."}:
         raise ValueError(f"invalid batch name {name!r}: use letters, digits, '.', '_' or '-'")
-
-
-def record_event(
-    connection: Connection,
-    *,
-    kind: str,
-    at: datetime,
-    job_id: int | None = None,
-    batch: str | None = None,
-    from_state: str | None = None,
-    to_state: str | None = None,
-    detail: Mapping[str, Any] | None = None,
-) -> None:
-    """Append one audit event (in the caller's transaction; events are never changed)."""
-    connection.execute(
-        insert(EVENTS).values(
-            job_id=job_id,
-            batch=batch,
-            at=at,
-            kind=kind,
-            from_state=from_state,
-            to_state=to_state,
-            detail=redact_value(dict(detail)) if detail is not None else None,
-        )
-    )
 
 
 def upsert_batch(
@@ -136,9 +111,7 @@ def insert_jobs(
 
     def flush() -> None:
         inserted = connection.execute(statement, rows).all()
-        if inserted:
-            events = [_enqueued_event(batch, row, renamed, now) for row in inserted]
-            connection.execute(insert(EVENTS), events)
+        record_events(connection, [_enqueued_event(batch, row, renamed, now) for row in inserted])
         inserted_keys.update(row.key for row in inserted)
         rows.clear()
 
@@ -201,12 +174,14 @@ def job_views(
     return [_job_view(row) for row in connection.execute(query)]
 
 
-def batch_views(connection: Connection) -> list[BatchView]:
-    """Every batch, oldest first, with its job count."""
+def batch_views(connection: Connection, name: str | None = None) -> list[BatchView]:
+    """Every batch (or only the one called ``name``), oldest first, with its job count."""
     job_count = select(func.count()).where(JOBS.c.batch == BATCHES.c.name).scalar_subquery()
     query = select(BATCHES, job_count.label("job_count")).order_by(
         BATCHES.c.created_at, BATCHES.c.name
     )
+    if name is not None:
+        query = query.where(BATCHES.c.name == name)
     return [
         BatchView(
             name=row.name,
@@ -305,15 +280,14 @@ def _enqueued_event(
     batch: str, row: Row[Any], renamed: Mapping[str, tuple[str, str]], now: datetime
 ) -> dict[str, Any]:
     rename = renamed.get(row.key)
-    return {
-        "job_id": row.id,
-        "batch": batch,
-        "at": now,
-        "kind": ENQUEUED,
-        "from_state": None,
-        "to_state": PENDING,
-        "detail": {"renamed_from": rename[0]} if rename else None,
-    }
+    return event_row(
+        kind=ENQUEUED,
+        at=now,
+        job_id=row.id,
+        batch=batch,
+        to_state=PENDING,
+        detail={"renamed_from": rename[0]} if rename else None,
+    )
 
 
 def _check_job(job: NewJob) -> None:

@@ -33,6 +33,7 @@ from orchestrator.store.database import (
 from orchestrator.store.records import BatchView, EnqueueResult, EventView, JobView, NewJob
 from orchestrator.store.states import JobState
 from orchestrator.store.tables import JOBS, utcnow
+from orchestrator.store.transitions import record_event
 
 
 class Store:
@@ -140,9 +141,10 @@ class Store:
         to_state: str | None = None,
         detail: Mapping[str, Any] | None = None,
     ) -> None:
-        """Append one audit event in its own transaction (see :func:`queries.record_event`)."""
+        """Append one audit event in its own transaction (see
+        :func:`~orchestrator.store.transitions.record_event`)."""
         with self.write() as connection:
-            queries.record_event(
+            record_event(
                 connection,
                 kind=kind,
                 at=self.now(),
@@ -205,6 +207,19 @@ class Store:
         """Every batch, oldest first."""
         with self.read() as connection:
             return queries.batch_views(connection)
+
+    def batch(self, name: str) -> BatchView | None:
+        """The batch called ``name``, or None when the store holds no such batch."""
+        with self.read() as connection:
+            found = queries.batch_views(connection, name)
+        return found[0] if found else None
+
+    def payloads(self, batch: str) -> dict[int, str]:
+        """Job row id -> its stored native payload (canonical JSON text) for one batch;
+        the job views do not carry payloads, which can be large."""
+        query = select(JOBS.c.id, JOBS.c.payload).where(JOBS.c.batch == batch)
+        with self.read() as connection:
+            return {row_id: text for row_id, text in connection.execute(query)}
 
     def spend(self, batch: str | None = None) -> float:
         """Actual cost recorded so far in USD (sum of ``cost_usd``; 0.0 when none)."""

@@ -1,50 +1,48 @@
-"""The engine's side of the store: claim, transition, recover - each one short transaction.
+"""The engine's side of the store: claim, transition, release - each one short transaction.
 
 Every state change goes through :meth:`WorkQueue.transition`, which updates the job only if
 it is still in the state the caller saw *and* still carries the lease token the caller
 holds (zero rows updated = someone else moved it or took it over; the change is dropped and
 reported) and appends the event in the same transaction. Claims count the global limits
 inside their own transaction, so they hold for every worker together
-(:mod:`orchestrator.store.workers` has the rest of the multi-worker protocol).
+(:mod:`orchestrator.store.workers` has the rest of the multi-worker protocol, crash
+recovery included, and builds on this module; the row-level steps both use are in
+:mod:`orchestrator.store.transitions`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from orchestrator import failpoints
-from orchestrator.redact import redact_value
-from orchestrator.store.items import (
-    WorkItem,
-    _item,
-    _known,
-    _select_items,
-    _update_latest_attempt,
-)
-from orchestrator.store.spend import MAY_BE_PAID, caps, committed
-from orchestrator.store.states import PARKED, TERMINAL, AttemptKind, EventKind, JobState
+from orchestrator.store.claims import REMOTE_ACTIVE, ClaimLimits, claim_pending, in_flight_counts
+from orchestrator.store.spend import MAY_BE_PAID, committed
+from orchestrator.store.states import PARKED, TERMINAL, JobState
 from orchestrator.store.store import Store
-from orchestrator.store.tables import ATTEMPTS, EVENTS, JOBS, WORKERS
+from orchestrator.store.tables import ATTEMPTS, JOBS
+from orchestrator.store.transitions import (
+    MOVE_FENCED,
+    STALE_WRITE,
+    TRANSITION,
+    WorkItem,
+    item_from_row,
+    known,
+    move,
+    record_job_event,
+    select_items,
+    update_latest_attempt,
+)
 
 __all__ = ["HELD", "REMOTE_ACTIVE", "STALE_WRITE", "TRANSITION", "WorkItem", "WorkQueue"]
 
-TRANSITION = EventKind.TRANSITION.value
-STALE_WRITE = EventKind.STALE_WRITE.value
-REMOTE_ACTIVE = frozenset({JobState.SUBMITTING, JobState.SUBMITTED})
 HELD = frozenset({JobState.SUBMITTING, JobState.SUBMITTED, JobState.DOWNLOADING})
 """States in which a job belongs to one worker (its lease)."""
 
-# The hot path's statements, built once with bound parameters (see items.py for why).
-_MOVE = update(JOBS).where(JOBS.c.id == bindparam("p_id"), JOBS.c.state == bindparam("p_from"))
-_MOVE_FENCED = _MOVE.where(JOBS.c.lease_token == bindparam("p_lease"))
-_ADD_EVENT = insert(EVENTS)
-_ADD_ATTEMPT = insert(ATTEMPTS)
+# The hot path's statements, built once with bound parameters (see transitions.py for why).
 _JOB_COST = (
     update(JOBS)
     .where(JOBS.c.id == bindparam("p_id"))
@@ -54,13 +52,6 @@ _JOB_COST = (
         .scalar_subquery()
     )
 )
-_LAST_PAID_OUTCOME = (
-    select(ATTEMPTS.c.outcome)
-    .where(ATTEMPTS.c.job_id == bindparam("p_id"), MAY_BE_PAID)
-    .order_by(ATTEMPTS.c.number.desc())
-    .limit(1)
-)
-_WORKER_STOPPED_AT = select(WORKERS.c.stopped_at).where(WORKERS.c.id == bindparam("p_id"))
 
 
 class WorkQueue:
@@ -81,17 +72,7 @@ class WorkQueue:
         next submit can take the slot the moment the remote job finishes.
         """
         with self.store.read() as connection:
-            return self._in_flight(connection, batch)
-
-    def _in_flight(self, connection: Connection, batch: str | None) -> dict[str, int]:
-        query = (
-            select(JOBS.c.model_id, func.count())
-            .where(JOBS.c.state.in_([s.value for s in REMOTE_ACTIVE]))
-            .group_by(JOBS.c.model_id)
-        )
-        if batch is not None:
-            query = query.where(JOBS.c.batch == batch)
-        return {model: number for model, number in connection.execute(query)}
+            return in_flight_counts(connection, batch)
 
     def committed_spend(self, batch: str) -> float:
         """Money spent plus money committed, for the spend cap (see :mod:`.spend`)."""
@@ -100,13 +81,13 @@ class WorkQueue:
 
     def active(self, batch: str | None = None) -> list[WorkItem]:
         """Jobs to poll or download: submitted and downloading."""
-        query = _select_items().where(
+        query = select_items().where(
             JOBS.c.state.in_([JobState.SUBMITTED.value, JobState.DOWNLOADING.value])
         )
         if batch is not None:
             query = query.where(JOBS.c.batch == batch)
         with self.store.read() as connection:
-            return [_item(row) for row in connection.execute(query.order_by(JOBS.c.id))]
+            return [item_from_row(row) for row in connection.execute(query.order_by(JOBS.c.id))]
 
     def unfinished(self, batch: str | None = None) -> int:
         """Jobs that still need work (not terminal, not parked waiting for a person)."""
@@ -176,14 +157,6 @@ class WorkQueue:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def recover(self, batch: str | None = None) -> int:
-        """After a crash: a job caught in ``submitting`` by no live worker may have been
-        paid for, so it goes to ``needs_reconcile``; it is never resubmitted on its own.
-        Returns how many (see :meth:`WorkerRegistry.take_over`)."""
-        from orchestrator.store.workers import WorkerRegistry
-
-        return WorkerRegistry(self).take_over(None, batch).parked
-
     def release_due(self, batch: str | None = None) -> int:
         """Move ``retry_wait`` jobs whose ``next_attempt_at`` has passed back to pending."""
         now = self.now()
@@ -198,7 +171,7 @@ class WorkQueue:
         moved = 0
         with self.store.write() as connection:
             for (row_id,) in connection.execute(query).all():
-                moved += self._move(
+                moved += move(
                     connection,
                     row_id,
                     JobState.RETRY_WAIT,
@@ -206,6 +179,7 @@ class WorkQueue:
                     "retry_due",
                     {"next_attempt_at": None},
                     None,
+                    now=now,
                 )
         return moved
 
@@ -222,7 +196,7 @@ class WorkQueue:
         max_spend: float | None = None,
     ) -> list[WorkItem]:
         """Take up to ``limit`` pending jobs: write the intent (``submitting``), count the
-        attempt and stamp the lease, before any network I/O.
+        attempt and stamp the lease, before any network I/O (see :mod:`.claims`).
 
         ``per_model_room`` caps jobs per model. The keyword limits are counted inside the
         claim's own transaction, across every worker sharing the store: ``max_in_flight``
@@ -235,115 +209,19 @@ class WorkQueue:
         it briefly: if another worker still holds it, this claim takes nothing); on SQLite
         ``BEGIN IMMEDIATE`` does.
         """
-        from orchestrator.store.workers import try_lock_claims
-
         if limit <= 0:
             return []
+        limits = ClaimLimits(
+            limit=limit,
+            per_model_room=per_model_room,
+            default_room=default_room,
+            worker_id=worker_id,
+            max_in_flight=max_in_flight,
+            per_model_cap=per_model_cap,
+            max_spend=max_spend,
+        )
         with self.store.write() as connection:
-            if not try_lock_claims(connection):
-                return []  # another worker is still claiming (or paused mid-claim): next round
-            if worker_id is not None and _stopped(connection, worker_id):
-                # Declared dead while paused: whatever it claimed now would be taken over
-                # as soon as it was written. It learns at its next heartbeat and stops.
-                return []
-            if max_in_flight is not None or per_model_cap is not None:
-                counts = self._in_flight(connection, None)
-                if max_in_flight is not None:
-                    limit = min(limit, max_in_flight - sum(counts.values()))
-                if per_model_cap is not None:
-                    per_model_room = {m: max(0, per_model_cap - n) for m, n in counts.items()}
-                    default_room = per_model_cap
-            budgets = {
-                name: cap - committed(connection, name)
-                for name, cap in caps(connection, batch, max_spend).items()
-            }
-            if limit <= 0 or (batch in budgets and budgets[batch] < -1e-9):
-                return []
-            return self._claim_rows(
-                connection, batch, limit, per_model_room, default_room, budgets, worker_id
-            )
-
-    def _claim_rows(
-        self,
-        connection: Connection,
-        batch: str | None,
-        limit: int,
-        per_model_room: Mapping[str, int] | None,
-        default_room: int | None,
-        budgets: Mapping[str, float],
-        worker_id: str | None,
-    ) -> list[WorkItem]:
-        committed: dict[str, float] = {}
-        stopped: set[str] = set()  # batches whose next job does not fit their cap
-        query = _select_items().where(JOBS.c.state == JobState.PENDING.value)
-        if batch is not None:
-            query = query.where(JOBS.c.batch == batch)
-        claimed: list[WorkItem] = []
-        taken: dict[str, int] = {}
-        full = [m for m, room in (per_model_room or {}).items() if room <= 0]
-        if full:  # models at their cap never crowd the others out of the candidate rows
-            query = query.where(JOBS.c.model_id.not_in(full))
-        query = query.order_by(JOBS.c.id).limit(limit * 4)
-        for row in connection.execute(query.with_for_update(skip_locked=True, of=JOBS)).all():
-            if len(claimed) >= limit:
-                break
-            room = (per_model_room or {}).get(row.model_id, default_room)
-            if room is not None and taken.get(row.model_id, 0) >= room:
-                continue
-            cost = row.estimated_cost_usd or 0.0
-            budget = budgets.get(row.batch)
-            if budget is not None:
-                # Under a cap a job whose price is unknown is never submitted, and jobs go
-                # in order: once one does not fit, its batch takes no more this round.
-                spent = committed.get(row.batch, 0.0)
-                if row.batch in stopped or row.estimated_cost_usd is None:
-                    continue
-                if spent + cost > budget + 1e-9:
-                    stopped.add(row.batch)
-                    continue
-            kind = self._attempt_kind(connection, row.id)
-            number = row.attempts + 1
-            token = row.lease_token + 1
-            if not self._move(
-                connection,
-                row.id,
-                JobState.PENDING,
-                JobState.SUBMITTING,
-                "claimed",
-                {"attempts": number, "worker_id": worker_id, "lease_token": token},
-                {"attempt": number, "kind": kind}
-                | ({} if worker_id is None else {"worker": worker_id, "lease": token}),
-                lease=row.lease_token,
-                batch=row.batch,
-            ):
-                continue
-            connection.execute(
-                _ADD_ATTEMPT,
-                {"job_id": row.id, "number": number, "kind": kind, "started_at": self.now()},
-            )
-            taken[row.model_id] = taken.get(row.model_id, 0) + 1
-            committed[row.batch] = committed.get(row.batch, 0.0) + cost
-            claimed.append(
-                replace(
-                    _item(row, kind),
-                    state=JobState.SUBMITTING,
-                    attempts=number,
-                    worker_id=worker_id,
-                    lease_token=token,
-                )
-            )
-        return claimed
-
-    def _attempt_kind(self, connection: Connection, row_id: int) -> str:
-        # Submits that never left or were refused outright (429, connect error, held, a
-        # clean 4xx) were never paid for and do not change why the next one is made: a
-        # re-roll refused once with a 429 is still a re-roll, a retried rejection a submit.
-        last = connection.execute(_LAST_PAID_OUTCOME, {"p_id": row_id}).first()
-        if last is None:
-            return AttemptKind.SUBMIT.value
-        if last.outcome in ("ambiguous", "crash_recovered", "remote_lost"):
-            return AttemptKind.RESUBMIT.value
-        return AttemptKind.REROLL.value
+            return claim_pending(connection, batch, limits, self.now)
 
     def transition(
         self,
@@ -360,7 +238,7 @@ class WorkQueue:
         if item.worker_id is not None:
             detail = {**dict(detail or {}), "worker": item.worker_id, "lease": item.lease_token}
         with self.store.write() as connection:
-            moved = self._move(
+            moved = move(
                 connection,
                 item.row_id,
                 item.state,
@@ -368,6 +246,7 @@ class WorkQueue:
                 outcome,
                 fields,
                 detail,
+                now=self.now(),
                 lease=item.lease_token,
                 batch=item.batch,
             )
@@ -375,7 +254,7 @@ class WorkQueue:
             if not moved:
                 self._record_stale(connection, item, to_state, outcome, fields, attempt)
             elif attempt:
-                _update_latest_attempt(connection, item.row_id, attempt)
+                update_latest_attempt(connection, item.row_id, attempt)
                 if "cost_usd" in attempt:
                     # A job's cost is what all its paid attempts cost: a failed generation
                     # that was billed stays in the spend after the re-roll.
@@ -399,11 +278,11 @@ class WorkQueue:
         if current is None or current.lease_token == item.lease_token:
             return  # a plain state race (a user command got there first): nothing to keep
         request_id = (fields or {}).get("request_id") or (attempt or {}).get("request_id")
-        self.record(
+        record_job_event(
             connection,
             item,
             STALE_WRITE,
-            _known(
+            known(
                 {
                     "worker": item.worker_id,
                     "lease": item.lease_token,
@@ -413,23 +292,7 @@ class WorkQueue:
                     "request_id": request_id,
                 }
             ),
-        )
-
-    def record(
-        self, connection: Connection, item: WorkItem, kind: str, detail: Mapping[str, Any]
-    ) -> None:
-        """Append an event about one job (no state change) in ``connection``'s transaction."""
-        connection.execute(
-            _ADD_EVENT,
-            {
-                "job_id": item.row_id,
-                "batch": item.batch,
-                "at": self.now(),
-                "kind": kind,
-                "from_state": item.state.value,
-                "to_state": item.state.value,
-                "detail": dict(detail),
-            },
+            at=self.now(),
         )
 
     def note(self, item: WorkItem, fields: Mapping[str, Any]) -> bool:
@@ -437,7 +300,7 @@ class WorkQueue:
         False if the job moved on or its lease did."""
         with self.store.write() as connection:
             result = connection.execute(
-                _MOVE_FENCED,
+                MOVE_FENCED,
                 {
                     "p_id": item.row_id,
                     "p_from": item.state.value,
@@ -447,55 +310,6 @@ class WorkQueue:
                 },
             )
         return bool(result.rowcount)
-
-    def _move(
-        self,
-        connection: Connection,
-        row_id: int,
-        from_state: JobState,
-        to_state: JobState,
-        outcome: str,
-        fields: Mapping[str, Any] | None,
-        detail: Mapping[str, Any] | None,
-        *,
-        lease: int | None = None,
-        batch: str | None = None,
-    ) -> int:
-        """Move one job if it is in ``from_state`` (and holds lease ``lease``, if given),
-        appending the transition event; returns 1 if it moved, else 0."""
-        now = self.now()
-        # The redaction policy at the store's door: error texts quote servers, which may
-        # echo the token (SQL expressions and other values pass untouched).
-        values = {"state": to_state.value, "updated_at": now, **redact_value(dict(fields or {}))}
-        if any(isinstance(value, ClauseElement) for value in values.values()):
-            # A SQL expression (a user action bumps the lease in SQL): built for this call.
-            guard = [JOBS.c.id == row_id, JOBS.c.state == from_state.value]
-            if lease is not None:
-                guard.append(JOBS.c.lease_token == lease)
-            result = connection.execute(update(JOBS).where(*guard).values(**values))
-        else:
-            params = {"p_id": row_id, "p_from": from_state.value, **values}
-            if lease is None:
-                result = connection.execute(_MOVE, params)
-            else:
-                result = connection.execute(_MOVE_FENCED, {"p_lease": lease, **params})
-        if not result.rowcount:
-            return 0
-        if batch is None:
-            batch = connection.execute(select(JOBS.c.batch).where(JOBS.c.id == row_id)).scalar_one()
-        connection.execute(
-            _ADD_EVENT,
-            {
-                "job_id": row_id,
-                "batch": batch,
-                "at": now,
-                "kind": TRANSITION,
-                "from_state": from_state.value,
-                "to_state": to_state.value,
-                "detail": redact_value({"outcome": outcome, **dict(detail or {})}),
-            },
-        )
-        return 1
 
     def user_action(
         self,
@@ -524,20 +338,17 @@ class WorkQueue:
             for row_id, name, state in connection.execute(query).all():
                 # A user's decision fences out any worker still holding the job.
                 values = {**dict(fields or {}), "lease_token": JOBS.c.lease_token + 1}
-                if self._move(
-                    connection, row_id, JobState(state), to_state, outcome, values, {"by": "user"}
+                if move(
+                    connection,
+                    row_id,
+                    JobState(state),
+                    to_state,
+                    outcome,
+                    values,
+                    {"by": "user"},
+                    now=self.now(),
                 ):
                     moved.append(name)
                     if attempt:
-                        _update_latest_attempt(connection, row_id, attempt)
+                        update_latest_attempt(connection, row_id, attempt)
         return moved
-
-
-def _stopped(connection: Connection, worker_id: str) -> bool:
-    """True if the worker is registered and stopped (declared dead, or it exited)."""
-    row = connection.execute(_WORKER_STOPPED_AT, {"p_id": worker_id}).first()
-    return row is not None and row.stopped_at is not None
-
-
-def _values(states: frozenset[JobState]) -> list[str]:
-    return sorted(state.value for state in states)

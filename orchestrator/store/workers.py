@@ -37,19 +37,20 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, text, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
-from orchestrator.store.database import CLAIM_LOCK
-from orchestrator.store.items import (
-    WorkItem,
-    _item,
-    _known,
-    _select_items,
-    _update_latest_attempt,
-)
 from orchestrator.store.states import JobState
 from orchestrator.store.tables import JOBS, PACERS, WORKERS
+from orchestrator.store.transitions import (
+    WorkItem,
+    item_from_row,
+    known,
+    lock_claims,
+    move,
+    record_job_event,
+    select_items,
+    update_latest_attempt,
+)
 from orchestrator.store.work import HELD, WorkQueue
 
 #: Stopped workers are forgotten after this long (their jobs keep ``worker_id`` as history).
@@ -275,6 +276,12 @@ class WorkerRegistry:
 
     # -- takeover --------------------------------------------------------------------------
 
+    def recover(self, batch: str | None = None) -> int:
+        """After a crash: a job caught in ``submitting`` by no live worker may have been
+        paid for, so it goes to ``needs_reconcile``; it is never resubmitted on its own.
+        Returns how many (a :meth:`take_over` that adopts nothing)."""
+        return self.take_over(None, batch).parked
+
     def take_over(self, worker_id: str | None, batch: str | None = None) -> TakeOver:
         """Declare silent workers dead and take their jobs (all at once, one transaction).
 
@@ -309,7 +316,7 @@ class WorkerRegistry:
                     .where(WORKERS.c.id == dead_id)
                     .values(stopped_at=now, stop_reason=f"taken over: {reason}")
                 )
-            orphaned = _select_items().where(
+            orphaned = select_items().where(
                 JOBS.c.state.in_([s.value for s in HELD]),
                 or_(JOBS.c.worker_id.is_(None), JOBS.c.worker_id.not_in(live)),
             )
@@ -317,7 +324,7 @@ class WorkerRegistry:
                 orphaned = orphaned.where(JOBS.c.batch == batch)
             orphaned = orphaned.order_by(JOBS.c.id).with_for_update(skip_locked=True, of=JOBS)
             for row in connection.execute(orphaned).all():
-                item = _item(row)
+                item = item_from_row(row)
                 detail = {"from_worker": row.worker_id, "reason": dead.get(row.worker_id)}
                 if item.state == JobState.SUBMITTING:
                     parked += self._park(connection, item, detail)
@@ -328,7 +335,7 @@ class WorkerRegistry:
         return TakeOver(adopted=adopted, parked=parked, dead=dead)
 
     def _park(self, connection: Connection, item: WorkItem, detail: Mapping[str, Any]) -> int:
-        moved = self.queue._move(
+        moved = move(
             connection,
             item.row_id,
             JobState.SUBMITTING,
@@ -339,11 +346,12 @@ class WorkerRegistry:
                 "worker_id": None,
                 "lease_token": JOBS.c.lease_token + 1,
             },
-            {"reason": "found in submitting after a restart", **_known(detail)},
+            {"reason": "found in submitting after a restart", **known(detail)},
+            now=self.queue.now(),
             lease=item.lease_token,
         )
         if moved:
-            _update_latest_attempt(connection, item.row_id, {"outcome": "crash_recovered"})
+            update_latest_attempt(connection, item.row_id, {"outcome": "crash_recovered"})
         return moved
 
     def _adopt(
@@ -361,11 +369,12 @@ class WorkerRegistry:
         )
         if not result.rowcount:
             return None
-        self.queue.record(
+        record_job_event(
             connection,
             item,
             "adopted",
-            {"worker": worker_id, "lease": token, **_known(detail)},
+            {"worker": worker_id, "lease": token, **known(detail)},
+            at=self.queue.now(),
         )
         return replace(item, worker_id=worker_id, lease_token=token)
 
@@ -387,56 +396,13 @@ class WorkerRegistry:
         return (start - now).total_seconds()
 
 
-#: How long a claim waits for another worker's claim to finish (milliseconds).
-CLAIM_LOCK_WAIT_MS = 200
-#: PostgreSQL's SQLSTATE for a lock wait that ran past ``lock_timeout``.
-_LOCK_NOT_AVAILABLE = "55P03"
-
-
-def lock_claims(connection: Connection) -> None:
-    """Serialise claims and pace reservations across workers for this transaction.
-
-    SQLite's ``BEGIN IMMEDIATE`` already does; on PostgreSQL a transaction-scoped advisory
-    lock does, so a limit counted inside the claim sees every other worker's claims.
-    """
-    if connection.dialect.name == "postgresql":
-        connection.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
-
-
-def try_lock_claims(connection: Connection, wait_ms: int = CLAIM_LOCK_WAIT_MS) -> bool:
-    """:func:`lock_claims`, waiting at most ``wait_ms``: False if another worker still holds it.
-
-    Another worker's claim holds the lock for milliseconds, so a short wait keeps claims
-    flowing to every worker. The bound matters when the holder is paused (SIGSTOP, a frozen
-    VM) inside its claim transaction: it holds the lock until it resumes, and an unbounded
-    wait would hang every other worker's claim, and their exit, with it. A claim that gives
-    up takes nothing this round and tries again at its next look.
-    """
-    if connection.dialect.name != "postgresql":
-        return True  # BEGIN IMMEDIATE has already serialised this transaction
-    connection.execute(text(f"SET LOCAL lock_timeout = {int(wait_ms)}"))
-    try:
-        # A savepoint, so a timed-out wait leaves the claim's transaction usable.
-        with connection.begin_nested():
-            connection.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
-    except OperationalError as exc:
-        if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
-            raise
-        return False
-    finally:
-        connection.execute(text("SET LOCAL lock_timeout = DEFAULT"))
-    return True
-
-
 __all__ = [
     "ProcessIdentity",
     "TakeOver",
     "WorkerRegistry",
     "WorkerView",
     "database_now",
-    "lock_claims",
     "process_exists",
     "this_process",
-    "try_lock_claims",
     "why_dead",
 ]
