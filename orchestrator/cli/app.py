@@ -14,7 +14,7 @@ from typing import TextIO, cast
 import click
 
 from orchestrator import __version__
-from orchestrator.cli.base import Command, Session
+from orchestrator.cli.base import Command, ReaderGone, Session
 from orchestrator.cli.exits import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_OK
 from orchestrator.redact import RedactingStream
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         try:
             code = _run(argv, stream, errors)
             stream.flush()
-        except BrokenPipeError:
+        except (BrokenPipeError, ReaderGone):
             return _quiet_broken_pipe(out)
     return code
 

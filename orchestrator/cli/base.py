@@ -14,6 +14,11 @@ import click
 from orchestrator.cli.exits import EXIT_FAILED, EXIT_USAGE, CommandError
 
 
+class ReaderGone(Exception):
+    """The reader of the output went away (``| head``); not an OSError, so that Click
+    leaves it to :func:`orchestrator.cli.main`."""
+
+
 @dataclass
 class Session:
     """What every command is handed: where its output goes (redacted)."""
@@ -35,6 +40,8 @@ class Command(click.Command):
         as_json = bool(ctx.params.get("as_json"))
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # Click would exit 1 for it; main() ends quietly instead
+            raise ReaderGone from None
         except CommandError as exc:
             if as_json:
                 stream.write(json.dumps({"error": exc.message}) + "\n")

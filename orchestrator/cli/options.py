@@ -76,23 +76,23 @@ ids_option = option(
 catalog_option = option(
     "--catalog",
     envvar="ORCHESTRATOR_CATALOG",
-    type=click.Path(file_okay=False),
+    type=click.Path(),
     help="a folder of extra model schema files (*.json) added to the built-in catalog",
 )
 
 # -- the commands that read a manifest ---------------------------------------------------------
 
-manifest_argument = click.argument("manifest", type=click.Path(dir_okay=False))
+manifest_argument = click.argument("manifest", type=click.Path())
 out_option = option(
     "--out",
     envvar="ORCHESTRATOR_OUT",
-    type=click.Path(file_okay=False),
+    type=click.Path(),
     help="output folder (default: the manifest's output.dir)",
 )
 prices_option = option(
     "--prices",
     envvar="ORCHESTRATOR_PRICES",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="a price table (YAML: model id -> USD per second) that overrides the catalog's "
     "prices, for negotiated rates",
 )

@@ -35,7 +35,7 @@ Format = Literal["jsonl", "csv", "hf"]
 _out_folder = option(
     "--out",
     envvar="ORCHESTRATOR_OUT",
-    type=click.Path(file_okay=False),
+    type=click.Path(),
     help="the output folder holding the batch's folder, as for run (default: the one the "
     "batch was enqueued with)",
 )
@@ -125,7 +125,7 @@ def export(
 @option(
     "--dest",
     envvar="ORCHESTRATOR_DEST",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="the HTML file to write, instead of BATCH/report.html under --out",
 )
 @click.pass_obj
