@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from orchestrator.store.fetches import Candidate
 
 
-@command("retry")
+@command("retry", "Queue failed jobs again (free fetch or paid).")
 @db_option
 @json_option
 @batch_option(required=True)
@@ -163,7 +163,7 @@ def _total(jobs: list[Candidate]) -> float | None:
     return round(sum(j.estimated_cost_usd or 0.0 for j in jobs), 6)
 
 
-@command("cancel")
+@command("cancel", "Stop what has not run yet; cancel what is queued.")
 @db_option
 @json_option
 @batch_option(required=True)
@@ -316,7 +316,7 @@ async def _cancel_remote(
     return cancelled, running
 
 
-@command("reconcile")
+@command("reconcile", "Submits whose outcome is unknown.")
 @db_option
 @json_option
 @batch_option(required=False)

@@ -55,9 +55,10 @@ class Command(click.Command):
             return code
 
 
-def command(name: str) -> Callable[[Callable[..., Any]], Command]:
-    """``@command("status")``: a :class:`Command` named ``name``; its docstring is its help."""
-    return click.command(name, cls=Command)
+def command(name: str, short: str | None = None) -> Callable[[Callable[..., Any]], Command]:
+    """``@command("status")``: a :class:`Command` named ``name``; its docstring is its help,
+    ``short`` its line in the list of commands (default: the docstring's first sentence)."""
+    return click.command(name, cls=Command, short_help=short)
 
 
 def _known_failure(exc: Exception, out: TextIO, as_json: bool, db: str) -> int | None:

@@ -121,7 +121,7 @@ def sources_json(live: LiveCatalog, model_ids: list[str]) -> list[dict[str, Any]
     return [live.sources[m].as_dict() for m in model_ids if m in live.sources]
 
 
-@command("models")
+@command("models", "The model catalog: sources and prices.")
 @db_option
 @json_option
 @api_base_option

@@ -105,7 +105,7 @@ def sources_json(live: LiveCatalog, expansion: Expansion) -> list[dict[str, Any]
     return _sources_json(live, list(expansion.by_model()))
 
 
-@command("validate")
+@command("validate", "Check a manifest (nothing stored or sent).")
 @manifest_options
 @api_base_option
 @click.pass_obj
@@ -145,7 +145,7 @@ def validate(session: Session, /, **params: Any) -> int:
     return EXIT_OK
 
 
-@command("plan")
+@command("plan", "The jobs of a manifest, the diff, the cost.")
 @manifest_options
 @api_base_option
 @flag(
@@ -184,7 +184,7 @@ def plan(session: Session, /, list_all: bool, **params: Any) -> int:
     return EXIT_OK
 
 
-@command("enqueue")
+@command("enqueue", "Add a manifest's new jobs to the store.")
 @manifest_options
 @api_base_option
 @click.pass_obj

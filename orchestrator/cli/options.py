@@ -47,6 +47,7 @@ db_option = option(
     envvar="ORCHESTRATOR_DB",
     default=DEFAULT_DB,
     show_default=True,
+    metavar="PATH|URL",
     help="the store: an SQLite path or an SQLAlchemy URL",
 )
 json_option = option(
@@ -64,6 +65,7 @@ def batch_option(*, required: bool) -> Callable[[F], F]:
         "--batch",
         envvar="ORCHESTRATOR_BATCH",
         required=required,
+        metavar="NAME",
         help="the batch" if required else "only this batch (default: every batch)",
     )
 
@@ -71,6 +73,7 @@ def batch_option(*, required: bool) -> Callable[[F], F]:
 ids_option = option(
     "--ids",
     envvar="ORCHESTRATOR_IDS",
+    metavar="A,B",
     help="only these job ids (comma-separated)",
 )
 catalog_option = option(

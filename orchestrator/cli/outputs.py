@@ -55,7 +55,7 @@ def _destination(out: str | None, dest: str | None, name: str) -> Path | None:
     return Path(out) / name if out else None
 
 
-@command("export")
+@command("export", "Write a batch's videos as a dataset.")
 @db_option
 @json_option
 @batch_option(required=True)
@@ -117,7 +117,7 @@ def export(
     return EXIT_OK
 
 
-@command("report")
+@command("report", "Write the batch's HTML review page.")
 @db_option
 @json_option
 @batch_option(required=True)

@@ -111,7 +111,7 @@ def _connection(options: EngineOptions) -> AbstractContextManager[Connection]:
     )
 
 
-@command("run")
+@command("run", "Enqueue a manifest and work until it is done.")
 @manifest_options
 @engine_options
 @click.pass_obj

@@ -22,7 +22,7 @@ PROFILES = (
 )
 
 
-@command("simulate")
+@command("simulate", "Serve a local RunComfy API on loopback.")
 @option(
     "--host",
     envvar="ORCHESTRATOR_SIM_HOST",
