@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -271,3 +272,49 @@ def test_a_reader_that_goes_away_ends_quietly(tmp_path: Path) -> None:
         os.close(write)
     assert done.returncode == 141
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+class GoneReader(io.StringIO):
+    """A stream whose reader went away: every write fails as a closed pipe does."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_closed_stream_in_process_ends_quietly(tmp_path: Path) -> None:
+    seed_store(tmp_path, 1).close()
+    args = ["status", "--db", str(tmp_path / "store.db")]
+    assert main(args, out=GoneReader()) == 141
+
+
+def test_version_and_help_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("orchestrator ")
+    assert main([]) == 2  # a command is needed: Click's usage error
+
+
+# -- the simulator's options -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--port", "9000", "--files-port", "9000"], "must differ from --port"),
+        (["--port", "65535"], "past 65535"),
+        (["--port", "0", "--profile", "no-such-profile"], "no-such-profile"),
+    ],
+)
+def test_simulator_options_that_cannot_work_are_refused(
+    args: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["simulate", *args]) == 2
+    assert said in capsys.readouterr().err
+
+
+def test_a_simulator_port_in_use_is_said(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["simulate", "--port", str(port), "--files-port", "0"]) == 2
+    assert "choose others with --port and --files-port" in capsys.readouterr().err

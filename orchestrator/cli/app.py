@@ -73,8 +73,6 @@ def _run(argv: list[str] | None, out: TextIO, errors: TextIO) -> int:
     except click.ClickException as exc:  # a usage error: Click says which (exit 2)
         exc.show(file=errors)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
     except click.Abort:  # Ctrl-C outside a run (a run handles it and says how to resume)
         return EXIT_INTERRUPTED
     return result if isinstance(result, int) else EXIT_OK
