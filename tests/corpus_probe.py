@@ -55,8 +55,16 @@ def run_case(folder: str, manifest: str, db: str, log: str) -> tuple[int, int]:
 
 def main() -> None:
     cases = json.load(sys.stdin)
-    # Imported before forking, so no case pays for it.
-    import orchestrator.cli  # noqa: F401
+    # Imported before forking, so no case pays for it: the command line imports what a
+    # command needs only when it runs (``--help`` stays quick), so name it here.
+    import orchestrator.cli
+    import orchestrator.livecatalog
+    import orchestrator.logs
+    import orchestrator.manifest
+    import orchestrator.outputs.preflight
+    import orchestrator.planning
+    import orchestrator.store
+    import orchestrator.views  # noqa: F401
 
     for case, folder, manifest, db in cases:
         log = os.path.join(folder, ".validate.log")

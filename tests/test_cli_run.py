@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -24,10 +23,11 @@ from model_ids import PRO
 
 from orchestrator.catalog import builtin_catalog
 from orchestrator.cli import main
-from orchestrator.cli_run import connection_for, engine_settings
+from orchestrator.cli.running import connection_for
 from orchestrator.engine.runner import Connection, MissingToken, drain, token_from_environment
 from orchestrator.engine.settings import EngineSettings
 from orchestrator.manifest import load_manifest
+from orchestrator.run_settings import engine_settings_for
 from orchestrator.store import JobState, Store
 from orchestrator.store.work import WorkQueue
 
@@ -214,22 +214,6 @@ def test_reconcile_lists_and_resubmits_chosen_jobs(tmp_path: Path) -> None:
 # -- settings from the command line ----------------------------------------------------------------
 
 
-def namespace(**values: Any) -> argparse.Namespace:
-    defaults: dict[str, Any] = {
-        "max_in_flight": None,
-        "max_spend": None,
-        "simulate": False,
-        "sim_time_scale": "0.02",
-        "sim_profile": "calm",
-        "cancel_on_exit": False,
-        "trust_host": None,
-        "api_base": "https://model-api.runcomfy.net",
-        "poll_min": None,
-        "poll_max": None,
-    }
-    return argparse.Namespace(**{**defaults, **values})
-
-
 def test_engine_settings_from_the_manifest_and_the_flags(tmp_path: Path) -> None:
     path = manifest(
         tmp_path,
@@ -237,7 +221,7 @@ def test_engine_settings_from_the_manifest_and_the_flags(tmp_path: Path) -> None
         retry={"max_attempts": 2, "base_delay": 1.5, "max_delay": 40},
     )
     batch = load_manifest(path).settings
-    settings = engine_settings(namespace(), "cli", batch)
+    settings = engine_settings_for(batch, batch="cli")
     assert (settings.batch, settings.max_in_flight, settings.max_in_flight_per_model) == (
         "cli",
         3,
@@ -245,25 +229,25 @@ def test_engine_settings_from_the_manifest_and_the_flags(tmp_path: Path) -> None
     )
     assert (settings.max_spend, settings.base_delay, settings.max_delay) == (4.5, 1.5, 40)
     assert settings.poll == EngineSettings().poll and not settings.cancel_on_exit
-    flags = engine_settings(
-        namespace(max_in_flight="5", max_spend="2.5", cancel_on_exit=True), "cli", batch
+    flags = engine_settings_for(
+        batch, batch="cli", max_in_flight=5, max_spend=2.5, cancel_on_exit=True
     )
     assert (flags.max_in_flight, flags.max_spend, flags.cancel_on_exit) == (5, 2.5, True)
-    plain = engine_settings(namespace(), None, None)
+    plain = engine_settings_for(None, batch=None)
     assert (plain.batch, plain.max_in_flight, plain.max_spend, plain.base_delay) == (
         None,
         8,
         None,
         2.0,
     )
-    fast = engine_settings(namespace(simulate=True, sim_time_scale="0.01"), None, None)
+    fast = engine_settings_for(None, batch=None, simulate=True, sim_time_scale=0.01)
     # The simulator's seconds are a hundredth of real ones: the same schedule, scaled.
     assert fast.base_delay < 1 and fast.poll.minimum == pytest.approx(0.005)
     assert fast.poll.maximum == pytest.approx(0.6)
     assert fast.idle_check < plain.idle_check
-    bounded = engine_settings(namespace(poll_min="0.5", poll_max="10"), None, None).poll
+    bounded = engine_settings_for(None, batch=None, poll_min=0.5, poll_max=10).poll
     assert (bounded.minimum, bounded.maximum) == (0.5, 10.0)
-    floor_only = engine_settings(namespace(poll_min="90"), None, None).poll
+    floor_only = engine_settings_for(None, batch=None, poll_min=90).poll
     assert floor_only.minimum == 90 and floor_only.maximum >= 90
 
 
@@ -275,7 +259,7 @@ def test_the_real_api_needs_a_token_and_trusts_only_listed_hosts(
     assert token_from_environment() == "from-second-variable"
     monkeypatch.setenv("RUNCOMFY_API_TOKEN", "first-token")
     assert token_from_environment() == "first-token"
-    with connection_for(namespace(trust_host="cdn.example, ,files.example")) as connection:
+    with connection_for(trust_host="cdn.example, ,files.example") as connection:
         assert connection == Connection(
             "https://model-api.runcomfy.net", "first-token", ["cdn.example", "files.example"]
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 from pathlib import Path
@@ -25,7 +24,7 @@ from model_ids import PRO
 from orchestrator.api import RunComfyError, TransientError
 from orchestrator.api.responses import ModelInfo
 from orchestrator.catalog import builtin_catalog
-from orchestrator.cli_run import rerun_command
+from orchestrator.cli.hints import rerun_command
 from orchestrator.engine.core import EngineReport
 from orchestrator.engine.download import Downloader
 from orchestrator.engine.paidwork import FetchProblem, breaker_for_fetch
@@ -212,7 +211,7 @@ def test_an_api_error_on_the_price_is_no_price(tmp_path: Path) -> None:
 # -- the command that fetches what is still to fetch ------------------------------------------
 
 
-def namespace(**values: Any) -> argparse.Namespace:
+def rerun_options(**values: Any) -> dict[str, Any]:
     base = {
         "db": "night.db",
         "simulate": False,
@@ -220,7 +219,7 @@ def namespace(**values: Any) -> argparse.Namespace:
         "trust_host": None,
         "batch": None,
     }
-    return argparse.Namespace(**{**base, **values})
+    return {**base, **values}
 
 
 @pytest.mark.parametrize(
@@ -253,7 +252,7 @@ def test_the_rerun_command_has_what_it_needs(
         report.breaker = breaker_for_fetch(
             FetchProblem.HOST_NOT_ALLOWED, "not allowed", host=breaker_host, folder="out"
         )
-    assert rerun_command(namespace(**values), report, manifest=manifest) == expected
+    assert rerun_command(report, manifest=manifest, **rerun_options(**values)) == expected
 
 
 def test_status_shows_the_money_and_the_cap(tmp_path: Path) -> None:

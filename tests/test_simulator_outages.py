@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +27,7 @@ import pytest
 from model_ids import PRO
 from simulator_helpers import AUTH, TLS, Sim, assert_error, payload, profile, running
 
-from orchestrator.cli import build_parser
+from orchestrator.cli import cli
 from orchestrator.engine.download import host_allowed
 from orchestrator.simulator import (
     BUILTIN_PROFILES,
@@ -437,7 +438,8 @@ def test_the_banner_prints_a_run_command_that_fits_the_server(tmp_path: Path) ->
             words = shlex.split(lines["run"])
             assert words[0].startswith("RUNCOMFY_API_TOKEN=") and len(words[0]) > 19
             assert words[1:4] == ["orchestrator", "run", "MANIFEST"]
-            args = build_parser().parse_args(words[2:])  # the command parses as shown
+            # The command parses as shown.
+            args = SimpleNamespace(**cli.commands["run"].make_context("run", words[3:]).params)
             assert args.api_base == api_base
             assert args.trust_host == urlsplit(files_base).hostname
             # Simulated minutes pass in milliseconds: it polls as ``run --simulate`` would.

@@ -24,4 +24,4 @@ from orchestrator.api.responses import ModelInfo as ModelInfo
 from orchestrator.api.responses import RemoteResult as RemoteResult
 from orchestrator.api.responses import RemoteStatus as RemoteStatus
 from orchestrator.api.responses import Submitted as Submitted
-from orchestrator.cli_options import DEFAULT_API_BASE as DEFAULT_API_BASE
+from orchestrator.defaults import DEFAULT_API_BASE as DEFAULT_API_BASE

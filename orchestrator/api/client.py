@@ -42,7 +42,7 @@ from orchestrator.api.responses import (
     Submitted,
     shown_reply,
 )
-from orchestrator.cli_options import DEFAULT_API_BASE
+from orchestrator.defaults import DEFAULT_API_BASE
 from orchestrator.redact import redact, redact_value, register_secret
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")

@@ -20,7 +20,7 @@ import anyio
 
 from orchestrator.api import RunComfyClient
 from orchestrator.catalog import Catalog
-from orchestrator.cli_options import TOKEN_VARIABLES
+from orchestrator.defaults import TOKEN_VARIABLES
 from orchestrator.engine.download import DEFAULT_MAX_BYTES, Downloader
 from orchestrator.engine.pool import Engine, EngineReport
 from orchestrator.engine.prices import Pricing, price_unpriced

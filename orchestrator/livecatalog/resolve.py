@@ -30,7 +30,7 @@ from typing import Any, Final
 from orchestrator.catalog import Catalog, CatalogError, ModelSpec
 from orchestrator.catalog.live import spec_from_entry
 from orchestrator.catalog.registry import closest_ids
-from orchestrator.cli_options import DEFAULT_CATALOG_TTL
+from orchestrator.defaults import DEFAULT_CATALOG_TTL
 from orchestrator.livecatalog.fetch import Fetcher, FetchFailed
 from orchestrator.store.catalog import CachedEntry, CatalogCache
 
