@@ -35,8 +35,6 @@ from orchestrator.media import ImageInfo
 from orchestrator.outputs.paths import SAFE_NAME
 from orchestrator.problems import SHOWN_NAME_CHARS, InputError, Problem, show_value
 
-JOB_META_KEYS = ("id", "model", "image_fit", "repeat")
-
 
 @dataclass
 class Expansion:
