@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install check test demo bench bench-smoke bench-workers bench-large soak soak-paid clean format browser postgres
+.PHONY: install check test test-fast demo bench bench-smoke bench-workers bench-large soak soak-paid clean format browser postgres
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ postgres:
 
 test: check browser postgres
 	$(BIN)/pytest --cov --cov-report=term -q
+
+# The everyday loop (under 2 minutes): everything but the tests marked slow (multi-worker
+# kills, kill -9 trials, the hostile corpora, the 300-job flaky run), without coverage.
+# `make test` and CI still run every test.
+test-fast: check
+	$(BIN)/pytest -q -m "not slow" --no-cov
 
 demo: $(STAMP)
 	$(BIN)/orchestrator validate manifests/matrix-all-models.yaml

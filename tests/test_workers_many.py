@@ -184,6 +184,7 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, int]:
 
 
 @pytest.mark.timeout(420)
+@pytest.mark.slow
 def test_three_workers_one_killed(tmp_path: Path, shared: tuple[str, int]) -> None:
     db, jobs = shared
     write_manifest(
