@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import ImageFactory, ManifestWriter
+from model_ids import LITE
 
 import orchestrator
 from orchestrator import Batch, CatalogOptions, InputError, RunOptions
 from orchestrator.store import JobState
 
-LITE = "bytedance/seedance-1-0/lite/image-to-video"
 OFFLINE = CatalogOptions(offline=True)
 
 

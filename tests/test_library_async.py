@@ -10,11 +10,10 @@ from pathlib import Path
 import anyio
 import pytest
 from conftest import ImageFactory
+from model_ids import LITE
 
 import orchestrator
 from orchestrator import Batch, RunResult, Simulation
-
-LITE = "bytedance/seedance-1-0/lite/image-to-video"
 
 
 @pytest.fixture(autouse=True)
