@@ -4,6 +4,7 @@ in the test's own loop (asyncio and anyio), and the sync functions called from a
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,8 +67,11 @@ def test_run_async_is_awaited_in_an_asyncio_loop_that_keeps_serving(
 
 def test_run_async_under_anyio_run(batch: Batch, sim: Simulation, tmp_path: Path) -> None:
     async def main() -> RunResult:
-        return await orchestrator.run_async(batch, db=str(tmp_path / "b.db"), api=sim)
+        return await orchestrator.run_async(
+            batch, db=str(tmp_path / "b.db"), api=sim, progress=shown
+        )
 
+    shown = io.StringIO()  # not a terminal: plain progress lines, no panel
     finished(anyio.run(main))
 
 

@@ -14,7 +14,8 @@ from orchestrator.library.results import Enqueued, Plan, RunResult, Validation
 from orchestrator.library.settings import RunOptions
 
 if TYPE_CHECKING:
-    from orchestrator.engine.progress import ProgressReporter
+    from typing import TextIO
+
 
 #: A batch, or the path of its manifest.
 BatchLike = Batch | str | os.PathLike[str]
@@ -47,7 +48,7 @@ def run(
     api: Api = None,
     options: RunOptions | None = None,
     stop_on_signals: bool = False,
-    progress: ProgressReporter | None = None,
+    progress: TextIO | None = None,
 ) -> RunResult:
     """Enqueue a batch and work until every job of it is finished (see :meth:`Batch.run`);
     inside a running event loop it runs in a worker thread and blocks until done."""
@@ -62,7 +63,7 @@ async def run_async(
     db: Db,
     api: Api = None,
     options: RunOptions | None = None,
-    progress: ProgressReporter | None = None,
+    progress: TextIO | None = None,
 ) -> RunResult:
     """:func:`run`, awaited in the caller's event loop (a notebook's included)."""
     return await as_batch(batch).run_async(db=db, api=api, options=options, progress=progress)

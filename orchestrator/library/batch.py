@@ -38,19 +38,22 @@ from orchestrator.problems import InputError
 from orchestrator.store import Store
 
 if TYPE_CHECKING:
-    from orchestrator.engine.progress import ProgressReporter
+    from typing import TextIO
+
     from orchestrator.library.results import RunResult
 
 #: What ``api=`` takes: a running simulator, an explicit connection, or None for RunComfy
-#: with the token from the environment (RUNCOMFY_API_TOKEN or RUNCOMFY_TOKEN).
+#: with the token from the environment (RUNCOMFY_API_TOKEN or RUNCOMFY_TOKEN; the URL from
+#: RUNCOMFY_API_BASE when set).
 Api = Connection | Simulation | None
 #: What ``db=`` takes: an SQLite path, an SQLAlchemy URL, or a store opened by the caller.
 Db = str | os.PathLike[str] | Store
 
 
 def connection_for(api: Api, *, required: bool = False) -> Connection:
-    """The connection ``api`` names; RunComfy with the environment's token when None (an
-    empty token when there is none, unless ``required``: then an :class:`InputError`)."""
+    """The connection ``api`` names; when None, RunComfy (``RUNCOMFY_API_BASE`` or its
+    public URL) with the environment's token (an empty one when there is none, unless
+    ``required``: then an :class:`InputError`)."""
     if isinstance(api, Simulation):
         return api.connection
     if isinstance(api, Connection):
@@ -65,7 +68,7 @@ def connection_for(api: Api, *, required: bool = False) -> Connection:
                 [Problem(f"{exc}; or pass api=orchestrator.simulate()", field="api")]
             ) from None
         token = ""
-    return Connection(DEFAULT_API_BASE, token)
+    return Connection(os.environ.get("RUNCOMFY_API_BASE") or DEFAULT_API_BASE, token)
 
 
 def db_of(db: Db | None) -> str | Store | None:
@@ -263,7 +266,7 @@ class Batch:
         api: Api = None,
         options: RunOptions | None = None,
         stop_on_signals: bool = False,
-        progress: ProgressReporter | None = None,
+        progress: TextIO | None = None,
     ) -> RunResult:
         """Enqueue the batch and work until every job of it is finished (see
         :func:`orchestrator.library.running.run_batch`)."""
@@ -284,7 +287,7 @@ class Batch:
         db: Db,
         api: Api = None,
         options: RunOptions | None = None,
-        progress: ProgressReporter | None = None,
+        progress: TextIO | None = None,
     ) -> RunResult:
         """:meth:`run`, awaited in the caller's event loop (a notebook's included)."""
         from orchestrator.library.running import run_batch_async

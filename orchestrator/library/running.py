@@ -42,6 +42,8 @@ from orchestrator.store.prices import PriceBook
 from orchestrator.store.work import WorkQueue
 
 if TYPE_CHECKING:
+    from typing import TextIO
+
     from orchestrator.engine.progress import ProgressReporter
     from orchestrator.library.batch import Batch
 
@@ -120,13 +122,14 @@ async def run_batch_async(
     db: Db,
     api: Api = None,
     options: RunOptions | None = None,
-    progress: ProgressReporter | None = None,
+    progress: TextIO | None = None,
     watch_signals: bool = False,
 ) -> RunResult:
     """Check and enqueue ``batch``, then work until every job of it is finished, on the
-    loop that awaits this. Raises :class:`InputError` for input it cannot use (before
-    anything is stored) and a missing token (set ``RUNCOMFY_API_TOKEN``, or pass
-    ``api=`` a :func:`~orchestrator.simulate` simulator)."""
+    loop that awaits this; ``progress``: a stream to show live progress on (a redrawn
+    panel on a terminal, a line every 30 s elsewhere). Raises :class:`InputError` for
+    input it cannot use (before anything is stored) and a missing token (set
+    ``RUNCOMFY_API_TOKEN``, or pass ``api=`` a :func:`~orchestrator.simulate` simulator)."""
     options = options or RunOptions()
     if not structlog.is_configured():
         # Redacted log lines (the token masked), info and up, on stderr; a caller who set
@@ -154,8 +157,15 @@ async def run_batch_async(
         pricing = Pricing()
         if settings.max_spend is not None:
             pricing = await prices_for_cap(queue, catalog, connection, name)
+        reporter = None
+        if progress is not None:
+            from orchestrator.engine.progress import ProgressReporter
+
+            # A panel on a terminal, else a line every 30 s (2 s on the simulator's clock).
+            interval = 30.0 if time_scale is None else 2.0
+            reporter = ProgressReporter(store, name, progress, interval=interval)
         report = await drain_async(
-            queue, catalog, connection, settings, watch_signals=watch_signals, progress=progress
+            queue, catalog, connection, settings, watch_signals=watch_signals, progress=reporter
         )
         warnings = await anyio.to_thread.run_sync(_write_report, store, name)
         counts = await anyio.to_thread.run_sync(store.counts, name)
@@ -178,7 +188,7 @@ def run_batch(
     api: Api = None,
     options: RunOptions | None = None,
     stop_on_signals: bool = False,
-    progress: ProgressReporter | None = None,
+    progress: TextIO | None = None,
 ) -> RunResult:
     """:func:`run_batch_async` on an event loop of its own; called where a loop runs
     already (a notebook cell), the run goes to a worker thread and this call blocks until
