@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -169,8 +170,20 @@ class Batch:
     def _expand(self, catalog: Catalog) -> Expansion:
         return expand_checked(self.load, catalog, self.options, self.out)
 
-    def _root(self, expansion: Expansion) -> Path:
-        return output_root(expansion, None if self.out is None else str(self.out))
+    @contextmanager
+    def checked(self, db: Db | None, api: Api, *, required: bool = False) -> Iterator[Checked]:
+        """The batch checked against the catalog of the API ``api`` names, with the store
+        when it exists (never created here). What the API answered is cached in the store
+        when the block ends, even when the batch is refused: the entries are the API's,
+        whatever the batch says. ``required``: a token is needed (a run)."""
+        connection = connection_for(api, required=required)
+        with existing_store(db_of(db)) as store:
+            live = self._catalog(store, connection, api)
+            try:
+                yield Checked(self._expand(live), live, connection, store)
+            finally:
+                if store is not None:
+                    remember(live, store, connection)
 
     def validate(self, *, db: Db | None = None, api: Api = None) -> Validation:
         """Check every job against its model's schema and rules, and the output side;
@@ -179,22 +192,17 @@ class Batch:
         return off_the_loop(self._validate, db, api)
 
     def _validate(self, db: Db | None, api: Api) -> Validation:
-        connection = connection_for(api)
-        with existing_store(db_of(db)) as store:
-            live = self._catalog(store, connection, api)
-            try:
-                expansion = self._expand(live)
-            except InputError as exc:
-                return Validation(None, exc.problems, [], sources=dict(live.sources))
-            finally:
-                if store is not None:
-                    remember(live, store, connection)
+        try:
+            with self.checked(db, api) as done:
+                expansion = done.expansion
+        except InputError as exc:
+            return Validation(None, exc.problems, [])
         return Validation(
             batch=expansion.settings.batch,
             problems=[],
             warnings=list(expansion.warnings),
             models={m: len(jobs) for m, jobs in expansion.by_model().items()},
-            sources=_sources(live, expansion),
+            sources=done.sources(),
             expansion=expansion,
         )
 
@@ -203,24 +211,17 @@ class Batch:
         return off_the_loop(self._plan, db, api)
 
     def _plan(self, db: Db | None, api: Api) -> Plan:
-        connection = connection_for(api)
         states: dict[str, str] = {}
-        with existing_store(db_of(db)) as store:
-            live = self._catalog(store, connection, api)
-            try:
-                expansion = self._expand(live)
-            finally:
-                if store is not None:
-                    remember(live, store, connection)
-            if store is not None:
-                stored = store.states_by_key(expansion.settings.batch)
+        with self.checked(db, api) as done:
+            if done.store is not None:
+                stored = done.store.states_by_key(done.expansion.settings.batch)
                 states = {key: state.value for key, state in stored.items()}
         return Plan(
-            summary=summarize(expansion, states),
+            summary=summarize(done.expansion, states),
             states=states,
-            output_root=self._root(expansion),
-            sources=_sources(live, expansion),
-            expansion=expansion,
+            output_root=self.root(done.expansion),
+            sources=done.sources(),
+            expansion=done.expansion,
         )
 
     def enqueue(self, *, db: Db, api: Api = None) -> Enqueued:
@@ -229,17 +230,11 @@ class Batch:
         return off_the_loop(self._enqueue, db, api)
 
     def _enqueue(self, db: Db, api: Api) -> Enqueued:
-        connection = connection_for(api)
-        with existing_store(db_of(db)) as existing:
-            live = self._catalog(existing, connection, api)
-            try:
-                expansion = self._expand(live)
-            finally:
-                if existing is not None:
-                    remember(live, existing, connection)
-        root = self._root(expansion)
+        with self.checked(db, api) as done:
+            pass
+        expansion, root = done.expansion, self.root(done.expansion)
         with writable_store(db_of(db) or "") as store:
-            remember(live, store, connection)
+            remember(done.live, store, done.connection)
             kept = stored_output_root(store, expansion.settings.batch)
             result = enqueue(store, expansion, root)
         return Enqueued(
@@ -249,7 +244,7 @@ class Batch:
             renamed=list(result.renamed),
             output_root=Path(kept) if kept is not None else root,
             requested_root=root,
-            sources=_sources(live, expansion),
+            sources=done.sources(),
         )
 
     def _catalog(self, store: Store | None, connection: Connection, api: Api) -> LiveCatalog:
@@ -269,10 +264,10 @@ class Batch:
         progress: TextIO | None = None,
     ) -> RunResult:
         """Enqueue the batch and work until every job of it is finished (see
-        :func:`orchestrator.library.running.run_batch`)."""
-        from orchestrator.library.running import run_batch
+        :func:`orchestrator.run`)."""
+        from orchestrator.library import running
 
-        return run_batch(
+        return running.run(
             self,
             db=db,
             api=api,
@@ -289,32 +284,41 @@ class Batch:
         options: RunOptions | None = None,
         progress: TextIO | None = None,
     ) -> RunResult:
-        """:meth:`run`, awaited in the caller's event loop (a notebook's included)."""
-        from orchestrator.library.running import run_batch_async
+        """:meth:`run`, awaited in the caller's event loop (see
+        :func:`orchestrator.run_async`)."""
+        from orchestrator.library import running
 
-        return await run_batch_async(self, db=db, api=api, options=options, progress=progress)
-
-    def prepare(self, db: Db, api: Api) -> tuple[Expansion, LiveCatalog, Connection]:
-        """The batch checked against the catalog of the API a run talks to (the store's
-        cache is updated with what was fetched, even when the batch is refused)."""
-        connection = connection_for(api, required=True)
-        with existing_store(db_of(db)) as existing:
-            live = self._catalog(existing, connection, api)
-            try:
-                expansion = self._expand(live)
-            finally:
-                if existing is not None:
-                    remember(live, existing, connection)
-        return expansion, live, connection
+        return await running.run_async(self, db=db, api=api, options=options, progress=progress)
 
     def root(self, expansion: Expansion) -> Path:
         """The output folder this batch asks for (``out``, else ``output.dir``)."""
-        return self._root(expansion)
+        return output_root(expansion, None if self.out is None else str(self.out))
 
     def with_options(self, **changes: Any) -> Batch:
         """The same batch with other :class:`CatalogOptions` (``offline=True`` ...)."""
         return replace(self, options=replace(self.options, **changes))
 
 
-def _sources(live: LiveCatalog, expansion: Expansion) -> dict[str, ModelSource]:
-    return {m: live.sources[m] for m in expansion.by_model() if m in live.sources}
+@dataclass(frozen=True)
+class Checked:
+    """A batch checked: its expansion, the catalog it was checked against, the API
+    connection, and the store when it exists."""
+
+    expansion: Expansion
+    live: LiveCatalog
+    connection: Connection
+    store: Store | None
+
+    def sources(self) -> dict[str, ModelSource]:
+        """Where each model of the batch came from."""
+        live = self.live
+        return {m: live.sources[m] for m in self.expansion.by_model() if m in live.sources}
+
+
+#: A batch, or the path of its manifest.
+BatchLike = Batch | str | os.PathLike[str]
+
+
+def as_batch(batch: BatchLike) -> Batch:
+    """``batch`` itself, or the batch its manifest path describes."""
+    return batch if isinstance(batch, Batch) else Batch.from_manifest(batch)

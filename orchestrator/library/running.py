@@ -1,9 +1,9 @@
 """Running a batch from Python: sync, or awaited in the caller's event loop.
 
-:func:`run_batch_async` runs the engine on the loop that awaits it (a notebook's, an async
+:func:`run_async` runs the engine on the loop that awaits it (a notebook's, an async
 application's): the blocking parts (reading the manifest and images, the store's writes)
-go to worker threads, so the loop keeps serving while the batch runs. :func:`run_batch`
-is the same run on a loop of its own, started in a worker thread when the calling thread
+go to worker threads, so the loop keeps serving while the batch runs. :func:`run` is
+the same run on a loop of its own, started in a worker thread when the calling thread
 already runs one (where ``anyio.run`` would fail with "Already running asyncio in this
 thread"). :func:`drain_async` is the engine's run itself.
 """
@@ -28,7 +28,7 @@ from orchestrator.engine.pool import Engine, EngineReport
 from orchestrator.engine.prices import Pricing, price_unpriced
 from orchestrator.engine.runner import Connection
 from orchestrator.engine.settings import EngineSettings
-from orchestrator.library.batch import Api, Db, db_of
+from orchestrator.library.batch import Api, Batch, BatchLike, Checked, Db, as_batch, db_of
 from orchestrator.library.checking import remember, writable_store
 from orchestrator.library.loops import loop_running, off_the_loop
 from orchestrator.library.results import RunResult
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from typing import TextIO
 
     from orchestrator.engine.progress import ProgressReporter
-    from orchestrator.library.batch import Batch
 
 
 async def drain_async(
@@ -116,8 +115,8 @@ async def prices_for_cap(
     return pricing
 
 
-async def run_batch_async(
-    batch: Batch,
+async def run_async(
+    batch: BatchLike,
     *,
     db: Db,
     api: Api = None,
@@ -136,7 +135,9 @@ async def run_batch_async(
         # structlog up keeps their own.
         configure_logging()
     time_scale = api.time_scale if isinstance(api, Simulation) else None
-    expansion, live, connection = await anyio.to_thread.run_sync(batch.prepare, db, api)
+    batch = as_batch(batch)
+    checked = await anyio.to_thread.run_sync(_checked_for_a_run, batch, db, api)
+    expansion, live, connection = checked.expansion, checked.live, checked.connection
     name = expansion.settings.batch
     settings = engine_settings(name, expansion.settings, options, time_scale=time_scale)
     if settings.max_spend != expansion.settings.limits.max_spend:
@@ -181,8 +182,8 @@ async def run_batch_async(
     )
 
 
-def run_batch(
-    batch: Batch,
+def run(
+    batch: BatchLike,
     *,
     db: Db,
     api: Api = None,
@@ -190,7 +191,7 @@ def run_batch(
     stop_on_signals: bool = False,
     progress: TextIO | None = None,
 ) -> RunResult:
-    """:func:`run_batch_async` on an event loop of its own; called where a loop runs
+    """:func:`run_async` on an event loop of its own; called where a loop runs
     already (a notebook cell), the run goes to a worker thread and this call blocks until
     it ends (``await batch.run_async(...)`` keeps the loop serving instead).
 
@@ -204,7 +205,7 @@ def run_batch(
         and not loop_running()
     )
     work = functools.partial(
-        run_batch_async,
+        run_async,
         batch,
         db=db,
         api=api,
@@ -214,6 +215,13 @@ def run_batch(
     )
     result: RunResult = off_the_loop(anyio.run, work)
     return result
+
+
+def _checked_for_a_run(batch: Batch, db: Db, api: Api) -> Checked:
+    """The batch checked against the catalog of the API the run talks to (a token
+    needed)."""
+    with batch.checked(db, api, required=True) as checked:
+        return checked
 
 
 def _write_report(store: Store, batch: str) -> list[str]:

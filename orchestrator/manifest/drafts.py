@@ -110,7 +110,7 @@ class DraftMaker:
         raw, label, fields = combo.raw, combo.label, dict(combo.fields)
         model_id = fields.pop("model", None) or self.origins.data.get("model")
         if not isinstance(model_id, str) or not model_id:
-            self._problem(
+            self.reader.problem(
                 "no model: set 'model:' at the top of the manifest, in defaults or on the job",
                 raw.line,
                 job=label,
@@ -165,7 +165,7 @@ class DraftMaker:
             name for name, value in fields.items() if is_glob(value) and _is_image_name(model, name)
         ]
         if len(globbed) > 1:
-            self._problem(
+            self.reader.problem(
                 "only one field per job may be a glob pattern",
                 raw.line,
                 job=label,
@@ -180,7 +180,7 @@ class DraftMaker:
         matches = [m for m in matches if Path(m).is_file()]
         if not matches:
             file, line = self.origins.origin(raw, name)
-            self._problem(
+            self.reader.problem(
                 f"the pattern {show_value(fields[name], SHOWN_NAME_CHARS)} matches no file "
                 f"(relative to {self.base_dir.name}/)",
                 line,
@@ -229,7 +229,7 @@ class DraftMaker:
         for error in errors:
             name = error.field.split("[")[0]
             file, line = self.origins.origin(raw, name)
-            self._problem(
+            self.reader.problem(
                 error.message,
                 line,
                 job=self.origins.job_of(raw, name, label),
@@ -277,19 +277,6 @@ class DraftMaker:
                 hint=hint,
             )
         )
-
-    def _problem(
-        self,
-        message: str,
-        line: int | None,
-        *,
-        job: str | None = None,
-        field: str | None = None,
-        model: str | None = None,
-        hint: str | None = None,
-        file: str | None = None,
-    ) -> None:
-        self.reader.problem(message, line, job=job, field=field, model=model, hint=hint, file=file)
 
 
 def _is_image_name(model: ModelSpec | None, name: str) -> bool:

@@ -192,7 +192,7 @@ class _Expander:
             drafts.extend(self._expand(raw, defaults, matrix, top_fit, top_repeat))
         # Duplicate ids and identical jobs are looked for among the good jobs even when other
         # jobs have problems, so every mistake is reported in one pass.
-        jobs = build_jobs(drafts, settings, self.prices, self._problem)
+        jobs = build_jobs(drafts, settings, self.prices, self.reader.problem)
         if self.problems:
             # A mistake in defaults or the matrix shows up once per job it reaches; say it once.
             raise InputError(list(dict.fromkeys(self.problems)))
@@ -205,11 +205,11 @@ class _Expander:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self._problem(f"'{key}' must be a mapping", self.data.line_of(key), field=key)
+            self.reader.problem(f"'{key}' must be a mapping", self.data.line_of(key), field=key)
             return {}
         for name in value:
             if not isinstance(name, str):
-                self._problem(
+                self.reader.problem(
                     f"a field name must be text, got {show_value(name)}",
                     line_in(value, name),
                     field=key,
@@ -218,7 +218,7 @@ class _Expander:
                 return {}
         for meta in ("id",):
             if meta in value:
-                self._problem(
+                self.reader.problem(
                     f"'{meta}' cannot be a default; ids are per job",
                     line_in(value, meta),
                     field=f"{key}.{meta}",
@@ -230,7 +230,7 @@ class _Expander:
         if value is None:
             return []
         if not isinstance(value, dict):
-            self._problem(
+            self.reader.problem(
                 "'matrix' must map field names to lists of values",
                 self.data.line_of("matrix"),
                 field="matrix",
@@ -240,11 +240,17 @@ class _Expander:
         for axis, values in value.items():
             line = line_in(value, axis)
             if axis in ("id", "repeat"):
-                self._problem(f"'{axis}' cannot be a matrix axis", line, field=f"matrix.{axis}")
+                self.reader.problem(
+                    f"'{axis}' cannot be a matrix axis", line, field=f"matrix.{axis}"
+                )
             elif not isinstance(values, list) or not values:
-                self._problem("a matrix axis needs a non-empty list", line, field=f"matrix.{axis}")
+                self.reader.problem(
+                    "a matrix axis needs a non-empty list", line, field=f"matrix.{axis}"
+                )
             elif len({_hashable(v) for v in values}) != len(values):
-                self._problem("a matrix axis lists a value twice", line, field=f"matrix.{axis}")
+                self.reader.problem(
+                    "a matrix axis lists a value twice", line, field=f"matrix.{axis}"
+                )
             else:
                 axes.append((str(axis), list(values)))
                 self.origins.matrix_lines[str(axis)] = line
@@ -259,7 +265,7 @@ class _Expander:
         self, value: Any, line: int | None, job: str | None, file: str | None = None
     ) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            self._problem(
+            self.reader.problem(
                 f"'repeat' must be a whole number >= 1, got {show_value(value)}",
                 line,
                 job=job,
@@ -290,7 +296,7 @@ class _Expander:
             or not isinstance(explicit_id, str | int)
             or not SAFE_NAME.match(str(explicit_id))
         ):
-            self._problem(
+            self.reader.problem(
                 f"id {show_value(explicit_id)} is not allowed: use letters, "
                 "digits, '.', '_' and '-', "
                 "starting with a letter or digit (ids become file names)",
@@ -305,7 +311,7 @@ class _Expander:
             # two jobs has other problems.
             first = self._explicit_ids.setdefault(str(explicit_id), raw)
             if first is not raw:
-                self._problem(
+                self.reader.problem(
                     f"duplicate job id {show_value(label, SHOWN_NAME_CHARS)} "
                     f"(first used at {first.file}:{first.line})",
                     raw.line_of("id"),
@@ -315,7 +321,7 @@ class _Expander:
                 )
         for axis, _values in matrix:
             if axis in raw.fields:
-                self._problem(
+                self.reader.problem(
                     f"'{axis}' is also a matrix axis; set it in one place only",
                     raw.line_of(axis),
                     job=label,
@@ -357,21 +363,6 @@ class _Expander:
                 )
             )
         return drafts
-
-    # -- whole-batch pieces -------------------------------------------------------------------
-
-    def _problem(
-        self,
-        message: str,
-        line: int | None,
-        *,
-        job: str | None = None,
-        field: str | None = None,
-        model: str | None = None,
-        hint: str | None = None,
-        file: str | None = None,
-    ) -> None:
-        self.reader.problem(message, line, job=job, field=field, model=model, hint=hint, file=file)
 
 
 def _hashable(value: Any) -> Any:
