@@ -120,6 +120,7 @@ def test_manifest_dict_and_rows_give_the_same_jobs(
     # The module-level functions take a manifest path too.
     assert orchestrator.validate(manifest).jobs == 2
     assert orchestrator.plan(str(manifest)).new == 2
+    assert orchestrator.enqueue(manifest, db=tmp_path / "m.db").added == 2
 
 
 def test_a_bad_manifest_is_one_exception_naming_file_line_job_and_field(

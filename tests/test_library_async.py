@@ -86,7 +86,7 @@ def test_the_sync_functions_work_inside_a_running_loop(
         assert batch.validate(api=sim).ok  # asks the simulator's live catalog
         assert batch.plan(db=db, api=sim).new == 3
         assert batch.enqueue(db=db, api=sim).added == 3
-        return batch.run(db=db, api=sim, stop_on_signals=True)
+        return orchestrator.run(batch, db=db, api=sim, stop_on_signals=True)
 
     result = asyncio.run(main())
     finished(result)

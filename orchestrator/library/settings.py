@@ -12,6 +12,10 @@ simulator (``time_scale`` given) polls and backs off on the simulator's shorter 
 Traceback (most recent call last):
 ...
 orchestrator.problems.InputError: <options>: field 'max_in_flight': must be at least 1, got 0
+>>> engine_settings(None, None, RunOptions(max_spend="5"), time_scale=None)
+Traceback (most recent call last):
+...
+orchestrator.problems.InputError: <options>: field 'max_spend': needs a number, got '5'
 """
 
 from __future__ import annotations
@@ -55,12 +59,18 @@ class RunOptions:
     """When the run is stopped, cancel remote jobs that are still queued."""
 
 
-def _checked(value: float | None, name: str, minimum: float) -> float | None:
+def _checked(
+    value: float | None, name: str, minimum: float, *, integer: bool = False
+) -> float | None:
+    """``value`` when it is a number of at least ``minimum`` (a whole one if ``integer``),
+    else an :class:`InputError` naming the option."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    kind = int if integer else int | float
+    if isinstance(value, bool) or not isinstance(value, kind):
+        wanted = "a whole number" if integer else "a number"
         raise InputError(
-            [Problem(f"needs a number, got {show_value(value)}", OPTIONS, None, field=name)]
+            [Problem(f"needs {wanted}, got {show_value(value)}", OPTIONS, None, field=name)]
         )
     if value < minimum:
         raise InputError(
@@ -96,7 +106,7 @@ def engine_settings(
     """
     limits = manifest.limits if manifest else None
     retry = manifest.retry if manifest else None
-    in_flight = _checked(options.max_in_flight, "max_in_flight", 1)
+    in_flight = _checked(options.max_in_flight, "max_in_flight", 1, integer=True)
     max_spend = _checked(options.max_spend, "max_spend", 0)
     if max_spend is None and limits is not None:
         max_spend = limits.max_spend
