@@ -325,6 +325,7 @@ def start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], 
     return process, lines
 
 
+@pytest.mark.slow
 def test_sigint_stops_a_run_with_130_and_a_second_run_finishes_without_resubmitting(
     tmp_path: Path,
 ) -> None:
@@ -367,6 +368,7 @@ def test_sigint_stops_a_run_with_130_and_a_second_run_finishes_without_resubmitt
     assert all(ledger["submissions"][digest] == 1 for digest in before)
 
 
+@pytest.mark.slow
 def test_sigint_stops_a_simulated_run_with_130(tmp_path: Path) -> None:
     path = manifest(tmp_path, ("a", "b"))
     process, lines = start(

@@ -165,6 +165,7 @@ REAL = PollPolicy(minimum=2.0, maximum=60.0, jitter=0.1)
     spread=st.floats(min_value=0.0, max_value=0.5),
     seed=st.integers(min_value=0, max_value=2**16),
 )
+@pytest.mark.slow
 def test_a_finished_job_is_noticed_within_the_bound_whatever_the_estimate(
     run_time: float, estimate: float | None, spread: float, seed: int
 ) -> None:
