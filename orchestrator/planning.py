@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.catalog import PriceTable
 from orchestrator.manifest import BatchSettings, Expansion, JobSpec
 from orchestrator.store import EnqueueResult, JobState, NewJob, Store
 
@@ -179,8 +178,3 @@ def enqueue(store: Store, expansion: Expansion, out_root: Path) -> EnqueueResult
     )
     attempts = settings.retry.max_attempts
     return store.enqueue(settings.batch, (new_job(job, attempts) for job in expansion.jobs))
-
-
-def price_table(base: PriceTable, overrides: Mapping[str, Any] | None) -> PriceTable:
-    """The catalog's prices with a user's table on top."""
-    return base.merged(overrides or {})

@@ -94,6 +94,7 @@ def test_the_free_rate_follows_the_gaps_between_finishes() -> None:
         max_size=200,
     ),
 )
+@pytest.mark.slow
 def test_the_limit_stays_between_one_and_the_users_bound(
     ceiling: int, events: list[tuple[str, int]]
 ) -> None:

@@ -500,6 +500,7 @@ def exercise(spec: ModelSpec, payload: dict[str, Any]) -> None:
     payload_values=st.lists(PAYLOAD_VALUES, max_size=5),
     extra=st.dictionaries(st.text(max_size=6), PAYLOAD_VALUES, max_size=1),
 )
+@pytest.mark.slow
 def test_any_value_for_any_key_is_a_spec_or_a_catalog_error(
     where: tuple[int, tuple[Any, ...]],
     value: Any,

@@ -196,6 +196,7 @@ def test_options_read_environment_variables(
         assert f"env var: {env}" in help_text  # Click's wording
 
 
+@pytest.mark.slow
 def test_module_entry_point_runs() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "orchestrator", "--version"],

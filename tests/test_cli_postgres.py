@@ -64,6 +64,7 @@ def states(url: str, batch: str = BATCH) -> dict[str, str]:
         return {job.id: job.state.value for job in store.list_jobs(batch=batch)}
 
 
+@pytest.mark.slow
 def test_every_store_command_works_on_postgresql(
     pg_url: str, manifest: Path, tmp_path: Path, sim_options: list[str]
 ) -> None:

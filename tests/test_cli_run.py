@@ -97,6 +97,7 @@ def test_run_exits_0_when_every_job_succeeded(tmp_path: Path) -> None:
     assert code == 0 and "0 new job(s), 3 already stored" in text
 
 
+@pytest.mark.slow
 def test_run_exits_1_when_some_job_failed(tmp_path: Path) -> None:
     # Seed 1: one of the three jobs fails remotely, the others succeed.
     profile = profile_file(tmp_path, {"job_failed": 0.5}, seed=1)
@@ -309,6 +310,7 @@ def start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], 
     return process, lines
 
 
+@pytest.mark.slow
 def test_sigint_stops_a_run_with_130_and_a_second_run_finishes_without_resubmitting(
     tmp_path: Path,
 ) -> None:
@@ -351,6 +353,7 @@ def test_sigint_stops_a_run_with_130_and_a_second_run_finishes_without_resubmitt
     assert all(ledger["submissions"][digest] == 1 for digest in before)
 
 
+@pytest.mark.slow
 def test_sigint_stops_a_simulated_run_with_130(tmp_path: Path) -> None:
     path = manifest(tmp_path, ("a", "b"))
     process, lines = start(
@@ -380,6 +383,7 @@ def test_sigint_stops_a_simulated_run_with_130(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.part"))
 
 
+@pytest.mark.slow
 def test_a_hang_up_stops_a_run_like_sigterm_and_keeps_every_paid_job(tmp_path: Path) -> None:
     """A closed terminal or ssh session (SIGHUP): the run stops cleanly with 130, no job is
     left mid-submit, no .part file stays, and the log file has the whole story."""

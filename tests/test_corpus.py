@@ -165,6 +165,7 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
 
 
 @pytest.mark.parametrize("case", CASES)
+@pytest.mark.slow
 def test_a_broken_input_is_refused_in_bounded_memory_without_a_traceback(
     case: str, measured: dict[str, dict[str, Any]]
 ) -> None:

@@ -87,6 +87,7 @@ def outcome(case: str, call: Call) -> str:
 
 @pytest.mark.parametrize("route", sorted(CALLS))
 @pytest.mark.parametrize("case", CASES)
+@pytest.mark.slow
 def test_every_hostile_reply_is_parsed_or_refused(case: str, route: str) -> None:
     assert outcome(case, CALLS[route]).startswith(("ok: ", "error: "))
 
@@ -98,6 +99,7 @@ def test_nothing_in_the_corpus_parses_as_a_success_it_is_not() -> None:
         assert outcome(case, CALLS["submit"]).startswith("error: "), case
 
 
+@pytest.mark.slow
 def test_the_corpus_stays_under_the_memory_limit() -> None:
     child = subprocess.run(
         [sys.executable, __file__, "--all"],

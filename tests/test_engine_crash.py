@@ -92,6 +92,7 @@ def run(folder: Path, api_base: str, crash_at: str | None) -> subprocess.Complet
 
 
 @pytest.mark.parametrize("crash_at", CRASH_POINTS)
+@pytest.mark.slow
 def test_kill_9_then_rerun(tmp_path: Path, crash_at: str) -> None:
     manifest(tmp_path)
     profile = load_profile("calm").with_overrides(time_scale=0.001, slots=2)

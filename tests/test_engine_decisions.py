@@ -174,8 +174,12 @@ def test_retry_after_is_a_floor_even_past_the_cap_up_to_its_own_cap() -> None:
         # A Retry-After past its cap (300 s unless told) waits the cap, no longer.
         assert retry_delay(3, base=2, cap=5, retry_after=500, rng=rng) == 300
         assert retry_delay(3, base=2, cap=5, retry_after=500, retry_after_cap=50, rng=rng) == 50
-        # A Retry-After shorter than the jittered delay does not shorten it.
-        assert retry_delay(6, base=100, cap=100, retry_after=0, rng=rng) >= 0
+        # A Retry-After shorter than the jittered delay does not shorten it: the delay is
+        # the one drawn without any Retry-After, from the same seed, within the cap.
+        jittered = retry_delay(6, base=100, cap=100, rng=random.Random(seed))
+        floored = retry_delay(6, base=100, cap=100, retry_after=0, rng=random.Random(seed))
+        assert floored == jittered
+        assert 0.0 <= floored <= 100
 
 
 def test_retry_delay_survives_very_many_failures() -> None:

@@ -50,6 +50,7 @@ def run_manifest(manifest: Path, db: Path, out: Path, server: SimulatorServer) -
     )
 
 
+@pytest.mark.slow
 def test_all_five_models_end_to_end(
     server: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

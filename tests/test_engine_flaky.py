@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 import httpx
+import pytest
 from engine_helpers import check_paid_once
 
 from orchestrator.api import RunComfyClient
@@ -45,6 +46,7 @@ def flaky_profile():  # type: ignore[no-untyped-def]
     )
 
 
+@pytest.mark.slow
 def test_flaky_300_jobs(tmp_path: Path) -> None:
     shutil.copy(REPO / "manifests/images/lake.png", tmp_path / "lake.png")
     seeds = ", ".join(str(s) for s in range(JOBS))

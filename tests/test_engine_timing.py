@@ -85,6 +85,7 @@ def test_learned_run_times_are_kept_for_the_next_run(tmp_path: Path) -> None:
     assert after.samples == 7
 
 
+@pytest.mark.slow
 def test_the_slots_are_found_without_being_told(tmp_path: Path) -> None:
     store = seed_store(tmp_path, 24)
     clock = ManualClock()  # remote jobs move only when the test advances the clock

@@ -262,6 +262,7 @@ def test_a_full_disk_stops_submitting_and_every_paid_video_arrives_once_it_is_fr
             ]
 
 
+@pytest.mark.slow
 def test_a_run_on_a_full_disk_ends_with_its_summary_not_a_traceback(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with small_disk(out, "1m"):
@@ -284,6 +285,7 @@ def test_a_run_on_a_full_disk_ends_with_its_summary_not_a_traceback(tmp_path: Pa
 # -- a download host that is not allowed (a config mistake) ----------------------------------
 
 
+@pytest.mark.slow
 def test_a_host_that_is_not_allowed_costs_only_the_jobs_in_flight_and_a_rerun_fetches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

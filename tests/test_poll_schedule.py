@@ -165,6 +165,7 @@ REAL = PollPolicy(minimum=2.0, maximum=60.0, jitter=0.1)
     spread=st.floats(min_value=0.0, max_value=0.5),
     seed=st.integers(min_value=0, max_value=2**16),
 )
+@pytest.mark.slow
 def test_a_finished_job_is_noticed_within_the_bound_whatever_the_estimate(
     run_time: float, estimate: float | None, spread: float, seed: int
 ) -> None:
@@ -197,6 +198,7 @@ def test_a_finished_job_is_noticed_within_the_bound_whatever_the_estimate(
     error=st.floats(min_value=0.9, max_value=1.1),
     seed=st.integers(min_value=0, max_value=2**16),
 )
+@pytest.mark.slow
 def test_a_good_estimate_costs_few_looks(run_time: float, error: float, seed: int) -> None:
     # An estimate within 10% of the truth, with the spread a key starts with (25%):
     # a handful of looks, and a small share of the run waited.

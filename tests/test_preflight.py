@@ -210,6 +210,7 @@ def test_one_problem_per_job_and_the_list_is_capped(tmp_path: Path) -> None:
     assert summary.file == "m.yaml"
 
 
+@pytest.mark.slow
 def test_a_100000_job_batch_prints_a_bounded_list(tmp_path: Path) -> None:
     rows = [Row(f"j{n}", f"b/j{n}{'x' * 260}.mp4", "m.yaml", n) for n in range(100_000)]
     found = check_outputs(tmp_path, rows, source="m.yaml")

@@ -500,6 +500,7 @@ def _console_errors(stderr: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_chromium_renders_the_page(produced: Produced, tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         pytest.skip("chromium not installed (make test installs it)")

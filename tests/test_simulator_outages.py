@@ -419,6 +419,7 @@ def _banner(process: subprocess.Popen[bytes], deadline: float) -> dict[str, str]
     return lines
 
 
+@pytest.mark.slow
 def test_the_banner_prints_a_run_command_that_fits_the_server(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRATOR_", "RUNCOMFY"))}
     log = tmp_path / "stderr.log"

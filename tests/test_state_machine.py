@@ -49,6 +49,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from engine_helpers import new_job
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -772,6 +773,7 @@ class OrchestratorMachine(RuleBasedStateMachine):
 
 
 TestOrchestratorMachine = OrchestratorMachine.TestCase
+TestOrchestratorMachine.pytestmark = [pytest.mark.slow]
 TestOrchestratorMachine.settings = settings(
     max_examples=40,
     stateful_step_count=25,

@@ -12,12 +12,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from orchestrator.simulator import SimulatorServer, load_profile
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "status-token"
 
 
+@pytest.mark.slow
 def test_status_while_a_run_is_in_progress(tmp_path: Path) -> None:
     shutil.copytree(REPO / "manifests", tmp_path / "manifests")
     db = tmp_path / "store.db"

@@ -290,6 +290,7 @@ def test_an_edited_job_is_added_beside_the_old_one_under_a_tagged_name(store: St
     assert store.enqueue("demo", [edited]).added == 0
 
 
+@pytest.mark.slow
 def test_enqueue_of_20000_jobs(store: Store) -> None:
     models = ["m/one", "m/two"]
     jobs = [new_job(f"job{i:05d}", model=models[i % 2]) for i in range(20_000)]

@@ -46,6 +46,7 @@ def echoing(monkeypatch: pytest.MonkeyPatch) -> SimulatorServer:
 
 
 @pytest.mark.timeout(180)  # a dozen commands, a run among them; slower under coverage
+@pytest.mark.slow
 def test_a_server_echoing_the_token_everywhere_never_gets_it_printed_or_stored(
     echoing: SimulatorServer, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -184,6 +184,7 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, int]:
 
 
 @pytest.mark.timeout(420)
+@pytest.mark.slow
 def test_three_workers_one_killed(tmp_path: Path, shared: tuple[str, int]) -> None:
     db, jobs = shared
     write_manifest(
@@ -272,6 +273,7 @@ def test_three_workers_one_killed(tmp_path: Path, shared: tuple[str, int]) -> No
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_a_paused_worker_taken_over_cannot_overwrite_the_job(tmp_path: Path, pg_url: str) -> None:
     write_manifest(tmp_path, "fence", 1, "retry: {base_delay: 0.02, max_delay: 0.2}\n")
     profile = parse_profile(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from orchestrator.catalog import UNIVERSAL_NAMES, FieldSpec, ModelSpec, validate_payload
-from orchestrator.catalog.validate import FieldMemo, check_field
+from orchestrator.catalog.validate import FieldMemo
 from orchestrator.inputfiles import (
     FileRefused,
     FileTooBig,
@@ -338,8 +338,3 @@ class ImageResolver:
 def is_glob(value: Any) -> bool:
     """Whether an image value is a local glob pattern (``frames/*.png``)."""
     return isinstance(value, str) and "://" not in value and bool(GLOB_CHARS.search(value))
-
-
-def check_values(spec: FieldSpec, value: Any) -> list[FieldError]:
-    """Schema problems of one value (used for matrix values before expansion)."""
-    return [FieldError(i.field, i.message, i.hint) for i in check_field(spec, value)]

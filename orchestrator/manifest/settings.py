@@ -62,9 +62,20 @@ class Reader:
         field: str | None = None,
         hint: str | None = None,
         job: str | None = None,
+        model: str | None = None,
+        file: str | None = None,
     ) -> None:
+        """Add a problem, in this reader's file unless ``file`` names another one."""
         self.problems.append(
-            Problem(message, file=self.file, line=line, job=job, field=field, hint=hint)
+            Problem(
+                message,
+                file=file or self.file,
+                line=line,
+                job=job,
+                field=field,
+                model=model,
+                hint=hint,
+            )
         )
 
     def unknown_keys(

@@ -18,7 +18,8 @@ before any value is built from it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import yaml
 
 from orchestrator.inputfiles import FileMissing, FileRefused, file_size, format_bytes, read_head
 from orchestrator.manifest.yamlbounds import (
+    MAX_DEPTH,
     MAX_MANIFEST_BYTES,
     SPLIT_HINT,
     BoundedLoader,
@@ -221,3 +223,20 @@ def too_big(filename: str, head: bytes, size: int | None) -> Problem:
         line=head[:MAX_MANIFEST_BYTES].count(b"\n") + 1,
         hint=SPLIT_HINT,
     )
+
+
+def located(value: Any, source: str, depth: int = 0) -> Any:
+    """``value`` with its mappings and lists as the loader's located types (no lines), paths
+    as text and tuples as lists; a value nested deeper than a manifest may be (or one that
+    contains itself) is an :class:`InputError`."""
+    if depth > MAX_DEPTH:
+        raise InputError(
+            [Problem(f"nested more than {MAX_DEPTH} levels deep (or contains itself)", file=source)]
+        )
+    if isinstance(value, Mapping):
+        return LocatedDict((key, located(item, source, depth + 1)) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return LocatedList(located(item, source, depth + 1) for item in value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
