@@ -26,8 +26,8 @@ from orchestrator.cli import main
 from orchestrator.cli.running import connection_for
 from orchestrator.engine.runner import Connection, MissingToken, drain, token_from_environment
 from orchestrator.engine.settings import EngineSettings
+from orchestrator.library.settings import RunOptions, engine_settings
 from orchestrator.manifest import load_manifest
-from orchestrator.run_settings import engine_settings_for
 from orchestrator.store import JobState, Store
 from orchestrator.store.work import WorkQueue
 
@@ -222,7 +222,7 @@ def test_engine_settings_from_the_manifest_and_the_flags(tmp_path: Path) -> None
         retry={"max_attempts": 2, "base_delay": 1.5, "max_delay": 40},
     )
     batch = load_manifest(path).settings
-    settings = engine_settings_for(batch, batch="cli")
+    settings = engine_settings("cli", batch, RunOptions(), time_scale=None)
     assert (settings.batch, settings.max_in_flight, settings.max_in_flight_per_model) == (
         "cli",
         3,
@@ -230,25 +230,30 @@ def test_engine_settings_from_the_manifest_and_the_flags(tmp_path: Path) -> None
     )
     assert (settings.max_spend, settings.base_delay, settings.max_delay) == (4.5, 1.5, 40)
     assert settings.poll == EngineSettings().poll and not settings.cancel_on_exit
-    flags = engine_settings_for(
-        batch, batch="cli", max_in_flight=5, max_spend=2.5, cancel_on_exit=True
+    flags = engine_settings(
+        "cli",
+        batch,
+        RunOptions(max_in_flight=5, max_spend=2.5, cancel_on_exit=True),
+        time_scale=None,
     )
     assert (flags.max_in_flight, flags.max_spend, flags.cancel_on_exit) == (5, 2.5, True)
-    plain = engine_settings_for(None, batch=None)
+    plain = engine_settings(None, None, RunOptions(), time_scale=None)
     assert (plain.batch, plain.max_in_flight, plain.max_spend, plain.base_delay) == (
         None,
         8,
         None,
         2.0,
     )
-    fast = engine_settings_for(None, batch=None, simulate=True, sim_time_scale=0.01)
+    fast = engine_settings(None, None, RunOptions(), time_scale=0.01)
     # The simulator's seconds are a hundredth of real ones: the same schedule, scaled.
     assert fast.base_delay < 1 and fast.poll.minimum == pytest.approx(0.005)
     assert fast.poll.maximum == pytest.approx(0.6)
     assert fast.idle_check < plain.idle_check
-    bounded = engine_settings_for(None, batch=None, poll_min=0.5, poll_max=10).poll
+    bounded = engine_settings(
+        None, None, RunOptions(poll_min=0.5, poll_max=10), time_scale=None
+    ).poll
     assert (bounded.minimum, bounded.maximum) == (0.5, 10.0)
-    floor_only = engine_settings_for(None, batch=None, poll_min=90).poll
+    floor_only = engine_settings(None, None, RunOptions(poll_min=90), time_scale=None).poll
     assert floor_only.minimum == 90 and floor_only.maximum >= 90
 
 

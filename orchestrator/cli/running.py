@@ -68,13 +68,9 @@ class EngineOptions:
         return cls(**{name: params[name] for name in names if name in params})
 
     def settings(self, batch: str | None, manifest: BatchSettings | None) -> EngineSettings:
-        from orchestrator.run_settings import engine_settings_for
+        from orchestrator.library.settings import RunOptions, engine_settings
 
-        return engine_settings_for(
-            manifest,
-            batch=batch,
-            simulate=self.simulate,
-            sim_time_scale=self.sim_time_scale,
+        options = RunOptions(
             max_in_flight=self.max_in_flight,
             max_spend=self.max_spend,
             poll_min=self.poll_min,
@@ -83,6 +79,8 @@ class EngineOptions:
             lease_seconds=self.lease_seconds,
             cancel_on_exit=self.cancel_on_exit,
         )
+        scale = self.sim_time_scale if self.simulate else None
+        return engine_settings(batch, manifest, options, time_scale=scale)
 
 
 def connection_for(

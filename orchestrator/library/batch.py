@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.catalog import Catalog
-from orchestrator.cli_options import DEFAULT_API_BASE
+from orchestrator.defaults import DEFAULT_API_BASE
 from orchestrator.engine.runner import Connection, MissingToken, token_from_environment
 from orchestrator.library.checking import (
     CatalogOptions,

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from orchestrator.defaults import DEFAULT_FETCH_PATIENCE
 from orchestrator.engine.decisions import PollPolicy
 from orchestrator.engine.paidwork import FetchPolicy
 from orchestrator.engine.settings import EngineSettings
 from orchestrator.manifest import BatchSettings
 from orchestrator.problems import InputError, Problem, show_value
 
-#: Seconds a paid video whose download keeps failing is fetched again before it pauses.
-DEFAULT_FETCH_PATIENCE = 1200.0
 #: Where an option's problem says it was given.
 OPTIONS = "<options>"
 
