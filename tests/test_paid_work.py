@@ -415,7 +415,11 @@ async def cancel_now(server: SimulatorServer, db_path: str, *extra: str) -> tupl
     """``orchestrator cancel`` from another thread while the engine runs (as a user would
     from another terminal)."""
     command = ("cancel", "--batch", BATCH, "--db", db_path, "--api-base", server.api_base)
-    return await anyio.to_thread.run_sync(cli, *command, *extra)
+    # Its standard output only: the engine, logging in another thread meanwhile, may write
+    # to the swapped-in standard error at any moment.
+    out = io.StringIO()
+    code = await anyio.to_thread.run_sync(lambda: main([*command, *extra], out=out))
+    return code, out.getvalue()
 
 
 def test_cancel_during_a_run_keeps_what_is_running_and_fetches_it(
