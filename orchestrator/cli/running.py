@@ -278,7 +278,9 @@ def _price_for_cap(
 ) -> None:
     """Under a spend cap, every job that may be submitted needs a price before the first
     submit (see :mod:`orchestrator.engine.prices`); refuse to start (exit 2) otherwise."""
-    from orchestrator.engine.runner import check_prices
+    import anyio
+
+    from orchestrator.library.running import price_jobs, unpriced_problem
     from orchestrator.store.work import WorkQueue
 
     capped = settings.max_spend is not None or (
@@ -286,18 +288,11 @@ def _price_for_cap(
     )
     if not capped:
         return
-    pricing = check_prices(WorkQueue(store), catalog, connection, batch)
+    pricing = anyio.run(price_jobs, WorkQueue(store), catalog, connection, batch)
     for model_id, source in sorted(pricing.sources.items()):
         out.write(f"price of {model_id}: {source}\n")
     if pricing.unpriced:
-        raise Unpriced(
-            "a spend cap is set, but no price is known for "
-            + ", ".join(pricing.unpriced)
-            + ": the price table has none, RunComfy's catalog (GET /v1/models/{id}) gives "
-            "none, and RunComfy has billed no job of them yet. Pass --prices FILE (YAML: "
-            "model id -> USD per second of video; see manifests/prices.example.yaml), or "
-            "run without a cap. Nothing was submitted."
-        )
+        raise Unpriced(unpriced_problem(pricing.unpriced, "--prices FILE").message)
 
 
 def _stored_cap(settings: Any) -> float | None:

@@ -8,6 +8,7 @@ way). After a SIGHUP the terminal is gone: output goes to /dev/null, the log fil
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import signal
@@ -23,12 +24,10 @@ from orchestrator.catalog import Catalog
 from orchestrator.defaults import TOKEN_VARIABLES
 from orchestrator.engine.download import DEFAULT_MAX_BYTES, Downloader
 from orchestrator.engine.pool import Engine, EngineReport
-from orchestrator.engine.prices import Pricing, price_unpriced
 from orchestrator.engine.progress import ProgressReporter
 from orchestrator.engine.settings import EngineSettings
 from orchestrator.logs import register_secret
 from orchestrator.redact import ShortSecret, check_token
-from orchestrator.store.prices import PriceBook
 from orchestrator.store.work import WorkQueue
 
 EXIT_INTERRUPTED = 130
@@ -80,17 +79,43 @@ def simulated_api(
         )
 
 
-def check_prices(
-    queue: WorkQueue, catalog: Catalog, connection: Connection, batch: str | None
-) -> Pricing:
-    """Price every job of ``batch`` a spend cap may let through (see :mod:`.prices`)."""
+async def drain_async(
+    queue: WorkQueue,
+    catalog: Catalog,
+    connection: Connection,
+    settings: EngineSettings,
+    *,
+    stop: anyio.Event | None = None,
+    watch_signals: bool = False,
+    max_download_bytes: int | None = None,
+    progress: ProgressReporter | None = None,
+) -> EngineReport:
+    """Run the engine until the work is done or ``stop`` is set, on the current loop.
+
+    ``watch_signals`` (the main thread only) stops it on SIGINT, SIGTERM or SIGHUP as the
+    command line does: the first one stops new submissions and lets in-progress writes
+    finish, a second one exits the process at once. Cancelling the awaiting task stops it
+    too; every write is its own transaction, so the store stays consistent either way.
+    """
     register_secret(connection.token)
-
-    async def main() -> Pricing:
-        async with RunComfyClient(connection.api_base, token=connection.token) as api:
-            return await price_unpriced(PriceBook(queue), api, catalog, batch)
-
-    return anyio.run(main)
+    stop = stop or anyio.Event()
+    api_host = urlsplit(connection.api_base).hostname or ""
+    trusted = [api_host, *connection.trusted_hosts]
+    cap = DEFAULT_MAX_BYTES if max_download_bytes is None else max_download_bytes
+    async with (
+        RunComfyClient(connection.api_base, token=connection.token) as api,
+        Downloader(
+            trusted_hosts=trusted, max_bytes=cap, max_connections=settings.max_downloads
+        ) as downloader,
+        anyio.create_task_group() as group,
+    ):
+        if watch_signals:
+            group.start_soon(stop_on_signals, stop, group.cancel_scope)
+        if progress is not None:
+            group.start_soon(progress.run)
+        report = await Engine(queue, api, downloader, catalog, settings).run(stop)
+        group.cancel_scope.cancel()
+    return report
 
 
 def drain(
@@ -102,31 +127,18 @@ def drain(
     max_download_bytes: int | None = None,
     progress: ProgressReporter | None = None,
 ) -> EngineReport:
-    """Run the pool until the work is done or a signal stops it (with live progress)."""
-
-    register_secret(connection.token)
-
-    async def main() -> EngineReport:
-        stop = anyio.Event()
-        api_host = urlsplit(connection.api_base).hostname or ""
-        trusted = [api_host, *connection.trusted_hosts]
-        cap = DEFAULT_MAX_BYTES if max_download_bytes is None else max_download_bytes
-        async with (
-            RunComfyClient(connection.api_base, token=connection.token) as api,
-            Downloader(
-                trusted_hosts=trusted, max_bytes=cap, max_connections=settings.max_downloads
-            ) as downloader,
-            anyio.create_task_group() as group,
-        ):
-            group.start_soon(_watch_signals, stop, group.cancel_scope)
-            if progress is not None:
-                group.start_soon(progress.run)
-            engine = Engine(queue, api, downloader, catalog, settings)
-            report = await engine.run(stop)
-            group.cancel_scope.cancel()
-        return report
-
-    return anyio.run(main)
+    """:func:`drain_async` on a loop of its own, stopped by a signal (with live progress)."""
+    run = functools.partial(
+        drain_async,
+        queue,
+        catalog,
+        connection,
+        settings,
+        watch_signals=True,
+        max_download_bytes=max_download_bytes,
+        progress=progress,
+    )
+    return anyio.run(run)
 
 
 #: The signals that stop a run gracefully: Ctrl-C, ``kill``, and a closed terminal or ssh
@@ -136,7 +148,9 @@ STOP_SIGNALS = tuple(
 )
 
 
-async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
+async def stop_on_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
+    """Set ``stop`` on the first of :data:`STOP_SIGNALS`, exit the process on a second one
+    (after a SIGHUP, with the terminal detached first); the main thread only."""
     with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async for received in signals:
             if stop.is_set():

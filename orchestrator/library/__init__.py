@@ -9,6 +9,7 @@ its ``problems`` name the file, line, job and field of each mistake.
 from __future__ import annotations
 
 from orchestrator.engine.runner import Connection as Connection
+from orchestrator.engine.runner import drain_async as drain_async
 from orchestrator.library.api import enqueue as enqueue
 from orchestrator.library.api import plan as plan
 from orchestrator.library.api import validate as validate
@@ -25,7 +26,6 @@ from orchestrator.library.results import Plan as Plan
 from orchestrator.library.results import RunResult as RunResult
 from orchestrator.library.results import Status as Status
 from orchestrator.library.results import Validation as Validation
-from orchestrator.library.running import drain_async as drain_async
 from orchestrator.library.running import run as run
 from orchestrator.library.running import run_async as run_async
 from orchestrator.library.settings import RunOptions as RunOptions

@@ -15,7 +15,6 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -23,11 +22,8 @@ import structlog
 
 from orchestrator.api import RunComfyClient
 from orchestrator.catalog import Catalog
-from orchestrator.engine.download import DEFAULT_MAX_BYTES, Downloader
-from orchestrator.engine.pool import Engine, EngineReport
 from orchestrator.engine.prices import Pricing, price_unpriced
-from orchestrator.engine.runner import Connection
-from orchestrator.engine.settings import EngineSettings
+from orchestrator.engine.runner import Connection, drain_async
 from orchestrator.library.batch import Api, Batch, BatchLike, Checked, Db, as_batch, db_of
 from orchestrator.library.checking import remember, writable_store
 from orchestrator.library.loops import loop_running, off_the_loop
@@ -44,48 +40,34 @@ from orchestrator.store.work import WorkQueue
 if TYPE_CHECKING:
     from typing import TextIO
 
-    from orchestrator.engine.progress import ProgressReporter
+
+#: How :func:`unpriced_problem` tells a Python caller to give a price table.
+PRICE_TABLE_HINT = "a price table"
 
 
-async def drain_async(
-    queue: WorkQueue,
-    catalog: Catalog,
-    connection: Connection,
-    settings: EngineSettings,
-    *,
-    stop: anyio.Event | None = None,
-    watch_signals: bool = False,
-    max_download_bytes: int | None = None,
-    progress: ProgressReporter | None = None,
-) -> EngineReport:
-    """Run the engine until the work is done or ``stop`` is set, on the current loop.
-
-    ``watch_signals`` (the main thread only) stops it on SIGINT, SIGTERM or SIGHUP as the
-    command line does: the first one stops new submissions and lets in-progress writes
-    finish, a second one exits the process at once. Cancelling the awaiting task stops it
-    too; every write is its own transaction, so the store stays consistent either way.
-    """
+async def price_jobs(
+    queue: WorkQueue, catalog: Catalog, connection: Connection, batch: str | None
+) -> Pricing:
+    """Price every job of ``batch`` (every batch when None) that a spend cap may let
+    through, asking the API where the table and the catalog have no price (see
+    :mod:`orchestrator.engine.prices`); what is still unpriced is in the result."""
     register_secret(connection.token)
-    stop = stop or anyio.Event()
-    api_host = urlsplit(connection.api_base).hostname or ""
-    trusted = [api_host, *connection.trusted_hosts]
-    cap = DEFAULT_MAX_BYTES if max_download_bytes is None else max_download_bytes
-    async with (
-        RunComfyClient(connection.api_base, token=connection.token) as api,
-        Downloader(
-            trusted_hosts=trusted, max_bytes=cap, max_connections=settings.max_downloads
-        ) as downloader,
-        anyio.create_task_group() as group,
-    ):
-        if watch_signals:
-            from orchestrator.engine.runner import _watch_signals
+    async with RunComfyClient(connection.api_base, token=connection.token) as api:
+        return await price_unpriced(PriceBook(queue), api, catalog, batch)
 
-            group.start_soon(_watch_signals, stop, group.cancel_scope)
-        if progress is not None:
-            group.start_soon(progress.run)
-        report = await Engine(queue, api, downloader, catalog, settings).run(stop)
-        group.cancel_scope.cancel()
-    return report
+
+def unpriced_problem(unpriced: list[str], hint: str = PRICE_TABLE_HINT) -> Problem:
+    """Why a capped run cannot start: ``unpriced`` models have no price; ``hint`` names how
+    to give one (the command line says ``--prices FILE``)."""
+    return Problem(
+        "a spend cap is set, but no price is known for "
+        + ", ".join(unpriced)
+        + ": the price table has none, RunComfy's catalog (GET /v1/models/{id}) gives "
+        f"none, and RunComfy has billed no job of them yet. Pass {hint} (YAML: model id "
+        "-> USD per second of video; see manifests/prices.example.yaml), or run without a "
+        "cap. Nothing was submitted.",
+        field="max_spend",
+    )
 
 
 async def prices_for_cap(
@@ -94,24 +76,9 @@ async def prices_for_cap(
     """Under a spend cap every job that may be submitted needs a price before the first
     submit (see :mod:`orchestrator.engine.prices`); an :class:`InputError` when a model
     has none."""
-    register_secret(connection.token)
-    async with RunComfyClient(connection.api_base, token=connection.token) as api:
-        pricing = await price_unpriced(PriceBook(queue), api, catalog, batch)
+    pricing = await price_jobs(queue, catalog, connection, batch)
     if pricing.unpriced:
-        raise InputError(
-            [
-                Problem(
-                    "a spend cap is set, but no price is known for "
-                    + ", ".join(pricing.unpriced)
-                    + ": the price table has none, RunComfy's catalog (GET /v1/models/{id}) "
-                    "gives none, and RunComfy has billed no job of them yet. Pass a price "
-                    "table (YAML: model id -> USD per second of video; see "
-                    "manifests/prices.example.yaml), or run without a cap. Nothing was "
-                    "submitted.",
-                    field="max_spend",
-                )
-            ]
-        )
+        raise InputError([unpriced_problem(pricing.unpriced)])
     return pricing
 
 
