@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import nullcontext
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 import click
@@ -27,25 +26,14 @@ from orchestrator.cli.options import (
     live_catalog_options,
     option,
 )
-from orchestrator.defaults import DEFAULT_API_BASE, DEFAULT_CATALOG_TTL, TOKEN_VARIABLES
+from orchestrator.defaults import TOKEN_VARIABLES
 
 if TYPE_CHECKING:
-    import httpx
-
     from orchestrator.cli.base import Session
+    from orchestrator.engine.runner import Connection
+    from orchestrator.library.checking import CatalogOptions
     from orchestrator.livecatalog import LiveCatalog
     from orchestrator.store import Store
-
-
-@dataclass(frozen=True)
-class CatalogOptions:
-    """Where a command's catalog comes from (``--catalog``, ``--offline``,
-    ``--catalog-ttl``, ``--api-base``)."""
-
-    catalog: str | None = None
-    offline: bool = False
-    ttl: float = DEFAULT_CATALOG_TTL
-    api_base: str = DEFAULT_API_BASE
 
 
 def environment_token() -> str | None:
@@ -60,52 +48,29 @@ def environment_token() -> str | None:
     return None
 
 
+def environment_connection(api_base: str) -> Connection:
+    """The API at ``api_base`` with the environment's token ("" when there is none: the
+    catalog is then read offline)."""
+    from orchestrator.engine.runner import Connection
+
+    return Connection(api_base, environment_token() or "")
+
+
 def live_catalog(
     options: CatalogOptions,
     store: Store | None,
+    connection: Connection,
     *,
-    api_base: str | None = None,
-    token: str | None = None,
     ttl: float | None = None,
     refresh: bool = False,
-    transport: httpx.AsyncBaseTransport | None = None,
 ) -> LiveCatalog:
-    """The catalog for a command: the API at ``api_base`` (default ``--api-base``) with
-    ``token`` (default the environment's), unless ``--offline``; the store's cache when a
-    store is given."""
-    from orchestrator.livecatalog import ApiFetcher, Fetcher, open_catalog
-    from orchestrator.store.catalog import CatalogCache
+    """The catalog for a command: the API of ``connection`` unless ``--offline``; the
+    store's cache when a store is given (the library's, offline saying ``--offline``)."""
+    from orchestrator.library.checking import catalog_for
 
-    base = api_base or options.api_base
-    token = token or environment_token()
-    fetcher: Fetcher | None = None
-    reason = "no API token (set RUNCOMFY_API_TOKEN for RunComfy's live catalog)"
-    if options.offline:
-        reason = "--offline"
-    elif token:
-        fetcher = ApiFetcher(base, token, transport=transport)
-    cache = CatalogCache(store, api_host(base)) if store is not None else None
-    return open_catalog(
-        user_dir=options.catalog,
-        fetcher=fetcher,
-        cache=cache,
-        ttl=options.ttl if ttl is None else ttl,
-        refresh=refresh,
-        offline_reason=reason,
+    return catalog_for(
+        store, connection, options, ttl=ttl, refresh=refresh, offline_reason="--offline"
     )
-
-
-def remember(live: LiveCatalog, store: Store, api_base: str) -> int:
-    """Cache what ``live`` fetched in ``store`` (after the store exists)."""
-    from orchestrator.store.catalog import CatalogCache
-
-    return live.save_fetched(CatalogCache(store, api_host(api_base)))
-
-
-def api_host(api_base: str) -> str:
-    import httpx
-
-    return httpx.URL(api_base).host or api_base
 
 
 def show_sources(live: LiveCatalog, model_ids: list[str], out: TextIO) -> None:
@@ -161,6 +126,7 @@ def models(
     image-to-video."""
     from datetime import UTC, datetime
 
+    from orchestrator.library.checking import CatalogOptions, remember
     from orchestrator.store import Store
     from orchestrator.store.database import store_exists
     from orchestrator.views_catalog import print_models
@@ -176,16 +142,17 @@ def models(
         return EXIT_USAGE
     if remote:
         return _remote(api_base, search, as_json, out)
-    options = CatalogOptions(catalog, offline, catalog_ttl, api_base)
+    options = CatalogOptions(catalog_dir=catalog, offline=offline, catalog_ttl=catalog_ttl)
+    connection = environment_connection(api_base)
     # Only --refresh writes (and so may create the store); a listing reads what is there.
     store = Store.open(db) if refresh or store_exists(db) else None
     with store if store is not None else nullcontext():
-        live = live_catalog(options, store, refresh=refresh)
+        live = live_catalog(options, store, connection, refresh=refresh)
         cached = {entry.model_id for entry in live.cache.load_all()} if live.cache else set()
         for model_id in sorted({m.model_id for m in live} | cached):
             live.get(model_id)
         if store is not None:
-            remember(live, store, api_base)
+            remember(live, store, connection)
         print_models(live, out, as_json=as_json, now=datetime.now(UTC))
     if live.offline_reason and refresh:
         print(f"error: {live.offline_reason}", file=sys.stderr)

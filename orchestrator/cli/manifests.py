@@ -3,29 +3,31 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from orchestrator.cli.base import command
-from orchestrator.cli.catalog import CatalogOptions, live_catalog, remember, show_sources
+from orchestrator.cli.catalog import environment_connection, live_catalog, show_sources
 from orchestrator.cli.catalog import sources_json as _sources_json
 from orchestrator.cli.exits import EXIT_OK
 from orchestrator.cli.options import api_base_option, flag, manifest_options
 from orchestrator.cli.stores import store_if_any
+from orchestrator.defaults import DEFAULT_API_BASE
 
 if TYPE_CHECKING:
     from orchestrator.catalog import Catalog
     from orchestrator.cli.base import Session
+    from orchestrator.engine.runner import Connection
+    from orchestrator.library.checking import CatalogOptions
     from orchestrator.livecatalog import LiveCatalog
     from orchestrator.manifest import Expansion
-    from orchestrator.media import ImageInfo
     from orchestrator.store import Store
 
 
@@ -37,68 +39,47 @@ class ManifestOptions:
     db: str
     as_json: bool
     out: str | None
-    prices: str | None
-    probe_urls: bool
-    allow_unknown_model: bool
+    api_base: str
     catalog: CatalogOptions
+    """``--catalog``, ``--prices``, ``--offline``, ``--catalog-ttl``, ``--probe-urls``,
+    ``--allow-unknown-model``, as the library takes them."""
 
     @classmethod
     def of(cls, params: dict[str, Any]) -> ManifestOptions:
         """From a command's parameters (what is not a manifest option is left for it)."""
+        from orchestrator.library.checking import CatalogOptions
+
         return cls(
             manifest=params["manifest"],
             db=params["db"],
             as_json=params["as_json"],
             out=params["out"],
-            prices=params["prices"],
-            probe_urls=params["probe_urls"],
-            allow_unknown_model=params["allow_unknown_model"],
+            api_base=params.get("api_base") or DEFAULT_API_BASE,
             catalog=CatalogOptions(
-                catalog=params["catalog"],
+                catalog_dir=params["catalog"],
+                prices=params["prices"] or None,
                 offline=params["offline"],
-                ttl=params["catalog_ttl"],
-                api_base=params.get("api_base") or CatalogOptions.api_base,
+                catalog_ttl=params["catalog_ttl"],
+                probe_urls=params["probe_urls"],
+                allow_unknown_model=params["allow_unknown_model"],
             ),
         )
+
+    @property
+    def prices(self) -> str | None:
+        """``--prices FILE``."""
+        prices = self.catalog.prices
+        return None if prices is None else str(prices)
 
 
 def expand(options: ManifestOptions, catalog: Catalog) -> Expansion:
     """Read and check the manifest against ``catalog``, and check the output side, before
-    anything is stored or paid for."""
-    from orchestrator.catalog import PriceTable
-    from orchestrator.catalog.pricing import load_price_file
+    anything is stored or paid for (the library's :func:`expand_checked`)."""
+    from orchestrator.library.checking import expand_checked
     from orchestrator.manifest import load_manifest
-    from orchestrator.outputs.preflight import check_outputs, estimate_batch_bytes
-    from orchestrator.planning import output_root
-    from orchestrator.problems import InputError
 
-    prices = PriceTable()
-    if options.prices:
-        prices = PriceTable(load_price_file(Path(options.prices)))
-    probe: Callable[[str], ImageInfo] | None = None
-    if options.probe_urls:
-        from orchestrator.media.remote import probe_url
-
-        probe = probe_url
-    expansion = load_manifest(
-        options.manifest,
-        catalog=catalog,
-        prices=prices,
-        probe_url=probe,
-        allow_unknown_model=options.allow_unknown_model,
-    )
-    # The output side, before anything is stored or paid for: names and paths that fit the
-    # file system, a writable folder, and a warning when the free space looks short.
-    preflight = check_outputs(
-        output_root(expansion, options.out),
-        expansion.jobs,
-        estimated_bytes=estimate_batch_bytes(expansion.jobs, catalog),
-        source=expansion.settings.manifest_path,
-    )
-    if preflight.problems:
-        raise InputError(preflight.problems)
-    expansion.warnings.extend(preflight.warnings)
-    return expansion
+    load = functools.partial(load_manifest, options.manifest)
+    return expand_checked(load, catalog, options.catalog, options.out)
 
 
 def sources_json(live: LiveCatalog, expansion: Expansion) -> list[dict[str, Any]]:
@@ -116,7 +97,7 @@ def validate(session: Session, /, **params: Any) -> int:
     options, out = ManifestOptions.of(params), session.out
     # Reads the store's cache when there is one, and never writes (nothing is stored).
     with store_if_any(options.db) as store:
-        live = live_catalog(options.catalog, store)
+        live = live_catalog(options.catalog, store, environment_connection(options.api_base))
         expansion = expand(options, live)
     by_model = expansion.by_model()
     if options.as_json:
@@ -162,9 +143,10 @@ def plan(session: Session, /, list_all: bool, **params: Any) -> int:
 
     options, out = ManifestOptions.of(params), session.out
     states: dict[str, str] = {}
+    connection = environment_connection(options.api_base)
     with store_if_any(options.db) as store:
-        live = live_catalog(options.catalog, store)
-        with _remembered(live, store, options.catalog.api_base):
+        live = live_catalog(options.catalog, store, connection)
+        with _remembered(live, store, connection):
             expansion = expand(options, live)
         if store is not None:
             states = {k: v.value for k, v in store.states_by_key(expansion.settings.batch).items()}
@@ -195,14 +177,16 @@ def enqueue(session: Session, /, **params: Any) -> int:
     from orchestrator.store import Store
 
     options, out = ManifestOptions.of(params), session.out
-    api_base = options.catalog.api_base
+    from orchestrator.library.checking import remember
+
+    connection = environment_connection(options.api_base)
     with store_if_any(options.db) as existing:
-        live = live_catalog(options.catalog, existing)
-        with _remembered(live, existing, api_base):
+        live = live_catalog(options.catalog, existing, connection)
+        with _remembered(live, existing, connection):
             expansion = expand(options, live)
     root = output_root(expansion, options.out)
     with Store.open(options.db) as store:
-        remember(live, store, api_base)
+        remember(live, store, connection)
         kept_root = stored_output_root(store, expansion.settings.batch)
         result = add_jobs(store, expansion, root)
     if kept_root is not None and kept_root != str(root):
@@ -235,14 +219,16 @@ def enqueue(session: Session, /, **params: Any) -> int:
 
 
 @contextmanager
-def _remembered(live: LiveCatalog, store: Store | None, api_base: str) -> Iterator[None]:
+def _remembered(live: LiveCatalog, store: Store | None, connection: Connection) -> Iterator[None]:
     """Cache what was fetched once the block ends, even when the manifest was refused: the
     entries are the API's, whatever the manifest says."""
+    from orchestrator.library.checking import remember
+
     try:
         yield
     finally:
         if store is not None:
-            remember(live, store, api_base)
+            remember(live, store, connection)
 
 
 COMMANDS = [validate, plan, enqueue]

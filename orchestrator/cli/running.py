@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 import click
 
 from orchestrator.cli.base import command
-from orchestrator.cli.catalog import live_catalog, remember, show_sources
+from orchestrator.cli.catalog import live_catalog, show_sources
 from orchestrator.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from orchestrator.cli.hints import hinted, rerun_command
 from orchestrator.cli.manifests import ManifestOptions, expand
@@ -120,6 +120,7 @@ def run(session: Session, /, **params: Any) -> int:
     with --simulate, whose catalog is always asked afresh) before anything is stored.
     """
     from orchestrator.engine.runner import MissingToken
+    from orchestrator.library.checking import remember
     from orchestrator.store import Store
     from orchestrator.store.database import store_exists
 
@@ -129,18 +130,12 @@ def run(session: Session, /, **params: Any) -> int:
         with _connection(options) as connection:
             existing = Store.open(options.db) if store_exists(options.db) else None
             with existing if existing is not None else nullcontext():
-                live = live_catalog(
-                    manifest.catalog,
-                    existing,
-                    api_base=connection.api_base,
-                    token=connection.token,
-                    ttl=ttl,
-                )
+                live = live_catalog(manifest.catalog, existing, connection, ttl=ttl)
                 try:
                     expansion = expand(manifest, live)
                 finally:  # what the API said holds whatever the manifest says
                     if existing is not None:
-                        remember(live, existing, connection.api_base)
+                        remember(live, existing, connection)
             return _run_expanded(manifest, options, session.out, expansion, live, connection)
     except (MissingToken, Unpriced) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -156,6 +151,7 @@ def _run_expanded(
     connection: Connection,
 ) -> int:
     from orchestrator.engine.runner import drain
+    from orchestrator.library.checking import remember
     from orchestrator.logs import configure_logging
     from orchestrator.planning import enqueue, output_root, stored_output_root
     from orchestrator.store import Store
@@ -169,7 +165,7 @@ def _run_expanded(
         limits = replace(expansion.settings.limits, max_spend=settings.max_spend)
         expansion = replace(expansion, settings=replace(expansion.settings, limits=limits))
     with Store.open(options.db) as store:
-        remember(live, store, connection.api_base)
+        remember(live, store, connection)
         show_sources(live, list(expansion.by_model()), out)
         result = enqueue(store, expansion, root)
         out.write(f"batch {batch!r}: {result.added} new job(s), {result.existing} already stored\n")
@@ -235,6 +231,7 @@ def work(
 ) -> int:
     """Drain whatever is queued (every batch, or --batch)."""
     from orchestrator.engine.runner import MissingToken, drain
+    from orchestrator.library.checking import api_host
     from orchestrator.livecatalog import cached_catalog
     from orchestrator.planning import stored_settings
     from orchestrator.store.catalog import CatalogCache
@@ -248,8 +245,6 @@ def work(
             settings = options.settings(batch, stored)
             progress = progress_for(options, store, batch)
             # What the batch was validated against: the cache of this API, the files.
-            from orchestrator.cli.catalog import api_host
-
             cache = CatalogCache(store, api_host(connection.api_base))
             known = cached_catalog(catalog, cache)
             _price_for_cap(store, batch, settings, connection, known, session.out)

@@ -17,6 +17,7 @@ import httpx
 
 from orchestrator.catalog import Catalog, CatalogError, Price, PriceTable
 from orchestrator.catalog.pricing import load_price_file
+from orchestrator.defaults import DEFAULT_CATALOG_TTL
 from orchestrator.engine.runner import Connection
 from orchestrator.livecatalog import ApiFetcher, Fetcher, LiveCatalog, open_catalog
 from orchestrator.manifest import Expansion
@@ -28,8 +29,6 @@ from orchestrator.store import Store
 from orchestrator.store.catalog import CatalogCache
 from orchestrator.store.database import store_exists
 
-#: Seconds a cached catalog entry is used before the API is asked again (a day).
-DEFAULT_CATALOG_TTL = 86_400.0
 NO_TOKEN = "no API token (set RUNCOMFY_API_TOKEN for RunComfy's live catalog)"
 
 
@@ -56,6 +55,37 @@ def api_host(api_base: str) -> str:
     return httpx.URL(api_base).host or api_base
 
 
+def catalog_for(
+    store: Store | None,
+    connection: Connection | None,
+    options: CatalogOptions,
+    *,
+    ttl: float | None = None,
+    refresh: bool = False,
+    offline_reason: str = "offline",
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> LiveCatalog:
+    """:func:`open_live_catalog` as the command line uses it: ``refresh`` fetches every
+    model asked for now, ``offline_reason`` is what an offline catalog says it is when
+    ``options.offline``, and a bad catalog folder is a :class:`CatalogError`."""
+    fetcher: Fetcher | None = None
+    reason = NO_TOKEN
+    if options.offline:
+        reason = offline_reason
+    elif connection is not None and connection.token:
+        fetcher = ApiFetcher(connection.api_base, connection.token, transport=transport)
+    base = connection.api_base if connection is not None else None
+    cache = CatalogCache(store, api_host(base)) if store is not None and base else None
+    return open_catalog(
+        user_dir=options.catalog_dir,
+        fetcher=fetcher,
+        cache=cache,
+        ttl=options.catalog_ttl if ttl is None else ttl,
+        refresh=refresh,
+        offline_reason=reason,
+    )
+
+
 def open_live_catalog(
     store: Store | None,
     connection: Connection | None,
@@ -66,26 +96,12 @@ def open_live_catalog(
 ) -> LiveCatalog:
     """The catalog a batch is checked against: the API of ``connection`` (unless offline or
     without one), the store's cache of that API when a store is given, the shipped files."""
-    fetcher: Fetcher | None = None
-    reason = NO_TOKEN
-    if options.offline:
-        reason = "offline"
-    elif connection is not None and connection.token:
-        fetcher = ApiFetcher(connection.api_base, connection.token, transport=transport)
-    base = connection.api_base if connection is not None else None
-    cache = CatalogCache(store, api_host(base)) if store is not None and base else None
     if not options.catalog_ttl >= 0:
         raise InputError(
             [Problem("must be 0 or more seconds", file="<options>", field="catalog_ttl")]
         )
     try:
-        return open_catalog(
-            user_dir=options.catalog_dir,
-            fetcher=fetcher,
-            cache=cache,
-            ttl=options.catalog_ttl if ttl is None else ttl,
-            offline_reason=reason,
-        )
+        return catalog_for(store, connection, options, ttl=ttl, transport=transport)
     except CatalogError as exc:
         raise InputError([Problem(str(exc), file=str(options.catalog_dir))]) from exc
 
