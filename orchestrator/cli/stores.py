@@ -4,7 +4,7 @@ and the batch or model a command names checked against what it holds."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,39 +34,34 @@ def no_store_message(db: str, folder: Path | None = None) -> str:
 @contextmanager
 def existing_store(db: str) -> Iterator[Store]:
     """The store at ``db``; :class:`CommandError` (exit 2) when there is none: a command
-    that reads never creates an empty store."""
-    from orchestrator.store import Store
-    from orchestrator.store.database import store_exists
+    that reads never creates an empty store (the library's ``open_existing``)."""
+    from orchestrator.library.reading import NoStore, open_existing
 
-    if not store_exists(db):
-        raise CommandError(no_store_message(db))
-    with Store.open(db) as store:
+    with ExitStack() as stack:
+        try:
+            store = stack.enter_context(open_existing(db))
+        except NoStore:
+            raise CommandError(no_store_message(db)) from None
         yield store
 
 
-@contextmanager
-def store_if_any(db: str) -> Iterator[Store | None]:
+def store_if_any(db: str) -> AbstractContextManager[Store | None]:
     """The store when it exists already (read for its catalog cache), else None."""
-    from orchestrator.store import Store
-    from orchestrator.store.database import store_exists
+    from orchestrator.library.checking import existing_store as store_or_none
 
-    if not store_exists(db):
-        yield None
-        return
-    with Store.open(db) as store:
-        yield store
+    return store_or_none(db)
 
 
 def check_batch(store: Store, batch: str | None, db: str) -> None:
     """Nothing when ``batch`` is None or stored; else :class:`CommandError` (exit 2) that
-    lists the batches the store holds."""
-    if batch is None:
-        return
-    names = [view.name for view in store.batches()]
-    if batch in names:
-        return
-    known = ", ".join(names) if names else "none yet"
-    raise CommandError(f"no batch {batch!r} in {db}; its batches: {known}")
+    lists the batches the store holds (the library's ``known_batch``)."""
+    from orchestrator.library.reading import UnknownBatch, known_batch
+
+    try:
+        known_batch(store, batch)
+    except UnknownBatch as exc:
+        known = ", ".join(exc.names) if exc.names else "none yet"
+        raise CommandError(f"no batch {batch!r} in {db}; its batches: {known}") from None
 
 
 def resolve_model(store: Store, batch: str | None, wanted: str, catalog_dir: str | None) -> str:

@@ -31,41 +31,55 @@ if TYPE_CHECKING:
 ExportFormat = Literal["jsonl", "csv", "hf"]
 
 
+class NoStore(InputError):
+    """No store at ``path``: what only reads never creates one."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__([Problem(f"no store at {path}: enqueue or run a batch first", field="db")])
+
+
+class UnknownBatch(InputError):
+    """A batch the store does not hold; ``names`` are the ones it does."""
+
+    def __init__(self, batch: str, names: list[str]) -> None:
+        self.batch, self.names = batch, names
+        near = closest(batch, names)
+        super().__init__(
+            [
+                Problem(
+                    f"no batch {show_value(batch)} in this store; it holds: "
+                    + (", ".join(names) if names else "no batch yet"),
+                    field="batch",
+                    hint=f"did you mean {near!r}?" if near else None,
+                )
+            ]
+        )
+
+
 @contextmanager
 def open_existing(db: Db) -> Iterator[Store]:
-    """The store at ``db`` (never created here); one given open stays open."""
+    """The store at ``db`` (never created here; :class:`NoStore` when there is none); one
+    given open stays open."""
     target = db_of(db)
     if isinstance(target, Store):
         yield target
         return
     assert target is not None
     if not store_exists(target):
-        raise InputError(
-            [Problem(f"no store at {target}: enqueue or run a batch first", field="db")]
-        )
+        raise NoStore(target)
     with Store.open(target) as store:
         yield store
 
 
 def known_batch(store: Store, batch: str | None) -> None:
-    """Nothing when ``batch`` is None or stored; else an :class:`InputError` listing the
+    """Nothing when ``batch`` is None or stored; else :class:`UnknownBatch`, listing the
     batches the store holds."""
     if batch is None:
         return
     names = [view.name for view in store.batches()]
-    if batch in names:
-        return
-    near = closest(batch, names)
-    raise InputError(
-        [
-            Problem(
-                f"no batch {show_value(batch)} in this store; it holds: "
-                + (", ".join(names) if names else "no batch yet"),
-                field="batch",
-                hint=f"did you mean {near!r}?" if near else None,
-            )
-        ]
-    )
+    if batch not in names:
+        raise UnknownBatch(batch, names)
 
 
 def status(db: Db, batch: str | None = None) -> Status:
