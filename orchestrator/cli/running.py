@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
@@ -152,6 +152,7 @@ def _run_expanded(
 ) -> int:
     from orchestrator.engine.runner import drain
     from orchestrator.library.checking import remember
+    from orchestrator.library.settings import with_spend_cap
     from orchestrator.logs import configure_logging
     from orchestrator.planning import enqueue, output_root, stored_output_root
     from orchestrator.store import Store
@@ -160,10 +161,7 @@ def _run_expanded(
     root = output_root(expansion, manifest.out)
     batch = expansion.settings.batch
     settings = options.settings(batch, expansion.settings)
-    if settings.max_spend != expansion.settings.limits.max_spend:
-        # --max-spend is stored with the batch: every worker draining it holds it too.
-        limits = replace(expansion.settings.limits, max_spend=settings.max_spend)
-        expansion = replace(expansion, settings=replace(expansion.settings, limits=limits))
+    expansion = with_spend_cap(expansion, settings.max_spend)  # --max-spend
     with Store.open(options.db) as store:
         remember(live, store, connection)
         show_sources(live, list(expansion.by_model()), out)
@@ -325,12 +323,10 @@ def _finish(
 
 def _write_report(store: Store, batch: str) -> None:
     """Refresh the batch's review page; a report problem never fails a finished run."""
-    from orchestrator.outputs.report import write_report
+    from orchestrator.library.running import write_report_safely
 
-    try:
-        write_report(store, batch)
-    except Exception as exc:  # the videos and the store are what matter here
-        print(f"warning: the report could not be written: {exc}", file=sys.stderr)
+    for warning in write_report_safely(store, batch):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 COMMANDS = [run, work]

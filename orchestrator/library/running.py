@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +27,7 @@ from orchestrator.library.batch import Api, Batch, BatchLike, Checked, Db, as_ba
 from orchestrator.library.checking import remember, writable_store
 from orchestrator.library.loops import loop_running, off_the_loop
 from orchestrator.library.results import RunResult
-from orchestrator.library.settings import RunOptions, engine_settings
+from orchestrator.library.settings import RunOptions, engine_settings, with_spend_cap
 from orchestrator.library.simulation import Simulation
 from orchestrator.logs import configure_logging, register_secret
 from orchestrator.planning import enqueue, stored_output_root
@@ -107,10 +106,7 @@ async def run_async(
     expansion, live, connection = checked.expansion, checked.live, checked.connection
     name = expansion.settings.batch
     settings = engine_settings(name, expansion.settings, options, time_scale=time_scale)
-    if settings.max_spend != expansion.settings.limits.max_spend:
-        # The cap is stored with the batch: every worker draining it holds it too.
-        limits = replace(expansion.settings.limits, max_spend=settings.max_spend)
-        expansion = replace(expansion, settings=replace(expansion.settings, limits=limits))
+    expansion = with_spend_cap(expansion, settings.max_spend)
     root = batch.root(expansion)
     with writable_store(db_of(db) or "") as store:
 
@@ -135,7 +131,7 @@ async def run_async(
         report = await drain_async(
             queue, catalog, connection, settings, watch_signals=watch_signals, progress=reporter
         )
-        warnings = await anyio.to_thread.run_sync(_write_report, store, name)
+        warnings = await anyio.to_thread.run_sync(write_report_safely, store, name)
         counts = await anyio.to_thread.run_sync(store.counts, name)
     return RunResult(
         batch=name,
@@ -191,8 +187,9 @@ def _checked_for_a_run(batch: Batch, db: Db, api: Api) -> Checked:
         return checked
 
 
-def _write_report(store: Store, batch: str) -> list[str]:
-    """Refresh the batch's review page; a report problem never fails a finished run."""
+def write_report_safely(store: Store, batch: str) -> list[str]:
+    """Refresh the batch's review page; a report problem never fails a finished run (it
+    is returned, as a warning to show)."""
     from orchestrator.outputs.report import write_report
 
     try:

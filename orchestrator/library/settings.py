@@ -26,7 +26,7 @@ from orchestrator.defaults import DEFAULT_FETCH_PATIENCE
 from orchestrator.engine.decisions import PollPolicy
 from orchestrator.engine.paidwork import FetchPolicy
 from orchestrator.engine.settings import EngineSettings
-from orchestrator.manifest import BatchSettings
+from orchestrator.manifest import BatchSettings, Expansion
 from orchestrator.problems import InputError, Problem, show_value
 
 #: Where an option's problem says it was given.
@@ -129,3 +129,12 @@ def engine_settings(
         cancel_on_exit=options.cancel_on_exit,
         lease_seconds=lease or 60.0,
     )
+
+
+def with_spend_cap(expansion: Expansion, max_spend: float | None) -> Expansion:
+    """``expansion`` with ``max_spend`` as its batch's cap: the cap is stored with the
+    batch, so every worker draining it holds it too."""
+    if max_spend == expansion.settings.limits.max_spend:
+        return expansion
+    limits = replace(expansion.settings.limits, max_spend=max_spend)
+    return replace(expansion, settings=replace(expansion.settings, limits=limits))
