@@ -25,10 +25,11 @@ from orchestrator.cli.options import (
     json_option,
     option,
 )
-from orchestrator.cli.stores import check_batch, existing_store
+from orchestrator.cli.stores import said_as_usage
 
 if TYPE_CHECKING:
     from orchestrator.cli.base import Session
+    from orchestrator.problems import InputError
 
 Format = Literal["jsonl", "csv", "hf"]
 
@@ -92,18 +93,16 @@ def export(
 
     With --out DIR: DIR/BATCH/export.jsonl (or .csv), or the videofolder DIR/BATCH-hf.
     """
-    from orchestrator.catalog import load_catalog
-    from orchestrator.outputs.export import ExportError, export_batch
+    from orchestrator.library.reading import export as export_batch
+    from orchestrator.problems import InputError
 
     name = f"{batch}-hf" if fmt == "hf" else f"{batch}/export.{fmt}"
     target = _destination(out, dest, name)
     try:
-        with existing_store(db) as store:
-            check_batch(store, batch, db)
-            result = export_batch(store, batch, cast(Format, fmt), target, load_catalog(catalog))
-    except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        with said_as_usage(db):
+            result = export_batch(db, batch, cast(Format, fmt), dest=target, catalog_dir=catalog)
+    except InputError as exc:  # the export's own refusal (a folder in the way, ...)
+        return _refused(exc)
     stream = session.out
     if as_json:
         json.dump(
@@ -133,16 +132,16 @@ def report(
     session: Session, /, db: str, as_json: bool, batch: str, out: str | None, dest: str | None
 ) -> int:
     """Write the batch's static HTML review page (default: <videos>/<batch>/report.html)."""
-    from orchestrator.outputs.report import REPORT_NAME, ReportError, write_report
+    from orchestrator.library.reading import report as write_report
+    from orchestrator.outputs.report import REPORT_NAME
+    from orchestrator.problems import InputError
 
     target = _destination(out, dest, f"{batch}/{REPORT_NAME}")
     try:
-        with existing_store(db) as store:
-            check_batch(store, batch, db)
-            result = write_report(store, batch, target)
-    except ReportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        with said_as_usage(db):
+            result = write_report(db, batch, dest=target)
+    except InputError as exc:  # the report's own refusal (a folder in the way, ...)
+        return _refused(exc)
     stream = session.out
     if as_json:
         json.dump(
@@ -155,6 +154,13 @@ def report(
             f"report: {result.path} ({result.videos} video(s), {result.failures} failure(s))\n"
         )
     return EXIT_OK
+
+
+def _refused(exc: InputError) -> int:
+    """Exit 2, each problem said in an ``error:`` line."""
+    for problem in exc.problems:
+        print(f"error: {problem.message}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 COMMANDS = [export, report]

@@ -35,13 +35,11 @@ def no_store_message(db: str, folder: Path | None = None) -> str:
 def existing_store(db: str) -> Iterator[Store]:
     """The store at ``db``; :class:`CommandError` (exit 2) when there is none: a command
     that reads never creates an empty store (the library's ``open_existing``)."""
-    from orchestrator.library.reading import NoStore, open_existing
+    from orchestrator.library.reading import open_existing
 
     with ExitStack() as stack:
-        try:
+        with said_as_usage(db):
             store = stack.enter_context(open_existing(db))
-        except NoStore:
-            raise CommandError(no_store_message(db)) from None
         yield store
 
 
@@ -55,13 +53,25 @@ def store_if_any(db: str) -> AbstractContextManager[Store | None]:
 def check_batch(store: Store, batch: str | None, db: str) -> None:
     """Nothing when ``batch`` is None or stored; else :class:`CommandError` (exit 2) that
     lists the batches the store holds (the library's ``known_batch``)."""
-    from orchestrator.library.reading import UnknownBatch, known_batch
+    from orchestrator.library.reading import known_batch
+
+    with said_as_usage(db):
+        known_batch(store, batch)
+
+
+@contextmanager
+def said_as_usage(db: str) -> Iterator[None]:
+    """The library's "no store" and "no such batch" as the command line says them: a
+    :class:`CommandError` (exit 2) naming the stores here, or the batches of the store."""
+    from orchestrator.library.reading import NoStore, UnknownBatch
 
     try:
-        known_batch(store, batch)
+        yield
+    except NoStore:
+        raise CommandError(no_store_message(db)) from None
     except UnknownBatch as exc:
         known = ", ".join(exc.names) if exc.names else "none yet"
-        raise CommandError(f"no batch {batch!r} in {db}; its batches: {known}") from None
+        raise CommandError(f"no batch {exc.batch!r} in {db}; its batches: {known}") from None
 
 
 def resolve_model(store: Store, batch: str | None, wanted: str, catalog_dir: str | None) -> str:
