@@ -37,15 +37,12 @@ def _states() -> list[str]:
 @click.pass_obj
 def status(session: Session, /, db: str, as_json: bool, batch: str | None) -> int:
     """Counts by state and spend, per batch."""
-    from orchestrator.planning import stored_settings
+    from orchestrator.library.reading import batch_cap
     from orchestrator.views import print_status
 
     with existing_store(db) as store:
         check_batch(store, batch, db)
-        cap = None
-        if batch is not None:
-            settings = stored_settings(store, batch)
-            cap = settings.limits.max_spend if settings is not None else None
+        cap = batch_cap(store, batch)
         fetch = work_command(batch, db) if batch is not None else None
         with hinted(session.out, db) as out:
             print_status(store, batch, out, as_json=as_json, cap=cap, fetch_command=fetch)
@@ -88,12 +85,13 @@ def jobs(
     catalog: str | None,
 ) -> int:
     """List jobs from the store."""
+    from orchestrator.library.reading import jobs as list_jobs
     from orchestrator.views import print_jobs
 
     with existing_store(db) as store:
         check_batch(store, batch, db)
         model_id = resolve_model(store, batch, model, catalog) if model else None
-        views = store.list_jobs(batch=batch, state=state, model=model_id, limit=limit)
+        views = list_jobs(store, batch, state=state, model=model_id, limit=limit)
     print_jobs(views, session.out, as_json=as_json)
     return EXIT_OK
 

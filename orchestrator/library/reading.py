@@ -82,15 +82,20 @@ def known_batch(store: Store, batch: str | None) -> None:
         raise UnknownBatch(batch, names)
 
 
+def batch_cap(store: Store, batch: str | None) -> float | None:
+    """The spend cap stored with ``batch`` (None for no cap, or no batch named)."""
+    if batch is None:
+        return None
+    settings = stored_settings(store, batch)
+    return settings.limits.max_spend if settings is not None else None
+
+
 def status(db: Db, batch: str | None = None) -> Status:
     """Counts by state, spend, cost per model and live workers, of ``batch`` or of every
     batch in the store."""
     with open_existing(db) as store:
         known_batch(store, batch)
-        cap = None
-        if batch is not None:
-            settings = stored_settings(store, batch)
-            cap = settings.limits.max_spend if settings is not None else None
+        cap = batch_cap(store, batch)
         return Status(
             batch=batch,
             counts=store.counts(batch),
