@@ -122,11 +122,12 @@ def count_duplicates(trial: Trial, ledger: dict[str, Any], db: sqlite3.Connectio
     a recorded re-roll (an attempt row of the same job) pays again on purpose."""
     attempts = dict(db.execute("select job_id, count(*) from attempts group by job_id"))
     owner: dict[str, int] = {}
-    for rid, job_id in db.execute(
-        "select request_id, job_id from attempts where request_id is not null"
-        " union select request_id, id from jobs where request_id is not null"
-    ):
-        owner[rid] = job_id
+    owner.update(
+        db.execute(
+            "select request_id, job_id from attempts where request_id is not null"
+            " union select request_id, id from jobs where request_id is not null"
+        )
+    )
     by_hash: dict[str, set[int]] = {}
     for rid, job in ledger["jobs"].items():
         if rid in owner:

@@ -26,11 +26,10 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from PIL import Image
 
@@ -39,6 +38,9 @@ from plan_enqueue import machine, write_section
 
 from orchestrator.simulator import SimulatorServer, load_profile
 from orchestrator.simulator.profile import Duration, FileOutage, Profile
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 START, END = "<!-- paid-soak:start -->", "<!-- paid-soak:end -->"
 TOKEN = "paid-soak-token-5c1e9a"

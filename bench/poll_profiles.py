@@ -23,10 +23,9 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from PIL import Image
@@ -46,6 +45,9 @@ from orchestrator.simulator.profile import ProfileError, parse_profile
 from orchestrator.simulator.timing import REFERENCE_CLIP_SECONDS
 from orchestrator.store import Store
 from orchestrator.store.work import WorkQueue
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 START, END = "<!-- bench:poll_profiles:start -->", "<!-- bench:poll_profiles:end -->"
 TOKEN = "bench-token"

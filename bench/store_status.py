@@ -15,13 +15,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from typing import TYPE_CHECKING
+
 from plan_enqueue import machine, write_section
 
 from orchestrator.store import NewJob, Store
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 START, END = "<!-- bench:store_status:start -->", "<!-- bench:store_status:end -->"
 BATCHES = 10

@@ -9,11 +9,15 @@ with ``orchestrator.store.database.alembic_config()``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from alembic import context
-from sqlalchemy import Connection
 
 from orchestrator.store.database import make_engine
 from orchestrator.store.tables import metadata
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 config = context.config
 target_metadata = metadata

@@ -15,14 +15,16 @@ import contextlib
 import json
 import re
 import sys
-from collections.abc import MutableMapping
-from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import structlog
 
 from orchestrator.redact import redact
 from orchestrator.redact import register_secret as register_secret
+
+if TYPE_CHECKING:
+    from collections.abc import MutableMapping
+    from pathlib import Path
 
 _DATA_URI = re.compile(r"data:[a-z]+/[a-z0-9.+-]+;base64,[A-Za-z0-9+/=]{16,}", re.I)
 
@@ -148,6 +150,8 @@ def configure_logging(
     processors.append(_console_only_info)
     structlog.configure(
         processors=[*processors, renderer],
-        logger_factory=structlog.PrintLoggerFactory(file=stream or cast(TextIO, _CurrentStderr())),
+        logger_factory=structlog.PrintLoggerFactory(
+            file=stream or cast("TextIO", _CurrentStderr())
+        ),
         cache_logger_on_first_use=False,
     )

@@ -7,13 +7,15 @@ and hashes, never image bytes).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.manifest import BatchSettings, Expansion, JobSpec
 from orchestrator.store import EnqueueResult, JobState, NewJob, Store
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 @dataclass

@@ -14,8 +14,11 @@ Every value a message shows goes through :func:`show_value`: input may hold a va
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 #: Characters of one value shown in a message (longer ones end in ``...``).
 SHOWN_CHARS = 80

@@ -6,17 +6,20 @@ Printing only: every number shown here was computed by the library.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from orchestrator.manifest import Expansion
-from orchestrator.planning import PlanSummary
-from orchestrator.problems import Problem
-from orchestrator.store import BatchView, JobView, Store
 from orchestrator.store.money import ModelCost, Money, any_cost, money
 from orchestrator.store.work import WorkQueue
 from orchestrator.store.workers import WorkerRegistry, WorkerView
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from orchestrator.manifest import Expansion
+    from orchestrator.planning import PlanSummary
+    from orchestrator.problems import Problem
+    from orchestrator.store import BatchView, JobView, Store
 
 PREVIEW_JOBS = 20
 

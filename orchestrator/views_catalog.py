@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from orchestrator.catalog import Catalog, ModelSpec
 from orchestrator.livecatalog import LiveCatalog
 from orchestrator.views import table
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from datetime import datetime
+
+    from orchestrator.catalog import Catalog, ModelSpec
 
 
 def price_text(model: ModelSpec) -> str:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from model_ids import PRO
@@ -32,6 +30,10 @@ from orchestrator.simulator.state import payload_hash
 from orchestrator.store import JobView, NewJob, Store
 from orchestrator.store.tables import ATTEMPTS
 from orchestrator.store.work import WorkQueue
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
+    from pathlib import Path
 
 TOKEN = "engine-test-token-8f3a"
 BATCH = "eng"

@@ -9,10 +9,9 @@ from __future__ import annotations
 import base64
 import io
 import ssl
-from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import av
@@ -21,6 +20,9 @@ from model_ids import DREAMINA, LITE, PRO, RUNWAY, V15
 from PIL import Image
 
 from orchestrator.simulator import ManualClock, Profile, SimulatorServer, parse_profile
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
 
 TOKEN = "sim-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -94,7 +96,8 @@ def assert_error(response: httpx.Response, status: int, code: int) -> dict[str, 
     body = response.json()
     assert set(body) == ERROR_KEYS
     assert body["error_code"] == code
-    assert isinstance(body["error_message"], str) and body["error_message"]
+    assert isinstance(body["error_message"], str)
+    assert body["error_message"]
     return dict(body)
 
 

@@ -101,7 +101,8 @@ async def test_submit_sends_the_body_to_the_model_path_with_the_bearer_token() -
     submitted, recorder = await submit_with(reply)
     assert submitted.request_id == RID
     assert submitted.result_url == f"{BASE}/v1/requests/{RID}/result"
-    assert submitted.cancel_url.endswith("/cancel") and submitted.status_url.endswith("/status")
+    assert submitted.cancel_url.endswith("/cancel")
+    assert submitted.status_url.endswith("/status")
     (request,) = recorder.requests
     assert request.method == "POST"
     # The model id travels raw, slashes and all.
@@ -115,7 +116,8 @@ async def test_submit_sends_the_body_to_the_model_path_with_the_bearer_token() -
 @pytest.mark.anyio
 async def test_a_202_with_a_request_id_is_accepted_too() -> None:
     submitted, _ = await submit_with(httpx.Response(202, json={"request_id": "req_1-x"}))
-    assert submitted.request_id == "req_1-x" and submitted.result_url is None
+    assert submitted.request_id == "req_1-x"
+    assert submitted.result_url is None
 
 
 @pytest.mark.parametrize(
@@ -146,7 +148,8 @@ async def test_a_2xx_without_a_valid_request_id_is_ambiguous(reply: httpx.Respon
 async def test_5xx_or_408_on_submit_is_ambiguous_but_transient_on_a_get(status: int) -> None:
     raised, _ = await submit_with(error(status, 500001, "Internal Error"))
     assert type(raised) is AmbiguousSubmission
-    assert raised.status == status and raised.code == 500001
+    assert raised.status == status
+    assert raised.code == 500001
     assert "the job may have been created" in str(raised)
     on_get = await status_with(error(status, 500001, "Internal Error"))
     assert type(on_get) is TransientError
@@ -266,7 +269,8 @@ async def test_404001_on_a_get_is_request_not_found() -> None:
     # A bare 404 on a GET is the same; on a submit it is an unknown model, not a lost request.
     assert type(await status_with(httpx.Response(404))) is RequestNotFound
     raised, _ = await submit_with(httpx.Response(404, json={"message": "model not found"}))
-    assert type(raised) is UnknownModel and isinstance(raised, PermanentError)
+    assert type(raised) is UnknownModel
+    assert isinstance(raised, PermanentError)
     assert "model not found" in str(raised)
 
 
@@ -312,7 +316,8 @@ async def test_a_200_carrying_an_error_code_is_an_error(
 ) -> None:
     raised, _ = await submit_with(httpx.Response(200, json={**body, "request_id": RID}))
     assert type(raised) is kind
-    assert raised.status == 200 and raised.code == body["error_code"]
+    assert raised.status == 200
+    assert raised.code == body["error_code"]
 
 
 @pytest.mark.anyio
@@ -387,7 +392,8 @@ async def test_status_parsing_and_the_request_path() -> None:
         status = await api.status(RID)
     assert (status.status, status.queue_position, status.terminal) == ("in_queue", 3, False)
     (request,) = recorder.requests
-    assert request.method == "GET" and request.url.path == f"/v1/requests/{RID}/status"
+    assert request.method == "GET"
+    assert request.url.path == f"/v1/requests/{RID}/status"
     assert request.headers["authorization"] == f"Bearer {TOKEN}"
     assert RemoteStatus.parse({"status": "Canceled"}).terminal
     assert RemoteStatus.parse({"status": "failed", "queue_position": "3"}).queue_position is None
@@ -416,9 +422,11 @@ async def test_result_asks_for_the_cost_and_parses_video_and_cost() -> None:
     async with client_for(recorder) as api:
         result = await api.result(RID, include_cost=True)
         plain = await api.result(RID)
-    assert result.succeeded and result.terminal
+    assert result.succeeded
+    assert result.terminal
     assert result.video_url == "https://files.runcomfy.net/a/output.mp4"
-    assert result.cost == 0.75 and result.error is None
+    assert result.cost == 0.75
+    assert result.error is None
     assert result.created_at == "2025-10-01T12:00:00+00:00"
     assert result.finished_at == "2025-10-01T12:01:31+00:00"
     assert plain == result
@@ -472,14 +480,16 @@ def test_tolerant_video_url_search(output: Any, url: str | None) -> None:
 def test_remote_error_as_string_object_or_list(error: Any, text: str | None) -> None:
     result = RemoteResult.parse({"status": "failed", "error": error})
     assert result.error == text
-    assert result.terminal and not result.succeeded
+    assert result.terminal
+    assert not result.succeeded
 
 
 def test_result_states_and_cost_values() -> None:
     assert not RemoteResult.parse({"status": "completed", "output": {}}).succeeded
     assert RemoteResult.parse({"status": "completed"}).terminal
     running = RemoteResult.parse({"status": "in_progress"})
-    assert not running.terminal and not running.succeeded
+    assert not running.terminal
+    assert not running.succeeded
     assert RemoteResult.parse({}).status == "unknown"
     assert RemoteResult.parse({"status": "failed", "cost": 2}).cost == 2.0
     assert RemoteResult.parse({"status": "failed", "cost": True}).cost is None
@@ -520,7 +530,8 @@ async def test_cancel_reply_parsing(
         reply = await api.cancel(RID)
     assert (reply.outcome, reply.status, reply.cancelled) == (outcome, status, cancelled)
     (request,) = recorder.requests
-    assert request.method == "POST" and request.url.path == f"/v1/requests/{RID}/cancel"
+    assert request.method == "POST"
+    assert request.url.path == f"/v1/requests/{RID}/cancel"
     assert request.content == b""
 
 
@@ -556,7 +567,8 @@ async def test_model_info() -> None:
     assert (info.model_id, info.base_price_usd, info.price_unit) == (PRO, 0.12, "second")
     assert info.input_schema == schema
     (request,) = recorder.requests
-    assert request.method == "GET" and request.url.raw_path.decode() == f"/v1/models/{PRO}"
+    assert request.method == "GET"
+    assert request.url.raw_path.decode() == f"/v1/models/{PRO}"
 
     async with client_for(Recorder(httpx.Response(200, json={"base_price_usd": "free"}))) as api:
         bare = await api.model_info(PRO)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from model_ids import DREAMINA
@@ -14,6 +14,9 @@ from orchestrator.api import build_request_payload
 from orchestrator.catalog import builtin_catalog
 from orchestrator.manifest import load_manifest
 from orchestrator.media import ImageChanged
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def decode(uri: str) -> Image.Image:
@@ -48,7 +51,8 @@ def test_fit_mode_is_applied_at_submit_time(tmp_path: Path) -> None:
     job = load_manifest(manifest(tmp_path, "small.png", "    image_fit: resize\n")).jobs[0]
     body = build_request_payload(job.stored_payload(), builtin_catalog().require(DREAMINA))
     width, height = decode(body["image_urls"][0]).size
-    assert width > 320 and height > 320
+    assert width > 320
+    assert height > 320
 
 
 def test_image_changed_since_enqueue_is_an_error(tmp_path: Path) -> None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,6 +17,10 @@ from orchestrator.outputs.atomicwrite import (
     write_atomically,
 )
 from orchestrator.outputs.paths import part_target
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 
 def names(folder: Path) -> list[str]:

@@ -27,7 +27,8 @@ def test_it_starts_small_and_grows_while_probes_find_room() -> None:
     assert rounds <= 6  # slow start: doubles each round until a probe finds it full
     assert Capacity.start(ceiling=3).value == 3  # never above the user's bound
     bounded = Capacity.start(ceiling=10).probed(in_flight_before=9, queued=False)
-    assert bounded.value == 10 and not bounded.probe_due(0)  # nothing left to learn
+    assert bounded.value == 10
+    assert not bounded.probe_due(0)
 
 
 @pytest.mark.parametrize(
@@ -38,8 +39,10 @@ def test_the_most_seen_running_plus_a_few_ahead(slots: int, target: int) -> None
     capacity = Capacity.start(ceiling=200)
     for in_flight in range(600):
         capacity = capacity.probed(in_flight, queued=in_flight >= slots)
-    assert capacity.room == min(slots, 600) and capacity.target == target
-    assert capacity.value == target and capacity.full == (slots < 600)
+    assert capacity.room == min(slots, 600)
+    assert capacity.target == target
+    assert capacity.value == target
+    assert capacity.full == (slots < 600)
 
 
 def test_once_full_only_one_job_in_a_few_is_probed() -> None:
@@ -65,7 +68,8 @@ def test_a_429_halves_the_limit_and_accepted_submits_regrow_it() -> None:
     while regrown.throttled_to is not None:
         regrown = regrown.accepted()
         steps += 1
-    assert regrown.value == before and steps > before // 2  # additive, not at once
+    assert regrown.value == before
+    assert steps > before // 2
     assert capacity.accepted() is capacity
 
 
@@ -137,7 +141,8 @@ def test_probes_teach_the_capacity_and_the_room_to_submit() -> None:
     clock = timing(ceiling=100)
     for row in range(1, 9):
         assert clock.submitted(row, "k", sent=0.0, accepted=0.1) == 1.0  # all probed
-    assert clock.in_flight == 8 and clock.room(submitting=0) == 0
+    assert clock.in_flight == 8
+    assert clock.room(submitting=0) == 0
     for row in range(1, 8):
         clock.looked(row, "in_progress", at=1.0)
     clock.done(8, at=1.0)  # already done at its probe: it ran too
@@ -145,7 +150,8 @@ def test_probes_teach_the_capacity_and_the_room_to_submit() -> None:
     assert clock.room(submitting=0) == 8  # 8 seen at once: slow start doubles it
     clock.submitted(9, "k", sent=2.0, accepted=2.1)
     clock.looked(9, "in_queue", at=3.0, position=1)
-    assert clock.capacity.full and clock.capacity.room == 8
+    assert clock.capacity.full
+    assert clock.capacity.room == 8
     assert clock.room(submitting=0) == 8 + AHEAD_MIN + 2 - 9  # then a few ahead only
 
 
@@ -157,15 +163,19 @@ def test_a_finished_job_teaches_its_key_once_and_is_forgotten() -> None:
     clock.done(1, at=10.0)
     constant = ("2026-12-01T10:00:00+00:00", None, "2026-12-01T10:01:00+00:00")
     evidence = clock.finished(1, at=10.1, succeeded=True, stamps=constant, slack=0.1)
-    assert evidence is not None and evidence.verdict == "contradict"
-    assert clock.stamps_dropped and clock.in_flight == 0
+    assert evidence is not None
+    assert evidence.verdict == "contradict"
+    assert clock.stamps_dropped
+    assert clock.in_flight == 0
     assert 8.0 <= clock.estimates["k"].typical <= 10.0  # from the looks, not the 60 s stamps
-    assert [row.key for row in clock.changed()] == ["k"] and clock.changed() == []
+    assert [row.key for row in clock.changed()] == ["k"]
+    assert clock.changed() == []
     # Once dropped, later stamps are not even read.
     clock.submitted(2, "k", sent=20.0, accepted=20.1)
     clock.done(2, at=29.0)
     later = clock.finished(2, at=29.1, succeeded=True, stamps=constant, slack=0.1)
-    assert later is not None and later.verdict == "absent"
+    assert later is not None
+    assert later.verdict == "absent"
     # A failure teaches nothing; an unknown job neither.
     clock.submitted(3, "k", sent=30.0, accepted=30.1)
     assert clock.finished(3, at=31.0, succeeded=False, stamps=constant, slack=0.1) is None
@@ -176,7 +186,8 @@ def test_adopted_jobs_count_in_flight_and_queued_ones_wait_by_their_place() -> N
     clock = timing(ceiling=4)
     clock.adopted(1, "k")
     clock.adopted(2, "k")
-    assert clock.in_flight == 2 and clock.room(submitting=1) == 1
+    assert clock.in_flight == 2
+    assert clock.room(submitting=1) == 1
     clock.looked(1, "in_progress", at=5.0)
     # No free rate yet: a queued job backs off geometrically.
     assert clock.looked(2, "in_queue", at=5.0, position=3) == 1.0
@@ -197,7 +208,8 @@ def test_a_job_submitted_behind_others_is_looked_at_after_its_wait() -> None:
         clock.submitted(row, "k", sent=0.0, accepted=0.0)
         if row in clock._probes:
             clock.looked(row, "in_queue", at=1.0, position=6)
-    assert clock.capacity.full and 2.0 < clock._depth <= 6.0
+    assert clock.capacity.full
+    assert 2.0 < clock._depth <= 6.0
     # Not a probe: the first look after the wait (six places at two a second) plus the
     # typical run, and once running its elapsed time counts from that expected start.
     row = 100

@@ -10,9 +10,8 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -21,11 +20,15 @@ from model_ids import ALL, PRO
 from sqlalchemy import select
 
 from orchestrator.cli import main
-from orchestrator.simulator import SimulatorServer
 from orchestrator.store import Store
 from orchestrator.store.runtimes import RunTimeBook
 from orchestrator.store.tables import JOBS
 from orchestrator.store.work import WorkQueue
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from orchestrator.simulator import SimulatorServer
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "https://images.example/frames/beach.jpg"
@@ -77,7 +80,8 @@ def test_plan_prices_the_five_models_from_the_api(
         assert f"catalog: {model_id}: RunComfy API (fetched now); $0.1 per second" in text
     code, text = cli("plan", str(five_models), "--api-base", server.api_base, "--json", "--db", db)
     plan = json.loads(text)
-    assert plan["estimate_new_usd"] == 5.0 and plan["unpriced_models"] == []
+    assert plan["estimate_new_usd"] == 5.0
+    assert plan["unpriced_models"] == []
     assert {s["model"]: s["source"] for s in plan["catalog"]} == dict.fromkeys(ALL, "api")
 
 
@@ -119,17 +123,20 @@ def test_offline_the_cache_is_used_and_its_age_shown(
 
     # Within the TTL the cache answers; the API is not asked.
     total, sources = plan("--api-base", server.api_base)
-    assert total == 5.0 and {s["source"] for s in sources} == {"cache"}
+    assert total == 5.0
+    assert {s["source"] for s in sources} == {"cache"}
     assert model_gets(server) == asked
     text = cli("plan", str(five_models), "--api-base", server.api_base, "--db", db)[1]
     assert f"catalog: {PRO}: cache (fetched " in text
     # The API unreachable (same host, a dead port) and the TTL forcing a fetch: the cache
     # stands in, however old, and the output says why.
     total, sources = plan("--api-base", UNREACHABLE, "--catalog-ttl", "0")
-    assert total == 5.0 and {s["source"] for s in sources} == {"cache"}
+    assert total == 5.0
+    assert {s["source"] for s in sources} == {"cache"}
     assert all("could not be asked" in s["note"] for s in sources)
     total, sources = plan("--offline", "--api-base", server.api_base)
-    assert total == 5.0 and {(s["source"], s["note"]) for s in sources} == {("cache", None)}
+    assert total == 5.0
+    assert {(s["source"], s["note"]) for s in sources} == {("cache", None)}
 
 
 def test_a_schema_change_is_followed_once_the_ttl_runs_out(
@@ -141,7 +148,8 @@ def test_a_schema_change_is_followed_once_the_ttl_runs_out(
     server.simulator.change_field(PRO, "duration", enum=[10, 15])
     # The cached schema is a day fresh: still valid by it.
     code, text = cli("validate", str(path), "--api-base", server.api_base, "--db", db)
-    assert code == 0 and "cache (fetched" in text, text
+    assert code == 0, text
+    assert "cache (fetched" in text, text
     # Past the TTL the live schema decides, with the validator's own message.
     code, text = cli(
         "plan", str(path), "--api-base", server.api_base, "--db", db, "--catalog-ttl", "0"
@@ -172,17 +180,21 @@ def test_a_mistyped_model_is_refused_before_anything_is_sent(
         "localhost",
     )
     assert code == 2
-    assert f"{path}:2" in text and f"unknown model {typo!r}" in text
+    assert f"{path}:2" in text
+    assert f"unknown model {typo!r}" in text
     assert f"did you mean {PRO!r}" in text
     assert "nothing was submitted" in text
     ledger = server.simulator.snapshot()
-    assert ledger["submissions"] == {} and ledger["jobs"] == {}
+    assert ledger["submissions"] == {}
+    assert ledger["jobs"] == {}
     # Offline it is refused the same way, from the files alone; --allow-unknown-model
     # sends it as written.
     code, text = cli("validate", str(path), "--offline", "--db", str(db))
-    assert code == 2 and f"unknown model {typo!r}" in text
+    assert code == 2
+    assert f"unknown model {typo!r}" in text
     code, text = cli("validate", str(path), "--offline", "--allow-unknown-model", "--db", str(db))
-    assert code == 0 and "sent as written" in text
+    assert code == 0
+    assert "sent as written" in text
 
 
 def test_a_model_only_the_api_knows_runs_end_to_end_by_its_native_names(
@@ -236,21 +248,27 @@ def test_models_remote_lists_the_api_and_refresh_fills_the_cache(
     code, text = cli("models", "--remote", "--api-base", server.api_base, "--json")
     assert code == 0, text
     listed = {m["model_id"] for m in json.loads(text)}
-    assert WONDER in listed and set(ALL) <= listed
+    assert WONDER in listed
+    assert set(ALL) <= listed
     code, text = cli("models", "--remote", "--search", "wonder", "--api-base", server.api_base)
-    assert code == 0 and WONDER in text and PRO not in text
+    assert code == 0
+    assert WONDER in text
+    assert PRO not in text
     db = str(tmp_path / "s.db")
     code, text = cli("models", "--refresh", "--api-base", server.api_base, "--db", db, "--json")
     assert code == 0, text
     assert {m["source"]["source"] for m in json.loads(text)} == {"api"}
     code, text = cli("models", "--offline", "--api-base", server.api_base, "--db", db)
-    assert code == 0 and "source: cache (fetched" in text
+    assert code == 0
+    assert "source: cache (fetched" in text
 
 
 def test_listing_the_catalog_never_creates_a_store(tmp_path: Path) -> None:
     db = tmp_path / "none.db"
     code, text = cli("models", "--offline", "--db", str(db))
-    assert code == 0 and f"{PRO}  (" in text and "source: shipped schema file" in text
+    assert code == 0
+    assert f"{PRO}  (" in text
+    assert "source: shipped schema file" in text
     assert not db.exists()
 
 
@@ -282,7 +300,8 @@ def test_work_drains_a_new_model_from_the_cache_without_asking_again(
     with Store.open(db) as store:
         [job] = store.list_jobs(batch="later")
         learned = list(RunTimeBook(WorkQueue(store)).load())
-    assert job.state.value == "succeeded" and job.cost == pytest.approx(0.28)
+    assert job.state.value == "succeeded"
+    assert job.cost == pytest.approx(0.28)
     # The engine knew the model's schema: its clip length (the schema's default, 4 s)
     # keys the run time it learned.
     assert learned == [f"{WONDER}|4s|-"]

@@ -27,14 +27,16 @@ def test_the_five_keep_their_universal_names_and_folders() -> None:
         assert {u: a.field for u, a in spec.aliases.items()} == {
             u: a.field for u, a in model.aliases.items()
         }
-        assert spec.slug == model.slug and spec.source == "RunComfy API"
+        assert spec.slug == model.slug
+        assert spec.source == "RunComfy API"
 
 
 def test_a_universal_name_whose_field_the_live_schema_dropped_is_dropped() -> None:
     entry = live(RUNWAY)
     del entry["input_schema"]["properties"]["seed"]
     spec = spec_from_entry(entry, builtin_catalog().require(RUNWAY), origin="api")
-    assert "seed" not in spec.aliases and spec.native_name("prompt") == "promptText"
+    assert "seed" not in spec.aliases
+    assert spec.native_name("prompt") == "promptText"
 
 
 def test_a_value_table_survives_and_the_live_enum_decides() -> None:

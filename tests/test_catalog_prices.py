@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import textwrap
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from model_ids import DREAMINA, PRO, RUNWAY
@@ -14,6 +14,9 @@ from orchestrator.catalog.parse import parse_model
 from orchestrator.catalog.pricing import load_price_file
 from orchestrator.catalog.spec import Price
 from orchestrator.problems import InputError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def write(tmp_path: Path, text: str, name: str = "prices.yaml") -> Path:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import given, settings
@@ -15,6 +14,9 @@ from hypothesis import strategies as st
 
 from orchestrator.catalog import CatalogError, ModelSpec, validate_payload, with_derived_mapping
 from orchestrator.catalog.parse import LIST_LIMIT, SHOWN_CHARS, parse_field, parse_model
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "orchestrator" / "catalog" / "schemas"
 SHIPPED = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(SCHEMAS.glob("*.json"))]

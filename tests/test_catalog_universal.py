@@ -152,7 +152,8 @@ def test_an_unknown_runway_ratio_lists_both_spellings() -> None:
     assert error.field == "ratio"
     assert error.message.startswith("'adaptive' is not available for this model; allowed: 16:9")
     assert "1280:720" not in error.message  # universal spellings in the message,
-    assert error.hint is not None and "'ratio' values: 1584:672, 1280:720" in error.hint
+    assert error.hint is not None
+    assert "'ratio' values: 1584:672, 1280:720" in error.hint
 
 
 def test_seedance_ratio_is_passed_through() -> None:

@@ -71,8 +71,10 @@ def test_validate_lists_every_problem_and_stores_nothing(tmp_path: Path) -> None
     assert code == 2
     assert "bad.yaml:2: field 'modle': unknown key 'modle'" in out
     assert "did you mean 'model'?" in out
-    assert "bad.yaml:7: job 'a'" in out and "file not found" in out
-    assert "bad.yaml:8: job 'a'" in out and "'4k' is not allowed; allowed: 480p, 720p, 1080p" in out
+    assert "bad.yaml:7: job 'a'" in out
+    assert "file not found" in out
+    assert "bad.yaml:8: job 'a'" in out
+    assert "'4k' is not allowed; allowed: 480p, 720p, 1080p" in out
     assert "3 problems found; nothing was stored or submitted." in out
     assert not db.exists()
     # plan and enqueue refuse the same manifest without touching the store either.
@@ -142,7 +144,8 @@ def test_enqueue_is_idempotent_and_status_jobs_read_the_store(
 
     code, out = run("status", "--db", db, "--json")
     status = json.loads(out)
-    assert status["total"] == 2 and status["counts"]["pending"] == 2
+    assert status["total"] == 2
+    assert status["counts"]["pending"] == 2
     assert status["spend_usd"] == 0
 
     code, out = run("jobs", "--db", db, "--batch", "runway-demo", "--json")
@@ -154,7 +157,8 @@ def test_enqueue_is_idempotent_and_status_jobs_read_the_store(
 
     assert json.loads(run("jobs", "--db", db, "--state", "failed", "--json")[1]) == []
     code, out = run("status", "--db", db, "--batch", "runway-demo")
-    assert "2 job(s)" in out and "pending" in out
+    assert "2 job(s)" in out
+    assert "pending" in out
     code, out = run("jobs", "--db", db)
     assert "2 job(s)" in out
 
@@ -188,7 +192,8 @@ def test_options_read_environment_variables(
     monkeypatch.setenv("ORCHESTRATOR_DB", str(db))
     monkeypatch.setenv("ORCHESTRATOR_JSON", "1")
     code, out = run("enqueue", str(examples / "dreamina-3-0-pro.yaml"))
-    assert code == 0 and json.loads(out)["added"] == 2
+    assert code == 0
+    assert json.loads(out)["added"] == 2
     assert db.exists()
     assert main(["plan", "--help"]) == 0
     help_text = " ".join(capsys.readouterr().out.split())
@@ -251,5 +256,6 @@ def test_an_unknown_model_is_refused_with_suggestions_unless_allowed(tmp_path: P
     assert "did you mean 'bytedance/seedance-1-0/pro/image-to-video'" in out
     code, out = run("validate", str(manifest), "--offline", "--allow-unknown-model")
     assert code == 0
-    assert "warning: " in out and "has no schema in the catalog" in out
+    assert "warning: " in out
+    assert "has no schema in the catalog" in out
     assert "did you mean 'bytedance/seedance-1-0/pro/image-to-video'" in out

@@ -40,7 +40,8 @@ def test_retry_requeues_failed_jobs_as_new_attempts(tmp_path: Path) -> None:
     assert {j.state for j in by_name(store).values()} == {JobState.FAILED}
     db = str(tmp_path / "store.db")
     code, text = cli("retry", "--db", db, "--batch", BATCH, "--failed", "--json")
-    assert code == 0 and sorted(json.loads(text)["requeued"]) == ["job0", "job1"]
+    assert code == 0
+    assert sorted(json.loads(text)["requeued"]) == ["job0", "job1"]
     jobs = by_name(store)
     assert {j.state for j in jobs.values()} == {JobState.PENDING}
     assert all(j.error is None for j in jobs.values())
@@ -55,7 +56,8 @@ def test_retry_requeues_failed_jobs_as_new_attempts(tmp_path: Path) -> None:
 def test_retry_needs_a_selection(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     seed_store(tmp_path, 1)
     code, _ = cli("retry", "--db", str(tmp_path / "store.db"), "--batch", BATCH)
-    assert code == 2 and "--failed" in capsys.readouterr().err
+    assert code == 2
+    assert "--failed" in capsys.readouterr().err
 
 
 def test_cancel_stops_local_jobs_and_remote_queued_ones(
@@ -113,10 +115,12 @@ def test_export_writes_one_row_per_video(tmp_path: Path, fmt: str) -> None:
     code, text = cli("export", "--db", db, "--batch", BATCH, "--format", fmt, "--json")
     assert code == 0
     result = json.loads(text)
-    assert result["rows"] == 2 and result["skipped"] == []
+    assert result["rows"] == 2
+    assert result["skipped"] == []
     assert Path(result["path"]).exists()
     code, text = cli("export", "--db", db, "--batch", BATCH, "--format", fmt)
-    assert code == 0 and "exported 2 video(s)" in text
+    assert code == 0
+    assert "exported 2 video(s)" in text
 
 
 def test_export_of_an_unknown_batch_is_a_usage_error(
@@ -124,7 +128,8 @@ def test_export_of_an_unknown_batch_is_a_usage_error(
 ) -> None:
     seed_store(tmp_path, 1)
     code, _ = cli("export", "--db", str(tmp_path / "store.db"), "--batch", "nope")
-    assert code == 2 and "nope" in capsys.readouterr().err
+    assert code == 2
+    assert "nope" in capsys.readouterr().err
 
 
 def test_report_command_writes_the_page(tmp_path: Path) -> None:
@@ -135,7 +140,9 @@ def test_report_command_writes_the_page(tmp_path: Path) -> None:
     code, text = cli("report", "--db", db, "--batch", BATCH, "--json")
     assert code == 0
     result = json.loads(text)
-    assert result["videos"] == 2 and Path(result["path"]).exists()
+    assert result["videos"] == 2
+    assert Path(result["path"]).exists()
     code, text = cli("report", "--db", db, "--batch", BATCH)
-    assert code == 0 and "2 video(s)" in text
+    assert code == 0
+    assert "2 video(s)" in text
     assert cli("report", "--db", db, "--batch", "missing")[0] == 2

@@ -61,7 +61,8 @@ def test_a_bad_option_value_is_a_usage_error_not_a_traceback(
 ) -> None:
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert option in err and "Traceback" not in err
+    assert option in err
+    assert "Traceback" not in err
 
 
 def test_an_environment_variable_is_checked_like_its_option(
@@ -77,9 +78,11 @@ def test_a_flag_has_its_opposite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     db = str(tmp_path / "store.db")
     monkeypatch.setenv("ORCHESTRATOR_JSON", "1")
     code, text = run("status", "--db", db)
-    assert code == 0 and json.loads(text)["total"] == 1
+    assert code == 0
+    assert json.loads(text)["total"] == 1
     code, text = run("status", "--db", db, "--no-json")
-    assert code == 0 and text.startswith("1 batch(es)")
+    assert code == 0
+    assert text.startswith("1 batch(es)")
 
 
 def test_the_interrupted_status_is_the_engines() -> None:
@@ -101,20 +104,24 @@ def test_help_imports_neither_rich_nor_the_store() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert done.stderr.strip() == "0 []"
-    assert "status" in done.stdout and "simulate" in done.stdout
+    assert "status" in done.stdout
+    assert "simulate" in done.stdout
 
 
 def test_each_command_lists_only_its_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cancel", "--help"]) == 0
     cancel = capsys.readouterr().out
-    assert "--batch" in cancel and "--discard" in cancel and "--api-base" in cancel
+    assert "--batch" in cancel
+    assert "--discard" in cancel
+    assert "--api-base" in cancel
     for engine_flag in ("--simulate", "--max-in-flight", "--poll-min", "--lease-seconds"):
         assert engine_flag not in cancel
     assert main(["run", "--help"]) == 0
     assert "--max-in-flight" in capsys.readouterr().out
     assert main(["status", "--help"]) == 0
     status = " ".join(capsys.readouterr().out.split())
-    assert "--catalog-ttl" not in status and "env var: ORCHESTRATOR_BATCH" in status
+    assert "--catalog-ttl" not in status
+    assert "env var: ORCHESTRATOR_BATCH" in status
 
 
 # -- read-only commands never create a store -------------------------------------------------
@@ -144,7 +151,8 @@ def test_a_command_without_a_store_says_so_and_creates_none(
     code, _ = run(*args, "--db", "missing.db")
     assert code == 2
     err = capsys.readouterr().err
-    assert "no store at missing.db" in err and "night.db" in err
+    assert "no store at missing.db" in err
+    assert "night.db" in err
     assert not (tmp_path / "missing.db").exists()
 
 
@@ -171,7 +179,8 @@ def test_an_unknown_batch_lists_the_known_ones(
     code, _ = run(*command.split(), "--batch", "nope", "--db", str(tmp_path / "store.db"))
     assert code == 2
     err = capsys.readouterr().err
-    assert "'nope'" in err and BATCH in err
+    assert "'nope'" in err
+    assert BATCH in err
 
 
 def two_models(tmp_path: Path) -> str:
@@ -192,7 +201,9 @@ def test_an_unknown_model_lists_the_known_ones(
     code, _ = run("jobs", "--db", two_models(tmp_path), "--model", "sora")
     assert code == 2
     err = capsys.readouterr().err
-    assert "'sora'" in err and "runway-gen-4-turbo" in err and "seedance-1-0-pro" in err
+    assert "'sora'" in err
+    assert "runway-gen-4-turbo" in err
+    assert "seedance-1-0-pro" in err
 
 
 # -- hints that work when pasted ---------------------------------------------------------------
@@ -271,7 +282,8 @@ def test_a_reader_that_goes_away_ends_quietly(tmp_path: Path) -> None:
     finally:
         os.close(write)
     assert done.returncode == 141
-    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "BrokenPipe" not in done.stderr
 
 
 class GoneReader(io.StringIO):

@@ -70,7 +70,9 @@ def test_every_store_command_works_on_postgresql(
 ) -> None:
     db = ["--db", pg_url]
     code, text = cli("validate", str(manifest), *db)
-    assert code == 0 and text.startswith("ok: ") and "3 job(s)" in text
+    assert code == 0
+    assert text.startswith("ok: ")
+    assert "3 job(s)" in text
 
     code, text = cli("plan", str(manifest), *db)
     assert code == 0, text
@@ -78,7 +80,8 @@ def test_every_store_command_works_on_postgresql(
     assert states(pg_url) == {}, "plan must not store anything"
 
     code, text = cli("enqueue", str(manifest), *db)
-    assert code == 0 and "3 job(s) added, 0 already stored" in text
+    assert code == 0
+    assert "3 job(s) added, 0 already stored" in text
     assert states(pg_url) == {"a": "pending", "b": "pending", "c": "pending"}
     plan = cli_json("plan", str(manifest), *db)
     assert (plan["new"], plan["stored"]) == (0, 3)
@@ -86,22 +89,29 @@ def test_every_store_command_works_on_postgresql(
     assert cli_json("enqueue", str(manifest), *db)["existing"] == 3
 
     code, text = cli("status", *db)
-    assert code == 0 and "1 batch(es): 3 job(s)" in text and "pending" in text
+    assert code == 0
+    assert "1 batch(es): 3 job(s)" in text
+    assert "pending" in text
     status = cli_json("status", "--batch", BATCH, *db)
-    assert status["total"] == 3 and status["counts"]["pending"] == 3
+    assert status["total"] == 3
+    assert status["counts"]["pending"] == 3
     assert [b["name"] for b in status["batches"]] == [BATCH]
-    assert status["by_model"] and status["workers"] == []
+    assert status["by_model"]
+    assert status["workers"] == []
 
     code, text = cli("jobs", *db)
-    assert code == 0 and text.rstrip().endswith("3 job(s)")
+    assert code == 0
+    assert text.rstrip().endswith("3 job(s)")
     listed = cli_json("jobs", "--state", "pending", *db)
     assert sorted(j["id"] for j in listed) == ["a", "b", "c"]
 
     code, text = cli("cancel", "--batch", BATCH, "--ids", "c", *db)
-    assert code == 0 and "1 job(s) cancelled before submission" in text
+    assert code == 0
+    assert "1 job(s) cancelled before submission" in text
     assert states(pg_url)["c"] == "cancelled"
     code, text = cli("retry", "--batch", BATCH, "--failed", *db)
-    assert code == 0 and text.startswith("0 job(s)")
+    assert code == 0
+    assert text.startswith("0 job(s)")
     assert cli_json("retry", "--batch", BATCH, "--ids", "c", *db)["requeued"] == ["c"]
     assert states(pg_url)["c"] == "pending"
 
@@ -110,12 +120,15 @@ def test_every_store_command_works_on_postgresql(
     assert states(pg_url) == {"a": "succeeded", "b": "succeeded", "c": "succeeded"}
 
     exported = cli_json("export", "--batch", BATCH, "--format", "jsonl", *db)
-    assert exported["rows"] == 3 and exported["skipped"] == []
+    assert exported["rows"] == 3
+    assert exported["skipped"] == []
     lines = Path(exported["path"]).read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 3 and all(json.loads(line) for line in lines)
+    assert len(lines) == 3
+    assert all(json.loads(line) for line in lines)
     dest = tmp_path / "videos.csv"
     code, text = cli("export", "--batch", BATCH, "--format", "csv", "--dest", str(dest), *db)
-    assert code == 0 and "exported 3 video(s)" in text
+    assert code == 0
+    assert "exported 3 video(s)" in text
     with dest.open(encoding="utf-8", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == 3
 
@@ -124,10 +137,12 @@ def test_every_store_command_works_on_postgresql(
     assert "<html" in Path(reported["path"]).read_text(encoding="utf-8").lower()
 
     code, text = cli("reconcile", *db)
-    assert code == 0 and "no job needs reconciling" in text
+    assert code == 0
+    assert "no job needs reconciling" in text
     assert cli_json("reconcile", *db) == {"needs_reconcile": [], "resubmitted": []}
     status = cli_json("status", *db)
-    assert status["counts"]["succeeded"] == 3 and status["total"] == 3
+    assert status["counts"]["succeeded"] == 3
+    assert status["total"] == 3
 
 
 def test_orchestrator_db_environment_variable_selects_postgresql(
@@ -136,9 +151,11 @@ def test_orchestrator_db_environment_variable_selects_postgresql(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ORCHESTRATOR_DB", pg_url)
     code, text = cli("enqueue", str(manifest))
-    assert code == 0 and "3 job(s) added" in text
+    assert code == 0
+    assert "3 job(s) added" in text
     status = cli_json("status")
-    assert status["total"] == 3 and status["counts"]["pending"] == 3
+    assert status["total"] == 3
+    assert status["counts"]["pending"] == 3
     assert len(cli_json("jobs", "--batch", BATCH)) == 3
     assert states(pg_url) == {"a": "pending", "b": "pending", "c": "pending"}
     assert not (tmp_path / "orchestrator.db").exists(), "no default SQLite store"
@@ -165,7 +182,9 @@ def test_run_simulate_end_to_end_on_postgresql(
     assert {j["id"]: j["state"] for j in found} == {"x": "succeeded", "y": "succeeded"}
     for job in found:
         video = tmp_path / "out" / job["output_path"]
-        assert video.is_file() and video.suffix == ".mp4" and video.stat().st_size > 0
+        assert video.is_file()
+        assert video.suffix == ".mp4"
+        assert video.stat().st_size > 0
 
 
 def test_status_lists_live_workers_and_what_they_hold(pg_url: str, manifest: Path) -> None:
@@ -182,9 +201,12 @@ def test_status_lists_live_workers_and_what_they_hold(pg_url: str, manifest: Pat
             assert code == 0
             assert "1 live worker(s):" in text
             line = next(row for row in text.splitlines() if row.startswith(worker))
-            assert BATCH in line and "1 submitting" in line
+            assert BATCH in line
+            assert "1 submitting" in line
             code, text = cli("status", "--batch", BATCH, "--db", pg_url)
-            assert code == 0 and "live worker" in text and worker in text
+            assert code == 0
+            assert "live worker" in text
+            assert worker in text
 
             status = cli_json("status", "--db", pg_url)
             assert [w["id"] for w in status["workers"]] == [worker]
@@ -195,5 +217,7 @@ def test_status_lists_live_workers_and_what_they_hold(pg_url: str, manifest: Pat
             workers.stop(worker)
 
     code, text = cli("status", "--db", pg_url)
-    assert code == 0 and "live worker" not in text and worker not in text
+    assert code == 0
+    assert "live worker" not in text
+    assert worker not in text
     assert cli_json("status", "--db", pg_url)["workers"] == []

@@ -91,10 +91,12 @@ def test_run_exits_0_when_every_job_succeeded(tmp_path: Path) -> None:
     assert {j["state"] for j in found} == {"succeeded"}
     for job in found:
         assert (tmp_path / "out" / job["output_path"]).is_file()
-        assert job["sha256"] and job["request_id"]
+        assert job["sha256"]
+        assert job["request_id"]
     # Running it again finds everything done.
     code, text = run("run", str(path), *simulate(tmp_path, profile_file(tmp_path)))
-    assert code == 0 and "0 new job(s), 3 already stored" in text
+    assert code == 0
+    assert "0 new job(s), 3 already stored" in text
 
 
 @pytest.mark.slow
@@ -105,7 +107,8 @@ def test_run_exits_1_when_some_job_failed(tmp_path: Path) -> None:
     assert code == 1, text
     states = sorted(j["state"] for j in jobs(tmp_path))
     assert states == ["failed", "succeeded", "succeeded"]
-    assert "failed: " in text and "the model failed to generate a video" in text
+    assert "failed: " in text
+    assert "the model failed to generate a video" in text
     assert "next: orchestrator retry --batch cli --failed" in text
 
 
@@ -187,12 +190,14 @@ def test_reconcile_lists_and_resubmits_chosen_jobs(tmp_path: Path) -> None:
 
     code, text = run("reconcile", "--db", db, "--json")
     listed = json.loads(text)
-    assert code == 0 and listed["resubmitted"] == []
+    assert code == 0
+    assert listed["resubmitted"] == []
     assert sorted(j["id"] for j in listed["needs_reconcile"]) == ["a", "b", "c"]
     assert {j["state"] for j in listed["needs_reconcile"]} == {"needs_reconcile"}
 
     code, text = run("reconcile", "--db", db, "--resubmit", "--ids", "a, c", "--json")
-    assert code == 0 and sorted(json.loads(text)["resubmitted"]) == ["a", "c"]
+    assert code == 0
+    assert sorted(json.loads(text)["resubmitted"]) == ["a", "c"]
     states = {j["id"]: j["state"] for j in jobs(tmp_path)}
     assert states == {"a": "pending", "b": "needs_reconcile", "c": "pending"}
 
@@ -207,9 +212,11 @@ def test_reconcile_lists_and_resubmits_chosen_jobs(tmp_path: Path) -> None:
     assert found["a"]["attempts"] == 2
 
     code, text = run("reconcile", "--db", db, "--resubmit")
-    assert code == 0 and "1 job(s) queued again as new paid attempts" in text
+    assert code == 0
+    assert "1 job(s) queued again as new paid attempts" in text
     code, text = run("reconcile", "--db", db)
-    assert code == 0 and text == "no job needs reconciling\n"
+    assert code == 0
+    assert text == "no job needs reconciling\n"
 
 
 # -- settings from the command line ----------------------------------------------------------------
@@ -229,7 +236,8 @@ def test_engine_settings_from_the_manifest_and_the_flags(tmp_path: Path) -> None
         2,
     )
     assert (settings.max_spend, settings.base_delay, settings.max_delay) == (4.5, 1.5, 40)
-    assert settings.poll == EngineSettings().poll and not settings.cancel_on_exit
+    assert settings.poll == EngineSettings().poll
+    assert not settings.cancel_on_exit
     flags = engine_settings(
         "cli",
         batch,
@@ -246,7 +254,8 @@ def test_engine_settings_from_the_manifest_and_the_flags(tmp_path: Path) -> None
     )
     fast = engine_settings(None, None, RunOptions(), time_scale=0.01)
     # The simulator's seconds are a hundredth of real ones: the same schedule, scaled.
-    assert fast.base_delay < 1 and fast.poll.minimum == pytest.approx(0.005)
+    assert fast.base_delay < 1
+    assert fast.poll.minimum == pytest.approx(0.005)
     assert fast.poll.maximum == pytest.approx(0.6)
     assert fast.idle_check < plain.idle_check
     bounded = engine_settings(
@@ -254,7 +263,8 @@ def test_engine_settings_from_the_manifest_and_the_flags(tmp_path: Path) -> None
     ).poll
     assert (bounded.minimum, bounded.maximum) == (0.5, 10.0)
     floor_only = engine_settings(None, None, RunOptions(poll_min=90), time_scale=None).poll
-    assert floor_only.minimum == 90 and floor_only.maximum >= 90
+    assert floor_only.minimum == 90
+    assert floor_only.maximum >= 90
 
 
 def test_the_real_api_needs_a_token_and_trusts_only_listed_hosts(
@@ -340,8 +350,10 @@ def test_sigint_stops_a_run_with_130_and_a_second_run_finishes_without_resubmitt
         assert "next: run the same command again to resume" in stdout
         with Store.open(str(db)) as store:
             counts = store.counts("cli")
-            assert counts["submitting"] == 0 and counts["needs_reconcile"] == 0
-            assert 1 <= counts["submitted"] <= 2 and counts["pending"] >= 2
+            assert counts["submitting"] == 0
+            assert counts["needs_reconcile"] == 0
+            assert 1 <= counts["submitted"] <= 2
+            assert counts["pending"] >= 2
             before = dict(server.simulator.snapshot()["submissions"])
             assert len(before) == counts["submitted"]
             # The second run re-attaches to the jobs already submitted and submits the rest.
@@ -409,14 +421,17 @@ def test_a_hang_up_stops_a_run_like_sigterm_and_keeps_every_paid_job(tmp_path: P
                 process.communicate()
         assert process.returncode == 130
         # The terminal is gone: nothing is written to it after the hang-up (the summary).
-        assert "(interrupted)" not in stdout and "batch 'cli': 4 new job(s)" in stdout
+        assert "(interrupted)" not in stdout
+        assert "batch 'cli': 4 new job(s)" in stdout
         with Store.open(str(db)) as store:
             counts = store.counts("cli")
-        assert counts["submitting"] == 0 and counts["needs_reconcile"] == 0
+        assert counts["submitting"] == 0
+        assert counts["needs_reconcile"] == 0
         assert 1 <= counts["submitted"] + counts["succeeded"] <= 4
         assert not list((tmp_path / "out").rglob("*.part"))
         log = (tmp_path / "out" / "logs" / "cli.jsonl").read_text(encoding="utf-8")
-        assert "submitted" in log and TOKEN not in log
+        assert "submitted" in log
+        assert TOKEN not in log
 
 
 @pytest.mark.parametrize(

@@ -12,12 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable, Coroutine
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import pytest
 from engine_helpers import (
     BATCH,
     TOKEN,
@@ -37,14 +34,21 @@ from orchestrator.api import RunComfyClient
 from orchestrator.catalog import builtin_catalog
 from orchestrator.engine.download import Downloader
 from orchestrator.engine.pool import Engine
-from orchestrator.engine.settings import EngineSettings
 from orchestrator.media.video import inspect_video
 from orchestrator.simulator import ManualClock, Profile, SimulatorServer
-from orchestrator.simulator.filetricks import TrickedDownload, TrickedFiles
 from orchestrator.simulator.tricks import UNTRUSTED_HOST
 from orchestrator.store import JobState, Store
 from orchestrator.store.fetches import FetchQueue
 from orchestrator.store.work import WorkQueue
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+    from pathlib import Path
+
+    import pytest
+
+    from orchestrator.engine.settings import EngineSettings
+    from orchestrator.simulator.filetricks import TrickedDownload, TrickedFiles
 
 S = JobState
 #: Six seconds at 8 fps: 48 frames, the clip of the issue that found the faststart cut.
@@ -159,7 +163,8 @@ def test_a_redirect_to_an_untrusted_host_is_refused_and_the_job_stays_fetchable(
         assert f"host {UNTRUSTED_HOST} is not on the download allowlist" in (job.error or "")
         assert "refused a redirect (HTTP 302) from 127.0.0.1" in (job.error or "")
         breaker = run.report.breaker
-        assert breaker is not None and breaker.host == UNTRUSTED_HOST
+        assert breaker is not None
+        assert breaker.host == UNTRUSTED_HOST
         assert f"--trust-host {UNTRUSTED_HOST}" in breaker.fix  # the host to trust, named
         downloads = server.simulator.snapshot()["downloads"]
         assert [d["status"] for d in downloads] == [302, 302]  # the untrusted one never asked
@@ -170,7 +175,8 @@ def test_a_redirect_to_an_untrusted_host_is_refused_and_the_job_stays_fetchable(
         again = run_engine(store, server, fast_settings())
         no_token_on_the_file_host(server)
         paid_once(store, server)
-    assert again.report.submitted == 0 and again.report.downloads == 1
+    assert again.report.submitted == 0
+    assert again.report.downloads == 1
     assert by_name(store)["job0"].request_id == job.request_id
     kept(tmp_path, store)
 
@@ -188,7 +194,8 @@ def test_a_gzip_body_is_decoded_and_the_original_bytes_kept(tmp_path: Path) -> N
         ledger = server.simulator.snapshot()
     assert run.report.downloads == 2
     videos = kept(tmp_path, store)
-    assert ledger["faults"]["gzip_video"] == 2 and len(ledger["downloads"]) == 2
+    assert ledger["faults"]["gzip_video"] == 2
+    assert len(ledger["downloads"]) == 2
     originals = {record.original_sha256 for record in served}
     assert {hashlib.sha256(data).hexdigest() for data in videos.values()} == originals
     assert all(record.finished and record.tricks == ("gzip_video",) for record in served)
@@ -254,7 +261,9 @@ def test_a_dripping_host_fails_by_the_deadline_and_is_fetched_again(tmp_path: Pa
         first = tricks.records()[0]
     # The downloader left at its first read past the deadline: of byte 2 if it read that
     # one after the clock moved on, else of byte 3.
-    assert first.tricks == ("drip",) and first.sent in (2, 3) and not first.finished
+    assert first.tricks == ("drip",)
+    assert first.sent in (2, 3)
+    assert not first.finished
     assert run.report.downloads == 1
     kept(tmp_path, store)
     # The dripped download failed by its deadline; a second, whole one was kept.

@@ -12,7 +12,7 @@ import gzip
 import hashlib
 import zlib
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -29,6 +29,9 @@ from orchestrator.engine.transfer import (
     decoder_for,
     download_deadline,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 URL = "https://files.runcomfy.net/out/abc/output.mp4"
 KIB = 1024
@@ -158,11 +161,13 @@ async def test_relative_and_loopback_redirects_resolve_against_the_current_url(
 async def test_five_redirects_are_followed_and_a_sixth_is_not(tmp_path: Path) -> None:
     hops = [f"https://files.runcomfy.net/hop/{n}" for n in range(1, MAX_REDIRECTS + 2)]
     done, seen = await fetch(tmp_path, chain(*hops[:MAX_REDIRECTS]))
-    assert isinstance(done, Downloaded) and len(seen) == MAX_REDIRECTS + 1
+    assert isinstance(done, Downloaded)
+    assert len(seen) == MAX_REDIRECTS + 1
     loop, seen = await fetch(tmp_path, chain(*hops))
     assert isinstance(loop, DownloadError)
     assert str(loop) == "more than 5 redirects (the last was HTTP 302)"
-    assert loop.problem is FetchProblem.HOST_DOWN and loop.retryable  # fetched again later
+    assert loop.problem is FetchProblem.HOST_DOWN
+    assert loop.retryable
     assert len(seen) == MAX_REDIRECTS + 1
     assert leftovers(tmp_path / "out") == ["clip.mp4"]  # the first fetch's; no part left
 
@@ -186,7 +191,8 @@ async def test_a_redirect_to_a_host_not_allowed_is_refused_and_never_contacted(
     assert isinstance(refused, DownloadError)
     assert str(refused).startswith("refused a redirect (HTTP 302) from files.runcomfy.net: ")
     assert why in str(refused)
-    assert refused.problem is FetchProblem.HOST_NOT_ALLOWED and not refused.retryable
+    assert refused.problem is FetchProblem.HOST_NOT_ALLOWED
+    assert not refused.retryable
     assert [str(r.url) for r in seen] == [URL]  # the target was never asked
     no_credentials(seen)
     assert leftovers(tmp_path / "out") == []
@@ -206,8 +212,10 @@ async def test_a_refused_redirect_names_its_target_for_the_fix(tmp_path: Path) -
 @pytest.mark.anyio
 async def test_a_redirect_without_a_location_is_retryable(tmp_path: Path) -> None:
     raised, seen = await fetch(tmp_path, lambda _r: httpx.Response(302))
-    assert isinstance(raised, DownloadError) and raised.retryable
-    assert str(raised) == "HTTP 302 without a Location header" and len(seen) == 1
+    assert isinstance(raised, DownloadError)
+    assert raised.retryable
+    assert str(raised) == "HTTP 302 without a Location header"
+    assert len(seen) == 1
 
 
 @pytest.mark.anyio
@@ -249,7 +257,8 @@ async def test_a_gzip_body_in_two_members_is_one_body(tmp_path: Path) -> None:
     video = tiny_video()
     packed = gzip.compress(video[:700]) + gzip.compress(video[700:])
     done, _seen = await fetch(tmp_path, lambda _r: video_reply(packed, "gzip"))
-    assert isinstance(done, Downloaded) and done.path.read_bytes() == video
+    assert isinstance(done, Downloaded)
+    assert done.path.read_bytes() == video
 
 
 @pytest.mark.parametrize(
@@ -266,7 +275,8 @@ async def test_a_broken_gzip_body_is_a_failed_download(
     tmp_path: Path, body: bytes, why: str
 ) -> None:
     raised, _seen = await fetch(tmp_path, lambda _r: video_reply(body, "gzip"))
-    assert isinstance(raised, DownloadError) and raised.retryable
+    assert isinstance(raised, DownloadError)
+    assert raised.retryable
     assert why in str(raised)
     assert leftovers(tmp_path / "out") == []
 
@@ -274,7 +284,8 @@ async def test_a_broken_gzip_body_is_a_failed_download(
 @pytest.mark.anyio
 async def test_a_coding_not_accepted_is_refused(tmp_path: Path) -> None:
     raised, _seen = await fetch(tmp_path, lambda _r: video_reply(coding="br"))
-    assert isinstance(raised, DownloadError) and raised.problem is FetchProblem.BAD_FILE
+    assert isinstance(raised, DownloadError)
+    assert raised.problem is FetchProblem.BAD_FILE
     assert str(raised) == "Content-Encoding 'br' is not accepted (only identity, gzip)"
 
 
@@ -301,7 +312,8 @@ def test_a_gzip_bomb_is_decoded_in_bounded_pieces() -> None:
     body = Gunzip()
     bomb = gzip_bomb(32 * MIB)
     sizes = [len(piece) for piece in body.feed(bomb)]
-    assert sum(sizes) == 32 * MIB and body.complete
+    assert sum(sizes) == 32 * MIB
+    assert body.complete
     assert max(sizes) <= PIECE  # memory per step stays a piece, not the body
 
 
@@ -311,13 +323,17 @@ def test_a_gzip_body_fed_a_byte_at_a_time_decodes_whole_in_small_pieces() -> Non
     bomb = gzip_bomb(MIB)
     body = Gunzip(piece=100)
     sizes = [len(piece) for i in range(len(bomb)) for piece in body.feed(bomb[i : i + 1])]
-    assert sum(sizes) == MIB and max(sizes) == 100 and body.complete
+    assert sum(sizes) == MIB
+    assert max(sizes) == 100
+    assert body.complete
 
 
 def test_decoders() -> None:
-    assert decoder_for("identity") is not None and decoder_for("") is not None
+    assert decoder_for("identity") is not None
+    assert decoder_for("") is not None
     assert isinstance(decoder_for("x-gzip"), Gunzip)
-    assert decoder_for("deflate") is None and decoder_for("zstd") is None
+    assert decoder_for("deflate") is None
+    assert decoder_for("zstd") is None
     half = Gunzip()
     list(half.feed(gzip.compress(b"abc" * 100)[:10]))
     assert not half.complete
@@ -371,11 +387,13 @@ async def test_a_host_dripping_a_byte_every_2_s_fails_by_its_deadline(tmp_path: 
     started = clock.now
     raised, _seen = await fetch(tmp_path, handler, clock=clock)
     assert isinstance(raised, DownloadError)
-    assert raised.problem is FetchProblem.HOST_DOWN and raised.retryable  # fetched again
+    assert raised.problem is FetchProblem.HOST_DOWN
+    assert raised.retryable
     assert str(raised) == (
         f"too slow: 31 bytes in 62 s, past the 60 s deadline for {len(video):,} bytes"
     )
-    assert body.sent == 31 and clock.now - started == 62.0  # stopped at the first late byte
+    assert body.sent == 31
+    assert clock.now - started == 62.0
     assert leftovers(tmp_path / "out") == []
 
 
@@ -402,7 +420,8 @@ async def test_an_unannounced_size_gets_the_default_unless_its_bytes_earn_more(
     steady = Drip([video[i : i + 10] for i in range(0, len(video), 10)], clock, 0.009)
     done, _seen = await fetch(tmp_path, reply(steady), clock=clock, deadline=policy)
     assert isinstance(done, Downloaded), done
-    assert clock.now - 1000.0 > 1.3 and done.path.read_bytes() == video
+    assert clock.now - 1000.0 > 1.3
+    assert done.path.read_bytes() == video
 
 
 @pytest.mark.anyio
@@ -414,7 +433,8 @@ async def test_redirect_hops_count_against_the_deadline(tmp_path: Path) -> None:
         return httpx.Response(302, headers={"location": f"{URL}?n={clock.now}"})
 
     raised, seen = await fetch(tmp_path, handler, clock=clock)
-    assert isinstance(raised, DownloadError) and raised.retryable
+    assert isinstance(raised, DownloadError)
+    assert raised.retryable
     # Two hops within the 600 s an unannounced size gets; the third reply is too late.
     assert str(raised) == (
         "too slow: 0 bytes in 900 s, past the 600 s deadline for an unannounced size"

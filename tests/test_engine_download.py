@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import httpx
@@ -22,6 +21,10 @@ from orchestrator.engine.download import (
     probe_video,
 )
 from orchestrator.simulator.video import render_zoom
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
 
 URL = "https://files.runcomfy.net/out/abc/output.mp4"
 _VIDEO: list[bytes] = []
@@ -162,13 +165,18 @@ def test_allowed_hosts(url: str, trusted: tuple[str, ...]) -> None:
 )
 def test_refused_hosts(url: str, trusted: tuple[str, ...], why: str) -> None:
     reason = host_allowed(url, trusted)
-    assert reason is not None and why in reason
+    assert reason is not None
+    assert why in reason
 
 
 def test_is_loopback() -> None:
-    assert is_loopback("localhost") and is_loopback("127.0.0.1") and is_loopback("127.9.9.9")
-    assert is_loopback("::1") and is_loopback("[::1]")
-    assert not is_loopback("10.0.0.1") and not is_loopback("example.com")
+    assert is_loopback("localhost")
+    assert is_loopback("127.0.0.1")
+    assert is_loopback("127.9.9.9")
+    assert is_loopback("::1")
+    assert is_loopback("[::1]")
+    assert not is_loopback("10.0.0.1")
+    assert not is_loopback("example.com")
     assert not is_loopback("")
 
 
@@ -233,7 +241,8 @@ async def test_the_token_of_the_environment_never_reaches_the_file_host(
 async def test_403_404_410_mean_the_url_expired(tmp_path: Path, status: int) -> None:
     raised, _host, _target = await fetch(tmp_path, httpx.Response(status, text="AccessDenied"))
     assert isinstance(raised, DownloadError)
-    assert raised.expired and not raised.retryable
+    assert raised.expired
+    assert not raised.retryable
     assert f"HTTP {status}: the URL has expired or is gone" in str(raised)
     assert leftovers(tmp_path / "out") == []
 
@@ -246,7 +255,8 @@ async def test_other_statuses_are_retryable(tmp_path: Path, status: int) -> None
     reply = httpx.Response(status, headers={"location": "https://evil.example/x"})
     raised, host, _target = await fetch(tmp_path, reply)
     assert isinstance(raised, DownloadError)
-    assert raised.retryable and not raised.expired
+    assert raised.retryable
+    assert not raised.expired
     assert str(raised) == f"HTTP {status}"
     assert len(host.requests) == 1
     assert leftovers(tmp_path / "out") == []
@@ -259,7 +269,8 @@ async def test_a_truncated_body_is_retryable_and_leaves_nothing(tmp_path: Path) 
     reply = ok(cut, length=len(video))
     raised, _host, target = await fetch(tmp_path, reply)
     assert isinstance(raised, DownloadError)
-    assert raised.retryable and not raised.expired
+    assert raised.retryable
+    assert not raised.expired
     assert str(raised) == f"truncated: {len(cut):,} of {len(video):,} bytes"
     assert not target.exists()
     assert leftovers(tmp_path / "out") == []
@@ -281,7 +292,8 @@ async def test_a_connection_cut_mid_body_is_retryable_and_leaves_nothing(tmp_pat
 @pytest.mark.anyio
 async def test_a_network_error_is_retryable(tmp_path: Path) -> None:
     raised, _host, _target = await fetch(tmp_path, httpx.ConnectError("refused"))
-    assert isinstance(raised, DownloadError) and raised.retryable
+    assert isinstance(raised, DownloadError)
+    assert raised.retryable
     assert str(raised) == "download failed: ConnectError"
 
 
@@ -302,7 +314,8 @@ async def test_a_body_that_is_not_a_video_is_retryable_and_removed(
     content = audio_only() if body is None else no_frames() if body == b"noframes" else body
     raised, _host, target = await fetch(tmp_path, ok(content))
     assert isinstance(raised, DownloadError)
-    assert raised.retryable and not raised.expired
+    assert raised.retryable
+    assert not raised.expired
     assert why in str(raised)
     assert not target.exists()
     assert leftovers(tmp_path / "out") == []
@@ -313,7 +326,8 @@ async def test_over_the_size_cap_by_content_length(tmp_path: Path) -> None:
     video = tiny_video()
     raised, _host, _target = await fetch(tmp_path, ok(video), max_bytes=len(video) - 1)
     assert isinstance(raised, DownloadError)
-    assert not raised.retryable and not raised.expired
+    assert not raised.retryable
+    assert not raised.expired
     assert str(raised) == f"{len(video):,} bytes is over the {len(video) - 1:,} cap"
     assert leftovers(tmp_path / "out") == []
 
@@ -325,7 +339,8 @@ async def test_over_the_size_cap_while_streaming(tmp_path: Path) -> None:
         tmp_path, httpx.Response(200, stream=Chunks(chunk, chunk, chunk)), max_bytes=1000
     )
     assert isinstance(raised, DownloadError)
-    assert not raised.retryable and not raised.expired
+    assert not raised.retryable
+    assert not raised.expired
     assert str(raised) == "over the 1,000 byte cap"
     assert leftovers(tmp_path / "out") == []
 
@@ -336,7 +351,8 @@ async def test_a_refused_host_is_never_contacted(tmp_path: Path) -> None:
         tmp_path, ok(tiny_video()), url="https://evil.example/v.mp4"
     )
     assert isinstance(raised, DownloadError)
-    assert not raised.retryable and not raised.expired
+    assert not raised.retryable
+    assert not raised.expired
     assert "not on the download allowlist" in str(raised)
     assert host.requests == []
     assert not (tmp_path / "out").exists()
@@ -380,7 +396,8 @@ def test_probe_falls_back_to_the_container_duration(tmp_path: Path) -> None:
     path = tmp_path / "v.mkv"
     path.write_bytes(mkv_video())
     probe = probe_video(path)
-    assert probe.codec == "h264" and (probe.width, probe.height) == (32, 32)
+    assert probe.codec == "h264"
+    assert (probe.width, probe.height) == (32, 32)
     assert probe.duration_s == pytest.approx(1.0, abs=0.3)
 
 

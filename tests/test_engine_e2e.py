@@ -61,7 +61,8 @@ def test_all_five_models_end_to_end(
     assert code == 0, text
     assert "succeeded    10" in text
     jobs = json.loads(run("jobs", "--db", str(db), "--json")[1])
-    assert len(jobs) == 10 and {j["state"] for j in jobs} == {"succeeded"}
+    assert len(jobs) == 10
+    assert {j["state"] for j in jobs} == {"succeeded"}
     ledger = server.simulator.snapshot()
     assert ledger["duplicates"] == {}
     assert sum(ledger["submissions"].values()) == 10

@@ -10,9 +10,8 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import replace
-from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -36,6 +35,9 @@ from orchestrator.engine.timing import Timing
 from orchestrator.store import JobState as S
 from orchestrator.store import Store
 from orchestrator.store.work import WorkItem, WorkQueue
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SETTINGS = fast_settings()
 
@@ -92,7 +94,8 @@ def test_the_ledger_is_empty_only_when_nothing_is_watched_or_running(tmp_path: P
     empty = [ledger.empty]
     ledger.watch(item)
     empty.append(ledger.empty)
-    assert empty == [True, False] and ledger.watched(item.row_id) is item
+    assert empty == [True, False]
+    assert ledger.watched(item.row_id) is item
     ledger.unwatch(item.row_id)
     ledger.submit_started()
     assert (ledger.submits, ledger.busy, ledger.empty) == (1, 1, False)
@@ -101,7 +104,8 @@ def test_the_ledger_is_empty_only_when_nothing_is_watched_or_running(tmp_path: P
     with ledger.downloading():
         assert ledger.busy == 2
     ledger.poll_ended()
-    assert ledger.empty and ledger.all_watched() == {}
+    assert ledger.empty
+    assert ledger.all_watched() == {}
 
 
 def test_the_schedule_gives_due_looks_in_order_and_skips_unwatched_jobs(tmp_path: Path) -> None:
@@ -173,7 +177,8 @@ def test_retry_later_makes_the_job_due_after_the_backoff(tmp_path: Path) -> None
     anyio.run(main)
     job = by_name(store)["job0"]
     assert (job.state, job.error) == (S.RETRY_WAIT, "HTTP 503")
-    assert job.next_attempt_at is not None and job.next_attempt_at > before
+    assert job.next_attempt_at is not None
+    assert job.next_attempt_at > before
 
 
 def test_the_gate_keeps_the_first_breaker_and_a_download_closes_a_disk_one(

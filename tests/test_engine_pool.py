@@ -14,9 +14,8 @@ import random
 import time
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -50,10 +49,14 @@ from orchestrator.engine.capacity import Capacity
 from orchestrator.engine.decisions import PollPolicy
 from orchestrator.engine.download import Downloader
 from orchestrator.engine.pool import Engine
-from orchestrator.engine.settings import EngineSettings
 from orchestrator.store import JobState, NewJob, Store
 from orchestrator.store.tables import PACERS
 from orchestrator.store.work import WorkQueue
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from orchestrator.engine.settings import EngineSettings
 
 S = JobState
 REMOTE_FAILURE = "the model failed to generate a video for this input"
@@ -100,17 +103,21 @@ def test_every_job_is_submitted_once_downloaded_and_verified(tmp_path: Path) -> 
         counts = submissions(server, store)
     report = run.report
     assert (report.stopped_by, report.submitted, report.downloads) == ("done", 4, 4)
-    assert report.auth_error is None and report.balance_error is None and report.notes == []
+    assert report.auth_error is None
+    assert report.balance_error is None
+    assert report.notes == []
     assert counts == {f"job{i}": 1 for i in range(4)}
     for name, job in by_name(store).items():
-        assert job.state == S.SUCCEEDED and job.error is None
+        assert job.state == S.SUCCEEDED
+        assert job.error is None
         video = tmp_path / "out" / f"{name}.mp4"
         data = video.read_bytes()
         assert job.sha256 == hashlib.sha256(data).hexdigest()
         assert job.size_bytes == len(data)
         assert job.cost == pytest.approx(0.5)  # 0.1 USD/s x 5 s, from /result?include_cost
         assert job.request_id in ledger["jobs"]
-        assert job.attempts == 1 and job.downloaded_at is not None
+        assert job.attempts == 1
+        assert job.downloaded_at is not None
         assert kinds(store, name) == [("submit", "succeeded")]
         assert outcomes(store, name) == ["claimed", "accepted", "remote_succeeded", "downloaded"]
         sidecar_text = video.with_suffix(".json").read_text()
@@ -119,7 +126,8 @@ def test_every_job_is_submitted_once_downloaded_and_verified(tmp_path: Path) -> 
         assert sidecar["request_id"] == job.request_id
         assert sidecar["job"] == {"id": name, "key": key_of(name), "batch": BATCH}
         assert sidecar["payload"] == body_of(name)
-        assert sidecar["video"]["sha256"] == job.sha256 and sidecar["video"]["codec"] == "h264"
+        assert sidecar["video"]["sha256"] == job.sha256
+        assert sidecar["video"]["codec"] == "h264"
         assert sidecar["cost_usd"] == pytest.approx(0.5)
     assert ledger["duplicates"] == {}
     assert {d["status"] for d in ledger["downloads"]} == {200}
@@ -141,7 +149,8 @@ def test_an_accepted_submit_answered_with_a_500_is_parked_and_never_resubmitted(
         run = run_engine(store, server, fast_settings())
         counts = submissions(server, store)
         ledger = server.simulator.snapshot()
-    assert run.report.stopped_by == "done" and run.report.submitted == 0
+    assert run.report.stopped_by == "done"
+    assert run.report.submitted == 0
     assert counts == {"job0": 1, "job1": 1, "job2": 1}  # paid once, never again
     assert ledger["faults"]["submit_accepted_then_error"] == 3
     for name, job in by_name(store).items():
@@ -225,7 +234,8 @@ def test_too_many_refused_submits_fail_the_job(tmp_path: Path) -> None:
         assert server.simulator.snapshot()["submissions"] == {}
     job = by_name(store)["job0"]
     assert job.state == S.FAILED
-    assert job.error is not None and job.error.startswith("gave up after 3 failed submits")
+    assert job.error is not None
+    assert job.error.startswith("gave up after 3 failed submits")
     assert [k for k, _ in kinds(store, "job0")] == ["submit"] * 3
 
 
@@ -258,7 +268,8 @@ def test_a_remote_failure_is_rerolled_up_to_max_attempts(tmp_path: Path, fault: 
         run = run_engine(store, server, fast_settings())
         counts = submissions(server, store)
     assert counts == {"job0": 2, "job1": 2}  # the first try and one paid re-roll
-    assert run.report.submitted == 4 and run.report.downloads == 0
+    assert run.report.submitted == 4
+    assert run.report.downloads == 0
     for name, job in by_name(store).items():
         assert job.state == S.FAILED
         assert job.error == REMOTE_FAILURE
@@ -320,7 +331,8 @@ def test_an_expired_url_is_refreshed_from_result(tmp_path: Path) -> None:
         _files, request_id, version, _name = download["path"].strip("/").split("/")
         by_request.setdefault(request_id, []).append((version, download["status"]))
     refreshed = [seen for seen in by_request.values() if seen[0] == ("1", 403)]
-    assert len(refreshed) == 3 and all(seen == [("1", 403), ("2", 200)] for seen in refreshed)
+    assert len(refreshed) == 3
+    assert all(seen == [("1", 403), ("2", 200)] for seen in refreshed)
     assert ledger["faults"]["expired_url"] == len(refreshed)
     assert part_files(tmp_path) == []
 
@@ -341,7 +353,8 @@ def test_urls_that_stay_expired_pause_the_job_and_never_pay_again(tmp_path: Path
     versions = sorted(d["path"].split("/")[3] for d in ledger["downloads"])
     assert versions == sorted([str(v) for v in range(1, 7)] * 2)
     assert ledger["calls"]["result"] == 2 * 6  # the finish, then five refreshes per job
-    assert sum(ledger["submissions"].values()) == 2 and ledger["duplicates"] == {}
+    assert sum(ledger["submissions"].values()) == 2
+    assert ledger["duplicates"] == {}
     assert run.report.stopped_by == "done"
     assert not list((tmp_path / "out").glob("*.mp4")) if (tmp_path / "out").exists() else True
 
@@ -375,8 +388,10 @@ def test_a_job_found_downloading_after_a_restart_fetches_a_fresh_url(tmp_path: P
         run = run_engine(store, server, fast_settings())
         ledger = server.simulator.snapshot()
     assert by_name(store)["job0"].state == S.SUCCEEDED
-    assert run.report.submitted == 0 and run.report.downloads == 1
-    assert ledger["calls"]["result"] == 1 and ledger["calls"].get("status", 0) == 0
+    assert run.report.submitted == 0
+    assert run.report.downloads == 1
+    assert ledger["calls"]["result"] == 1
+    assert ledger["calls"].get("status", 0) == 0
     assert sum(ledger["submissions"].values()) == 1
 
 
@@ -389,7 +404,8 @@ def test_an_empty_balance_stops_submitting_and_leaves_the_rest_pending(tmp_path:
         run = run_engine(store, server, fast_settings())
         ledger = server.simulator.snapshot()
     states = [j.state for j in by_name(store).values()]
-    assert states.count(S.SUCCEEDED) == 2 and states.count(S.PENDING) == 3
+    assert states.count(S.SUCCEEDED) == 2
+    assert states.count(S.PENDING) == 3
     assert run.report.balance_error is not None
     assert "Insufficient balance" in run.report.balance_error
     assert any(note.startswith("stopped submitting") for note in run.report.notes)
@@ -407,7 +423,8 @@ def test_a_wrong_token_stops_everything_quickly(tmp_path: Path) -> None:
         run = run_engine(store, server, fast_settings(), token="not-the-token")
         ledger = server.simulator.snapshot()
     assert run.report.stopped_by == "auth"
-    assert run.report.auth_error is not None and "401" in run.report.auth_error
+    assert run.report.auth_error is not None
+    assert "401" in run.report.auth_error
     # Quickly means without retrying: no request is sent twice after a 401, and every
     # request sent was answered 401.
     assert 1 <= sum(ledger["calls"].values()) <= 4
@@ -426,7 +443,8 @@ def test_a_token_revoked_between_runs_stops_polling(tmp_path: Path) -> None:
         slow = fast_settings(poll=PollPolicy(minimum=5, maximum=5))
         run_engine(store, server, slow, during=stop_once_submitted)
         run = run_engine(store, server, fast_settings(), token="revoked")
-    assert run.report.stopped_by == "auth" and run.report.auth_error is not None
+    assert run.report.stopped_by == "auth"
+    assert run.report.auth_error is not None
     assert {j.state for j in by_name(store).values()} == {S.SUBMITTED}  # kept, not lost
 
 
@@ -440,7 +458,8 @@ def test_the_spend_cap_stops_submitting_before_it_is_passed(tmp_path: Path, cap:
     assert any(f"spend cap of ${cap:.2f}" in note for note in run.report.notes)
     assert sum(ledger["submissions"].values()) == 2
     states = [j.state for j in by_name(store).values()]
-    assert states.count(S.SUCCEEDED) == 2 and states.count(S.PENDING) == 3
+    assert states.count(S.SUCCEEDED) == 2
+    assert states.count(S.PENDING) == 3
     assert store.spend(BATCH) <= 1.0
 
 
@@ -471,7 +490,8 @@ def test_max_in_flight_per_model(tmp_path: Path) -> None:
         intervals = [
             (j["submitted_at"], j["finished_at"]) for j in jobs.values() if j["model_id"] == model
         ]
-        assert len(intervals) == 3 and max_overlap(intervals) == 1
+        assert len(intervals) == 3
+        assert max_overlap(intervals) == 1
 
 
 def test_submits_are_paced(tmp_path: Path) -> None:
@@ -517,9 +537,11 @@ def test_cancel_on_exit_cancels_jobs_still_queued(tmp_path: Path, cancel: bool) 
         assert len(cancelled_remote) == 2
         for job in by_name(store).values():
             if job.state == S.CANCELLED:
-                assert job.request_id in cancelled_remote and job.remote_status == "cancelled"
+                assert job.request_id in cancelled_remote
+                assert job.remote_status == "cancelled"
     else:
-        assert run.report.cancelled_remote == 0 and cancelled_remote == []
+        assert run.report.cancelled_remote == 0
+        assert cancelled_remote == []
         assert states == [S.SUBMITTED] * 3
 
 
@@ -559,7 +581,8 @@ def test_a_rejected_payload_fails_with_the_validation_detail(tmp_path: Path) -> 
     jobs = by_name(store)
     assert jobs["good"].state == S.SUCCEEDED
     assert jobs["bad"].state == S.FAILED
-    assert jobs["bad"].error is not None and "HTTP 422" in jobs["bad"].error
+    assert jobs["bad"].error is not None
+    assert "HTTP 422" in jobs["bad"].error
     assert "first_frame_image_url" in jobs["bad"].error
     assert sum(ledger["rejected_submissions"].values()) == 1
     assert kinds(store, "bad") == [("submit", "rejected")]
@@ -586,7 +609,8 @@ def test_an_image_changed_since_enqueue_is_rejected_before_sending(
         calls = server.simulator.snapshot()["calls"]
     job = by_name(store)["changed"]
     assert job.state == S.FAILED
-    assert job.error is not None and job.error.startswith("input image: ")
+    assert job.error is not None
+    assert job.error.startswith("input image: ")
     assert calls.get("submit", 0) == 0
 
 
@@ -601,7 +625,8 @@ def test_refused_submits_do_not_use_up_paid_attempts(tmp_path: Path) -> None:
     assert ledger["replies"].get("submit 429", 0) > 0
     assert counts == {"job0": 2, "job1": 2, "job2": 2}  # a first try and one re-roll each
     for name, job in by_name(store).items():
-        assert job.state == S.FAILED and job.error == REMOTE_FAILURE
+        assert job.state == S.FAILED
+        assert job.error == REMOTE_FAILURE
         paid = [kind for kind, outcome in kinds(store, name) if outcome != "not_sent"]
         assert paid == ["submit", "reroll"]
 
@@ -615,11 +640,13 @@ def test_a_stop_lets_submits_in_flight_finish_and_records_their_ids(tmp_path: Pa
     slow = make_profile({"slow_reply": 1.0, "slow_seconds": 0.2})
     with simulator(slow) as server:
         first = run_engine(store, server, fast_settings(), during=stop_while_posting)
-        assert first.report.stopped_by == "interrupted" and first.report.submitted == 3
+        assert first.report.stopped_by == "interrupted"
+        assert first.report.submitted == 3
         assert store.counts(BATCH)["submitted"] == 3  # not left in "submitting"
         second = run_engine(store, server, fast_settings())
         counts = submissions(server, store)
-    assert second.report.submitted == 0 and second.report.notes == []
+    assert second.report.submitted == 0
+    assert second.report.notes == []
     assert counts == {"job0": 1, "job1": 1, "job2": 1}
     assert {j.state for j in by_name(store).values()} == {S.SUCCEEDED}
 
@@ -703,7 +730,8 @@ def test_a_result_lagging_behind_status_is_asked_again(tmp_path: Path) -> None:
     )
     engine = run_scripted(store, script, fast_settings())
     job = by_name(store)["job0"]
-    assert job.state == S.SUCCEEDED and job.cost == pytest.approx(0.3)
+    assert job.state == S.SUCCEEDED
+    assert job.cost == pytest.approx(0.3)
     assert script.calls["result"] == 2
     # No server stamps: the run time is measured locally, still learnt.
     assert [key.split("|")[0] for key in engine.timing.estimates] == [PRO]
@@ -750,9 +778,11 @@ def test_an_expired_url_without_a_fresh_one_waits_then_pauses(tmp_path: Path) ->
     run_scripted(store, script, fast_settings())
     job = by_name(store)["job0"]
     assert job.state == S.FETCH_PAUSED
-    assert job.error is not None and "shows no video URL right now" in job.error
+    assert job.error is not None
+    assert "shows no video URL right now" in job.error
     # One download, then a fresh /result per durable try (FAST_FETCH.tries), never a submit.
-    assert script.calls["file"] == 1 and script.calls["result"] == 1 + 3
+    assert script.calls["file"] == 1
+    assert script.calls["result"] == 1 + 3
     assert script.calls["submit"] == 1
 
 
@@ -771,10 +801,12 @@ def test_a_result_that_keeps_failing_while_refreshing_waits_then_pauses(
     run_scripted(store, script, fast_settings(max_download_tries=2))
     job = by_name(store)["job0"]
     assert job.state == S.FETCH_PAUSED
-    assert job.error is not None and "asking for a fresh URL" in job.error
+    assert job.error is not None
+    assert "asking for a fresh URL" in job.error
     # 3 durable tries of 2 quick tries each (the first spends one on the expired file):
     # a /result each after the one that finished the job; one submit only.
-    assert script.calls["file"] == 1 and script.calls["result"] == 1 + 1 + 2 * 2
+    assert script.calls["file"] == 1
+    assert script.calls["result"] == 1 + 1 + 2 * 2
     assert script.calls["submit"] == 1
 
 
@@ -784,7 +816,8 @@ def test_submits_that_cannot_connect_are_retried_then_given_up(tmp_path: Path) -
     run_scripted(store, script, fast_settings(max_transient_failures=3))
     job = by_name(store)["job0"]
     assert job.state == S.FAILED
-    assert job.error is not None and job.error.startswith("gave up after 3 failed submits")
+    assert job.error is not None
+    assert job.error.startswith("gave up after 3 failed submits")
     assert "could not connect" in job.error
     assert script.calls["submit"] == 3
 
@@ -800,7 +833,8 @@ def test_an_output_path_leaving_the_output_folder_is_refused(tmp_path: Path) -> 
     job = by_name(store)["job0"]
     assert job.state == S.FETCH_PAUSED
     assert "resolves outside the output folder" in (job.error or "")
-    assert "file" not in script.calls and list(outside.iterdir()) == []
+    assert "file" not in script.calls
+    assert list(outside.iterdir()) == []
 
 
 def test_cancel_on_exit_skips_jobs_it_cannot_cancel(tmp_path: Path) -> None:
@@ -848,13 +882,16 @@ def test_an_output_folder_that_cannot_be_written_pauses_paid_jobs_and_trips(
         ledger = server.simulator.snapshot()
     jobs = by_name(store)
     breaker = run.report.breaker
-    assert breaker is not None and breaker.kind == "not_writable"
-    assert "make " in breaker.fix and "writable" in breaker.fix
+    assert breaker is not None
+    assert breaker.kind == "not_writable"
+    assert "make " in breaker.fix
+    assert "writable" in breaker.fix
     assert run.report.tripped_at is not None
     # Every paid job waits to be fetched; no job was claimed after the breaker tripped:
     # a misconfiguration costs at most the jobs already in flight, never the batch.
     paid = [j for j in jobs.values() if j.request_id]
-    assert paid and {j.state for j in paid} == {S.FETCH_PAUSED}
+    assert paid
+    assert {j.state for j in paid} == {S.FETCH_PAUSED}
     assert all("could not write the file" in (j.error or "") for j in paid)
     assert {j.state for j in jobs.values() if not j.request_id} <= {S.PENDING}
     attempts = [a for j in jobs.values() for a in attempt_rows(store, j.row_id)]

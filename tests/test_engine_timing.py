@@ -5,7 +5,7 @@ run, and the account's slots are found without being told."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -23,11 +23,15 @@ from engine_helpers import (
 
 from orchestrator.engine.capacity import AHEAD_MIN, AHEAD_SHARE, INITIAL, Capacity
 from orchestrator.engine.decisions import PollPolicy
-from orchestrator.engine.pool import Engine
 from orchestrator.simulator import ManualClock, SimulatorServer
 from orchestrator.store import JobState
 from orchestrator.store.runtimes import RunTimeBook
 from orchestrator.store.work import WorkQueue
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from orchestrator.engine.pool import Engine
 
 #: 50 simulated seconds at the base profile's 0.002 scale: 0.1 s of real time per job.
 RUN_REAL_SECONDS = 0.1
@@ -71,11 +75,11 @@ def test_learned_run_times_are_kept_for_the_next_run(tmp_path: Path) -> None:
     with simulator(make_profile(slots=8, **SLOW)) as server:
         first = run_engine(store, server, fast_settings(poll=POLL))
         kept = RunTimeBook(WorkQueue(store)).load()
-        assert set(kept) == set(learned(first)) and len(kept) == 1
+        assert set(kept) == set(learned(first))
+        assert len(kept) == 1
         (row,) = kept.values()
-        assert row.samples == 4 and row.typical_s == pytest.approx(
-            next(iter(learned(first).values()))
-        )
+        assert row.samples == 4
+        assert row.typical_s == pytest.approx(next(iter(learned(first).values())))
         # The next batch (same store) starts from them, and adds to them.
         again = seed_store(tmp_path, 3, batch="again")
         second = run_engine(again, server, fast_settings(batch="again", poll=POLL))
@@ -138,15 +142,18 @@ def test_the_slots_are_found_without_being_told(tmp_path: Path) -> None:
     assert {job.state for job in by_name(store).values()} == {JobState.SUCCEEDED}
     # Found exactly while time stood still: three ran at once, and the fourth waited.
     (found, *_) = first
-    assert found.seen_full and found.room == 3
+    assert found.seen_full
+    assert found.room == 3
     # Time moved on only once every finish was noticed: no probe could count a finished
     # job as running, so the room stayed what it was.
     capacity = run.engine.timing.capacity
-    assert capacity.seen_full and capacity.room == 3
+    assert capacity.seen_full
+    assert capacity.room == 3
     # It kept few jobs waiting remotely: at most its limit less the three running, yet
     # some, so a freed slot had a job to start.
     waiting = [(job["submitted_at"], job["started_at"]) for job in snapshot["jobs"].values()]
-    assert len(waiting) == 24 and all(start is not None for _, start in waiting)
+    assert len(waiting) == 24
+    assert all(start is not None for _, start in waiting)
     most = max(INITIAL, 3 + AHEAD_MIN + math.ceil(AHEAD_SHARE * 3)) - 3
     assert 1 <= peak(waiting) <= most
 

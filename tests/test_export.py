@@ -8,10 +8,9 @@ import importlib.util
 import io
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -31,6 +30,9 @@ from orchestrator.store.records import NewJob
 from orchestrator.store.states import JobState
 from orchestrator.store.store import Store
 from orchestrator.store.work import WorkQueue
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "export-secret-token-value"
@@ -89,7 +91,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Finished]:
         )
         assert moved == ["broken"]
     (root / BATCH / "seedance-1-0-lite/forest.json").unlink()
-    yield Finished(db=db, root=root, images=base / "manifests/images")
+    return Finished(db=db, root=root, images=base / "manifests/images")
 
 
 @pytest.fixture
@@ -136,8 +138,11 @@ def test_jsonl_has_one_row_per_succeeded_job(finished: Finished, store: Store) -
         if row["id"] == NO_SIDECAR:
             continue
         assert row["sidecar"] is True
-        assert row["codec"] == "h264" and row["width"] > 0 and row["height"] > 0
-        assert row["duration_s"] > 0 and row["fps"] == round(row["frames"] / row["duration_s"], 3)
+        assert row["codec"] == "h264"
+        assert row["width"] > 0
+        assert row["height"] > 0
+        assert row["duration_s"] > 0
+        assert row["fps"] == round(row["frames"] / row["duration_s"], 3)
 
 
 def test_runway_prompt_and_dreamina_frames_become_universal(store: Store) -> None:
@@ -158,7 +163,8 @@ def test_missing_sidecar_falls_back_to_the_store(finished: Finished, store: Stor
     assert row["size_bytes"] == view.size_bytes
     assert view.downloaded_at is not None
     assert row["timings"]["downloaded"] == view.downloaded_at.isoformat()
-    assert row["prompt"] == PROMPTS["forest"] and row["duration"] == 5.0
+    assert row["prompt"] == PROMPTS["forest"]
+    assert row["duration"] == 5.0
 
 
 def decode(cell: str, like: Any) -> Any:
@@ -170,7 +176,8 @@ def decode(cell: str, like: Any) -> Any:
 def test_csv_parses_back_to_the_jsonl_rows(tmp_path: Path, store: Store) -> None:
     expected = read_jsonl(export_batch(store, BATCH, "jsonl", dest=tmp_path / "x.jsonl").path)
     result = export_batch(store, BATCH, "csv", dest=tmp_path / "deep/x.csv")
-    assert result.path == tmp_path / "deep/x.csv" and result.rows == 10
+    assert result.path == tmp_path / "deep/x.csv"
+    assert result.rows == 10
     with result.path.open(newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader)
@@ -193,7 +200,8 @@ def test_hf_videofolder(tmp_path: Path, store: Store) -> None:
     for record, row in zip(records, jsonl, strict=True):
         assert list(record) == ["file_name", *row]
         video = (folder / record["file_name"]).resolve()
-        assert video.is_file() and video.is_relative_to(folder.resolve())
+        assert video.is_file()
+        assert video.is_relative_to(folder.resolve())
         assert record["video_path"] == record["file_name"]
         assert record["video_abspath"] == str(video)
         assert sha256(video) == record["sha256"] == row["sha256"]
@@ -209,7 +217,8 @@ def test_hf_videofolder(tmp_path: Path, store: Store) -> None:
     with (folder / METADATA).open("a", encoding="utf-8") as handle:
         handle.write(json.dumps({"file_name": "old/gone.mp4"}) + "\n")
     assert export_batch(store, BATCH, "hf", dest=folder).rows == 10
-    assert not stale.exists() and len(read_jsonl(folder / METADATA)) == 10
+    assert not stale.exists()
+    assert len(read_jsonl(folder / METADATA)) == 10
 
 
 def test_hf_default_folder(finished: Finished, store: Store) -> None:

@@ -79,7 +79,8 @@ def test_an_output_url_is_downloadable_unusable_or_absent(
     assert result.unusable is (unusable is not None)
     # A failed render is a failure, whatever its output says.
     failed = RemoteResult.parse({"status": "failed", "output": output})
-    assert not failed.succeeded and not failed.unusable
+    assert not failed.succeeded
+    assert not failed.unusable
 
 
 def test_a_deeply_nested_output_is_searched_to_a_bound() -> None:
@@ -96,8 +97,10 @@ def test_a_deeply_nested_output_is_searched_to_a_bound() -> None:
 def test_an_unusable_url_is_shown_quoted_escaped_and_cut() -> None:
     url = "ftp://x/" + "\x1b[31m" + "a" * 1_000_000
     error = unusable_error(RID, "beach", url)
-    assert RID in error and "--resubmit --ids beach" in error
-    assert "\x1b" not in error and "\\x1b[31m" in error
+    assert RID in error
+    assert "--resubmit --ids beach" in error
+    assert "\x1b" not in error
+    assert "\\x1b[31m" in error
     assert len(error) < 400 + SHOWN_URL_CHARS
     assert shown_reply(url, SHOWN_URL_CHARS).endswith("...")
     assert len(shown_reply({"a": list(range(10**5))}, 50)) <= 50  # bounded, not a list
@@ -131,7 +134,8 @@ def test_a_reply_naming_another_request_is_a_transient_error(
     error = raised.value
     assert isinstance(error, TransientError)  # asked again later, never a success
     assert (error.asked, error.route) == (RID, "result")
-    assert RID in str(error) and error.answered in str(error)
+    assert RID in str(error)
+    assert error.answered in str(error)
     assert error.answered == wrong if wrong is not None else len(error.answered) <= 140
 
 
@@ -237,7 +241,8 @@ def test_a_submit_429_throttle_ends_on_time_whatever_was_accepted() -> None:
     regrown = throttled
     while regrown.throttled_to is not None:
         regrown = regrown.accepted()
-    assert regrown.throttle_ends is None and regrown.value == open_.value
+    assert regrown.throttle_ends is None
+    assert regrown.value == open_.value
     assert open_.lifted(10**9) is open_  # nothing to lift
 
 

@@ -13,11 +13,8 @@ import contextlib
 import io
 import json
 from collections import Counter
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
 from engine_helpers import (
     BATCH,
     attempt_rows,
@@ -35,10 +32,17 @@ from test_paid_work import PATIENT, all_submitted, assert_paid_work_kept, every_
 from orchestrator.cli import main
 from orchestrator.engine.core import POLL_PATIENCE
 from orchestrator.engine.decisions import PollPolicy
-from orchestrator.engine.pool import Engine
-from orchestrator.simulator import SimulatorServer
 from orchestrator.simulator.faults import bad_url
 from orchestrator.store import JobState, Store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    import anyio
+
+    from orchestrator.engine.pool import Engine
+    from orchestrator.simulator import SimulatorServer
 
 S = JobState
 WRONG_REPLY = "reply for another request ignored; asking again later"
@@ -148,14 +152,16 @@ def test_an_undownloadable_output_url_needs_a_person_and_is_never_rerolled(
         run = run_engine(store, server, fast_settings())
         ledger = server.simulator.snapshot()
         assert run.report.stopped_by == "done"  # parked for a person; the run ends
-        assert sum(ledger["submissions"].values()) == 5 and ledger["duplicates"] == {}
+        assert sum(ledger["submissions"].values()) == 5
+        assert ledger["duplicates"] == {}
         assert ledger["calls"].get("download", 0) == 0  # nothing to fetch from
         forms = set()
         for job in by_name(store).values():
             assert job.state == S.NEEDS_RECONCILE
             url = bad_url(4, job.request_id or "")
             forms.add(url.split(":", 1)[0] if ":" in url else url[:1])
-            assert repr(url) in (job.error or "") and (job.request_id or "") in (job.error or "")
+            assert repr(url) in (job.error or "")
+            assert (job.request_id or "") in (job.error or "")
             assert "reconcile --resubmit" in (job.error or "")
             attempts = attempt_rows(store, job.row_id)
             assert [(a.kind, a.outcome) for a in attempts] == [("submit", "unusable_output")]
@@ -164,7 +170,8 @@ def test_an_undownloadable_output_url_needs_a_person_and_is_never_rerolled(
         assert_paid_work_kept(store, server)
     shown = reconcile_text(tmp_path)
     for job in by_name(store).values():
-        assert job.id in shown and bad_url(4, job.request_id or "")[:30] in shown
+        assert job.id in shown
+        assert bad_url(4, job.request_id or "")[:30] in shown
 
 
 def test_a_fresh_result_with_an_undownloadable_url_needs_a_person(tmp_path: Path) -> None:
@@ -199,7 +206,8 @@ def test_a_result_with_no_output_at_all_is_fetched_again_never_rerolled(tmp_path
     with simulator(make_profile({"no_output": 1.0})) as server:
         run_engine(store, server, fast_settings())
         job = by_name(store)["job0"]
-        assert job.state == S.FETCH_PAUSED and "shows no video URL" in (job.error or "")
+        assert job.state == S.FETCH_PAUSED
+        assert "shows no video URL" in (job.error or "")
         kinds = [(a.kind, a.outcome) for a in attempt_rows(store, job.row_id)]
         assert kinds == [("submit", "succeeded")]
         assert_paid_work_kept(store, server, rerolls=0)
@@ -234,7 +242,8 @@ def test_a_huge_retry_after_on_one_jobs_poll_holds_only_that_job(tmp_path: Path)
 
         settings = fast_settings(max_in_flight=3, max_delay=300.0)
         run = run_engine(store, server, settings, during=night)
-        assert 1 <= len(held) <= 2 and run.report.stopped_by == "interrupted"
+        assert 1 <= len(held) <= 2
+        assert run.report.stopped_by == "interrupted"
         jobs = server.simulator.snapshot()["jobs"]
         for rid in held:  # still waiting out their own Retry-After: not polled again
             assert jobs[rid]["looks"] == {}
@@ -268,7 +277,8 @@ def test_a_huge_retry_after_on_a_submit_is_capped_for_that_job(tmp_path: Path) -
         ledger = server.simulator.snapshot()
         assert run.report.stopped_by == "done"
         assert ledger["faults"] == {"submit_retry_after_huge": 4}
-        assert ledger["calls"]["submit"] == 8 and sum(ledger["submissions"].values()) == 4
+        assert ledger["calls"]["submit"] == 8
+        assert sum(ledger["submissions"].values()) == 4
         for job in by_name(store).values():
             kinds = [(a.kind, a.outcome) for a in attempt_rows(store, job.row_id)]
             assert kinds == [("submit", "not_sent"), ("submit", "succeeded")]

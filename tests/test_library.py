@@ -5,16 +5,20 @@ with one exception type that names the file, line, job and field."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from conftest import ImageFactory, ManifestWriter
 from model_ids import LITE
 
 import orchestrator
 from orchestrator import Batch, CatalogOptions, InputError, RunOptions
 from orchestrator.store import JobState
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from conftest import ImageFactory, ManifestWriter
 
 OFFLINE = CatalogOptions(offline=True)
 
@@ -52,14 +56,16 @@ def test_a_batch_from_rows_runs_end_to_end_and_the_store_reads_back(
     db = tmp_path / "runs.db"
 
     checked = batch.validate()
-    assert checked.ok and checked.problems == []
+    assert checked.ok
+    assert checked.problems == []
     assert (checked.batch, checked.jobs, checked.models) == ("beach", 2, {LITE: 2})
     assert not db.exists()  # validate stores nothing
 
     with orchestrator.simulate(time_scale=0.01) as sim:
         planned = batch.plan(db=db, api=sim)
         assert (planned.total, planned.new) == (2, 2)
-        assert planned.estimate_new_usd is not None and planned.estimate_new_usd > 0
+        assert planned.estimate_new_usd is not None
+        assert planned.estimate_new_usd > 0
         assert planned.output_root == (tmp_path / "outputs").resolve()
         assert not db.exists()  # plan stores nothing either
 
@@ -77,20 +83,24 @@ def test_a_batch_from_rows_runs_end_to_end_and_the_store_reads_back(
     assert (tmp_path / "outputs" / "beach" / "report.html").is_file()  # refreshed by run
 
     status = orchestrator.status(db, "beach")
-    assert status.total == 2 and status.counts["succeeded"] == 2
+    assert status.total == 2
+    assert status.counts["succeeded"] == 2
     assert status.spend_usd > 0
     assert json.loads(json.dumps(status.as_dict()))["batches"][0]["name"] == "beach"
     everything = orchestrator.status(str(db))
-    assert everything.batch is None and everything.total == 2
+    assert everything.batch is None
+    assert everything.total == 2
 
     listed = orchestrator.jobs(db, "beach", state=JobState.SUCCEEDED)
     assert sorted(j.id for j in listed) == ["dolly", "pan"]
     assert orchestrator.jobs(db, state="failed") == []
 
     exported = orchestrator.export(db, "beach", "csv", dest=tmp_path / "beach.csv")
-    assert exported.rows == 2 and exported.path == tmp_path / "beach.csv"
+    assert exported.rows == 2
+    assert exported.path == tmp_path / "beach.csv"
     page = orchestrator.report(db, "beach", dest=tmp_path / "page.html")
-    assert page.videos == 2 and page.path.is_file()
+    assert page.videos == 2
+    assert page.path.is_file()
 
 
 def test_manifest_dict_and_rows_give_the_same_jobs(
@@ -115,7 +125,8 @@ def test_manifest_dict_and_rows_give_the_same_jobs(
     ]
     plans = [b.plan() for b in batches]
     keys = [sorted(j.key for j in p.expansion.jobs) for p in plans if p.expansion]
-    assert len(keys) == 3 and keys[0] == keys[1] == keys[2]
+    assert len(keys) == 3
+    assert keys[0] == keys[1] == keys[2]
     assert {p.output_root for p in plans} == {(tmp_path / "outputs").resolve()}
     # The module-level functions take a manifest path too.
     assert orchestrator.validate(manifest).jobs == 2
@@ -220,7 +231,8 @@ def test_bad_options_and_missing_stores_are_input_errors(
 def test_simulate_yields_what_a_caller_needs(tmp_path: Path) -> None:
     with orchestrator.simulate(time_scale=0.01, slots=2) as sim:
         assert sim.api_base.startswith("http://127.0.0.1:")
-        assert sim.connection.token == sim.token and sim.connection.trusted_hosts
+        assert sim.connection.token == sim.token
+        assert sim.connection.trusted_hosts
         headers = {"Authorization": f"Bearer {sim.token}"}
         reply = httpx.get(f"{sim.api_base}/v1/models/{LITE}", headers=headers)
         assert reply.status_code == 200, reply.text

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
-from conftest import ImageFactory
 from model_ids import LITE
 
 import orchestrator
 from orchestrator import Batch, RunResult, Simulation
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from conftest import ImageFactory
 
 
 @pytest.fixture(autouse=True)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from conftest import ImageFactory
 from model_ids import LITE
 
 import orchestrator
@@ -16,6 +15,11 @@ from orchestrator import Batch, CatalogOptions, InputError, RunOptions
 from orchestrator.catalog import Price
 from orchestrator.library.loops import off_the_loop
 from orchestrator.store import Store
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from conftest import ImageFactory
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +84,8 @@ def test_the_output_folder_is_checked_before_anything_is_stored(
         ).enqueue(db=tmp_path / "o.db")
     assert not (tmp_path / "o.db").exists()
     moved = batch(tmp_path).with_options(prices={LITE: Price(usd=0.1)})
-    assert moved.options.offline and moved.plan().estimate_new_usd == pytest.approx(0.5)
+    assert moved.options.offline
+    assert moved.plan().estimate_new_usd == pytest.approx(0.5)
 
 
 def test_a_store_given_open_stays_open_and_results_have_json_forms(
@@ -89,7 +94,8 @@ def test_a_store_given_open_stays_open_and_results_have_json_forms(
     make_image("in/a.png")
     with Store.open(str(tmp_path / "open.db")) as store:
         done = batch(tmp_path).enqueue(db=store)
-        assert done.added == 1 and done.output_root == done.requested_root
+        assert done.added == 1
+        assert done.output_root == done.requested_root
         assert orchestrator.status(store, "opts").total == 1
         assert [j.id for j in orchestrator.jobs(store)] == ["a"]
         planned = batch(tmp_path).plan(db=store)

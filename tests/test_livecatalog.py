@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -27,6 +25,10 @@ from orchestrator.livecatalog import (
 from orchestrator.livecatalog.resolve import API, CACHE, SHIPPED, UNKNOWN, USER
 from orchestrator.store import Store
 from orchestrator.store.catalog import MAX_ENTRY_CHARS, CatalogCache
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
 
 HOST = "api.example"
 START = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -109,12 +111,14 @@ def test_the_api_entry_replaces_the_shipped_schema_and_brings_its_price(store: S
     api = FakeApi({PRO: live_entry(PRO, price=0.12)})
     live = catalog(store, api)
     model = live.require(PRO)
-    assert model.price is not None and model.price.usd == 0.12
+    assert model.price is not None
+    assert model.price.usd == 0.12
     assert model.pricing_note == "list price"
     assert model.native_name("image") == "first_frame_image_url"  # the shipped mapping kept
     assert model.slug == builtin_catalog().require(PRO).slug
     assert live.sources[PRO].origin == API
-    assert live.get(PRO) is model and api.calls == [PRO]  # asked once per command
+    assert live.get(PRO) is model
+    assert api.calls == [PRO]
 
 
 def test_fetched_entries_are_cached_only_when_asked_and_then_used_within_the_ttl(
@@ -126,18 +130,21 @@ def test_fetched_entries_are_cached_only_when_asked_and_then_used_within_the_ttl
     assert CatalogCache(store, HOST).load(PRO) is None  # validate never writes
     assert first.save_fetched(CatalogCache(store, HOST)) == 1
     cached = CatalogCache(store, HOST).load(PRO)
-    assert cached is not None and cached.fetched_at == START
+    assert cached is not None
+    assert cached.fetched_at == START
 
     store.test_clock.now = START + timedelta(hours=23)  # type: ignore[attr-defined]
     second = catalog(store, api)
     assert second.require(PRO).price.usd == 0.12  # type: ignore[union-attr]
-    assert second.sources[PRO].origin == CACHE and api.calls == [PRO]
+    assert second.sources[PRO].origin == CACHE
+    assert api.calls == [PRO]
 
     store.test_clock.now = START + timedelta(hours=25)  # type: ignore[attr-defined]
     api.entries[PRO]["base_price_usd"] = 0.2
     third = catalog(store, api)
     assert third.require(PRO).price.usd == 0.2  # type: ignore[union-attr]
-    assert third.sources[PRO].origin == API and api.calls == [PRO, PRO]
+    assert third.sources[PRO].origin == API
+    assert api.calls == [PRO, PRO]
 
 
 def test_refresh_asks_the_api_even_with_a_fresh_cache(store: Store) -> None:
@@ -147,7 +154,8 @@ def test_refresh_asks_the_api_even_with_a_fresh_cache(store: Store) -> None:
     live.save_fetched(CatalogCache(store, HOST))
     again = catalog(store, api, refresh=True)
     again.get(PRO)
-    assert again.sources[PRO].origin == API and api.calls == [PRO, PRO]
+    assert again.sources[PRO].origin == API
+    assert api.calls == [PRO, PRO]
 
 
 def test_offline_the_stale_cache_then_the_shipped_file_is_used_and_the_api_asked_once(
@@ -162,7 +170,8 @@ def test_offline_the_stale_cache_then_the_shipped_file_is_used_and_the_api_asked
     offline = catalog(store, api)
     assert offline.require(PRO).price.usd == 0.12  # type: ignore[union-attr]
     source = offline.sources[PRO]
-    assert source.origin == CACHE and "could not be asked" in source.note
+    assert source.origin == CACHE
+    assert "could not be asked" in source.note
     assert "fetched 3 days ago" in source.describe(START + timedelta(days=3))
     assert offline.require(LITE) is builtin_catalog().require(LITE)
     assert offline.sources[LITE].origin == SHIPPED
@@ -179,7 +188,8 @@ def test_without_a_token_nothing_is_fetched_and_the_reason_is_said() -> None:
 def test_a_model_the_api_does_not_know_is_unknown_even_when_a_file_has_it(store: Store) -> None:
     api = FakeApi({})
     live = catalog(store, api)
-    assert live.get(PRO) is None and PRO not in live
+    assert live.get(PRO) is None
+    assert PRO not in live
     assert live.sources[PRO].origin == UNKNOWN
     assert "does not know" in (live.unknown_reason(PRO) or "")
     with pytest.raises(KeyError, match="unknown model"):
@@ -192,7 +202,8 @@ def test_a_new_model_comes_from_the_api_with_a_derived_mapping(store: Store) -> 
     model = live.require(NEW_ID)
     assert model.native_name("prompt") == "text_prompt"
     assert model.native_name("image") == "start_frame"
-    assert model.price is not None and (model.price.usd, model.price.unit) == (0.4, "output")
+    assert model.price is not None
+    assert (model.price.usd, model.price.unit) == (0.4, "output")
     live.save_fetched(CatalogCache(store, HOST))
     # ``work`` drains without asking: the cached entry is in its catalog.
     drained = cached_catalog(None, CatalogCache(store, HOST))
@@ -213,7 +224,8 @@ def test_a_users_catalog_file_wins_over_the_api(store: Store) -> None:
     mine = builtin_catalog().require(PRO)
     api = FakeApi({PRO: live_entry(PRO)})
     live = catalog(store, api, user=Catalog([mine]))
-    assert live.require(PRO) is mine and live.sources[PRO].origin == USER
+    assert live.require(PRO) is mine
+    assert live.sources[PRO].origin == USER
     assert api.calls == []
 
 
@@ -236,7 +248,8 @@ def test_the_cache_skips_entries_it_cannot_hold(store: Store) -> None:
     assert not cache.save({"display_name": "no id"})
     assert not cache.save({"model_id": "a/b", "blob": "x" * MAX_ENTRY_CHARS})
     assert not cache.save({"model_id": "a/b", "price": float("nan")})
-    assert cache.save({"model_id": "a/b"}) and cache.forget("a/b") == 1
+    assert cache.save({"model_id": "a/b"})
+    assert cache.forget("a/b") == 1
     assert cache.load_all() == []
     # Hosts are apart: the simulator's entries never stand in for RunComfy's.
     assert cache.save({"model_id": "a/b"})
@@ -277,12 +290,14 @@ def test_the_fetcher_masks_a_token_the_server_echoes_and_maps_a_404_to_unknown()
 
     api = fetcher(handler)
     entry = api.entry("acme/echo/x")
-    assert entry is not None and SECRET not in json.dumps(entry)
+    assert entry is not None
+    assert SECRET not in json.dumps(entry)
     assert entry["pricing_note"] == "billed to Bearer <redacted>"
     assert api.entry("acme/nope/x") is None
     with pytest.raises(FetchFailed) as failed:
         api.entry("acme/down/x")
-    assert SECRET not in str(failed.value) and "503" in str(failed.value)
+    assert SECRET not in str(failed.value)
+    assert "503" in str(failed.value)
 
 
 def test_the_fetcher_lists_and_reports_a_dead_host() -> None:

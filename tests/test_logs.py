@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import structlog
 
 from orchestrator import redact as redaction
 from orchestrator.logs import JsonLinesFile, configure_logging, redact_secrets, register_secret
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 SECRET = "sk-live-4f9a8b7c6d5e"
 DATA_URI = "data:image/png;base64," + "iVBORw0KGgoAAAANSUhEUgAA" * 4
@@ -94,7 +97,8 @@ def test_configured_logging_writes_redacted_lines_to_the_stream(json_lines: bool
     )
     text = stream.getvalue()
     assert SECRET not in text
-    assert "submit failed" in text and "<redacted>" in text
+    assert "submit failed" in text
+    assert "<redacted>" in text
     if json_lines:
         line = json.loads(text)
         assert line["level"] == "warning"

@@ -59,14 +59,16 @@ def test_nesting_up_to_the_limit_is_read_and_one_more_level_is_refused() -> None
     assert isinstance(data["jobs"][0]["prompt"], list)
     problem = refused(job(prompt="[" * (inside + 1) + "]" * (inside + 1)))
     assert (problem.file, problem.line, problem.job) == ("m.yaml", 6, "beach")
-    assert problem.field is not None and problem.field.startswith("prompt[0][0]")
+    assert problem.field is not None
+    assert problem.field.startswith("prompt[0][0]")
     assert problem.message == "values are nested more than 64 levels deep"
 
 
 def test_50000_levels_cost_64_levels_of_work() -> None:
     problem = refused(job(prompt="[" * 50_000 + "]" * 50_000))
     assert (problem.line, problem.job) == (6, "beach")
-    assert problem.field is not None and problem.field.endswith("...")
+    assert problem.field is not None
+    assert problem.field.endswith("...")
 
 
 def test_aliases_count_towards_the_depth(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,7 +91,8 @@ def test_the_node_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     problem = refused("a: [1, 2, 3, 4]\nb: [5]\n")
     assert problem.message == "the manifest holds more than 9 values (YAML nodes)"
     assert (problem.line, problem.field) == (2, "b[0]")
-    assert problem.hint is not None and "jobs_from" in problem.hint
+    assert problem.hint is not None
+    assert "jobs_from" in problem.hint
 
 
 def test_the_alias_limit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -349,7 +352,8 @@ def test_a_csv_number_python_would_refuse_stays_text(
     (tmp_path / "rows.csv").write_text(rows)
     [problem] = problems_of(from_file("rows.csv"))
     assert problem.field == "duration"
-    assert problem.message.startswith("'99999") and "is not a whole number" in problem.message
+    assert problem.message.startswith("'99999")
+    assert "is not a whole number" in problem.message
     assert len(str(problem)) < 400
 
 

@@ -651,7 +651,8 @@ def test_a_misspelt_model_id_is_refused_with_the_closest(
         f"unknown model {LITE[:-2] + 'oe'!r}; nothing was submitted (--allow-unknown-model "
         "sends it as written)"
     )
-    assert problem.hint is not None and problem.hint.startswith(f"did you mean {LITE!r}")
+    assert problem.hint is not None
+    assert problem.hint.startswith(f"did you mean {LITE!r}")
 
 
 def test_an_unknown_model_is_said_once_however_many_jobs_name_it(

@@ -440,7 +440,8 @@ def test_an_image_ref_records_what_was_probed(load: Load, tmp_path: Path) -> Non
     ref = job.images["first_frame_image_url"]
     assert (ref.width, ref.height, ref.format, ref.url) == (720, 1280, "PNG", None)
     assert ref.size_bytes == (tmp_path / "city.png").stat().st_size
-    assert ref.sha256 is not None and len(ref.sha256) == 64
+    assert ref.sha256 is not None
+    assert len(ref.sha256) == 64
 
 
 def test_an_image_value_that_is_not_text(problems_of: ProblemsOf) -> None:

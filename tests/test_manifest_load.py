@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from model_ids import LITE
@@ -18,6 +18,9 @@ from orchestrator.manifest import (
 )
 from orchestrator.manifest.yamlsafe import LocatedDict, LocatedList, load_yaml
 from orchestrator.problems import InputError, Problem
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 JOBS = """\
 jobs:

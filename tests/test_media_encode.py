@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from PIL import Image
@@ -21,6 +21,9 @@ from orchestrator.media import (
 )
 from orchestrator.media.encode import _plain
 from orchestrator.media.rules import ImageRule, parse_rules
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ORIENTATION = 0x0112
 TOO_BIG = "The uploaded image width and height must not exceed 6000 pixels."
@@ -102,7 +105,9 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert ORIENTATION not in image.getexif()
     # Orientation 6 is displayed rotated 90 degrees clockwise: top-left goes to top-right.
     red, green, blue = image.convert("RGB").getpixel((340, 20))  # type: ignore[misc]
-    assert blue > 200 and red < 60 and green < 60
+    assert blue > 200
+    assert red < 60
+    assert green < 60
 
 
 @pytest.mark.parametrize(
@@ -131,7 +136,8 @@ def test_animated_gif_sends_its_first_frame(tmp_path: Path) -> None:
     frames[0].save(path, "GIF", save_all=True, append_images=frames[1:])
     _, image = decode(encode(path))
     red, _, blue = image.convert("RGB").getpixel((10, 10))  # type: ignore[misc]
-    assert red > 200 and blue < 60
+    assert red > 200
+    assert blue < 60
 
 
 def test_jpeg_not_allowed_becomes_png(tmp_path: Path) -> None:
@@ -181,7 +187,8 @@ def test_oversize_noise_png_is_shrunk_under_the_budget(tmp_path: Path) -> None:
     assert path.stat().st_size > 2_000_000
     encoded = encode(path, rules=SEEDANCE, max_bytes=300_000)
     _, decoded = decode(encoded)
-    assert encoded.mime == "image/jpeg" and encoded.reencoded
+    assert encoded.mime == "image/jpeg"
+    assert encoded.reencoded
     assert encoded.size_bytes <= 300_000
     assert all(rule.holds(*decoded.size, encoded.size_bytes) for rule in SEEDANCE)
     assert decoded.size[0] / decoded.size[1] == pytest.approx(1.25, rel=0.01)
@@ -191,13 +198,15 @@ def test_file_size_rule_sets_the_budget(tmp_path: Path) -> None:
     path = save(noise((600, 600)), tmp_path / "noise.jpg", "JPEG", quality=95)
     limit = parse_rules([{"validation_rule": "file_size_mb<", "validation_value": 0.2}])
     encoded = encode(path, rules=limit)
-    assert encoded.reencoded and encoded.size_bytes < 200_000
+    assert encoded.reencoded
+    assert encoded.size_bytes < 200_000
 
 
 def test_alpha_png_over_budget_stays_png(tmp_path: Path) -> None:
     path = save(noise((400, 400), "RGBA"), tmp_path / "noise.png", "PNG")
     encoded = encode(path, max_bytes=200_000)
-    assert encoded.mime == "image/png" and encoded.size_bytes <= 200_000
+    assert encoded.mime == "image/png"
+    assert encoded.size_bytes <= 200_000
 
 
 def test_budget_below_the_minimum_size_is_too_large(tmp_path: Path) -> None:
@@ -219,7 +228,8 @@ def test_fit_modes_produce_images_that_obey_the_rules(tmp_path: Path, fit: str) 
     path = save(Image.new("RGB", (200, 150), "teal"), tmp_path / "small.png", "PNG")
     encoded = encode(path, rules=SEEDANCE, fit=fit)
     _, decoded = decode(encoded)
-    assert encoded.reencoded and encoded.mime == "image/png"
+    assert encoded.reencoded
+    assert encoded.mime == "image/png"
     assert all(rule.holds(*decoded.size, encoded.size_bytes) for rule in SEEDANCE)
 
 
@@ -229,7 +239,8 @@ def test_pad_letterboxes_in_black_and_crop_keeps_the_centre(tmp_path: Path) -> N
     path = save(image, tmp_path / "wide.png", "PNG")
     _, padded = decode(encode(path, rules=SEEDANCE, fit="pad"))
     assert padded.size == (1500, 601)
-    assert padded.getpixel((750, 0)) == (0, 0, 0) and padded.getpixel((750, 300)) != (0, 0, 0)
+    assert padded.getpixel((750, 0)) == (0, 0, 0)
+    assert padded.getpixel((750, 300)) != (0, 0, 0)
     _, cropped = decode(encode(path, rules=SEEDANCE, fit="crop"))
     assert cropped.size == (999, 400)
     assert cropped.getpixel((0, 200)) == (255, 255, 255)
@@ -247,7 +258,8 @@ def test_reencoding_is_deterministic(tmp_path: Path) -> None:
     path = save(noise((500, 400)), tmp_path / "noise.webp", "WEBP")
     first = encode(path, rules=SEEDANCE, fit="crop", max_bytes=150_000)
     second = encode(path, rules=SEEDANCE, fit="crop", max_bytes=150_000)
-    assert first == second and first.reencoded
+    assert first == second
+    assert first.reencoded
 
 
 def test_rules_checked_with_the_rule_objects(tmp_path: Path) -> None:

@@ -85,11 +85,14 @@ def test_pad_and_crop_always_fit_the_seed_rules(
     width, height = source
     if plan.crop_box is not None:
         left, top, right, bottom = plan.crop_box
-        assert 0 <= left < right <= width and 0 <= top < bottom <= height
+        assert 0 <= left < right <= width
+        assert 0 <= top < bottom <= height
         # Centered: the margins on either side differ by at most one pixel.
-        assert abs(left - (width - right)) <= 1 and abs(top - (height - bottom)) <= 1
+        assert abs(left - (width - right)) <= 1
+        assert abs(top - (height - bottom)) <= 1
     if plan.pad_to is not None:
-        assert plan.pad_to[0] >= width and plan.pad_to[1] >= height
+        assert plan.pad_to[0] >= width
+        assert plan.pad_to[1] >= height
 
 
 @pytest.mark.parametrize("model", list(SEED_RULES))
@@ -128,7 +131,9 @@ def test_resize_cannot_fit_a_size_box_without_aspect_rules() -> None:
     with pytest.raises(CannotFit, match=r"aspect ratio 50\.00 is above the maximum 19\.93"):
         plan_fit(10000, 200, limits, "resize")
     plan = plan_fit(10000, 200, limits, "pad")
-    assert plan is not None and plan.size[0] <= 5999 and plan.size[1] >= 301
+    assert plan is not None
+    assert plan.size[0] <= 5999
+    assert plan.size[1] >= 301
 
 
 def test_already_fitting_image_needs_no_plan() -> None:
@@ -156,8 +161,10 @@ def test_scales_up_small_images_and_down_large_ones() -> None:
     limits = ImageLimits.from_rules(SEEDANCE)
     small = plan_fit(150, 100, limits, "resize")
     large = plan_fit(12000, 8000, limits, "resize")
-    assert small is not None and small.size == (451, 301)
-    assert large is not None and large.size == (5999, 3999)
+    assert small is not None
+    assert small.size == (451, 301)
+    assert large is not None
+    assert large.size == (5999, 3999)
 
 
 def test_plans_are_deterministic() -> None:

@@ -6,7 +6,7 @@ import hashlib
 import io
 import os
 import pickle
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from PIL import Image
@@ -22,6 +22,9 @@ from orchestrator.media.probe import (
     probe_image,
 )
 from orchestrator.media.rules import ImageRule
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ORIENTATION = 0x0112
 

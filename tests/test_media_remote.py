@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -13,6 +13,9 @@ from PIL import Image
 
 from orchestrator.media import ImageUnreadable, NotAnImage, TooLarge
 from orchestrator.media.remote import probe_url
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def png_bytes(size: tuple[int, int]) -> bytes:

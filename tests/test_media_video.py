@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from fractions import Fraction
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import pytest
@@ -21,6 +21,9 @@ from orchestrator.media.video import (
     missing_frames,
 )
 from orchestrator.simulator.video import faststart, placeholder, render_zoom
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _MADE: dict[str, bytes] = {}
 

@@ -3,9 +3,9 @@ upgrade (with data in place) and downgrade cleanly on both."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -21,6 +21,9 @@ from orchestrator.store.database import (
     upgrade,
 )
 from orchestrator.store.tables import metadata
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 REPO = Path(__file__).resolve().parent.parent
@@ -145,7 +148,8 @@ def test_upgrade_from_0001_keeps_the_jobs_and_starts_their_leases_at_zero(engine
         ).one()
         store_ids = connection.execute(text("SELECT value FROM store_meta")).scalars().all()
     assert tuple(row) == ("submitted", None, 0, 0)
-    assert len(store_ids) == 1 and len(store_ids[0]) == 32
+    assert len(store_ids) == 1
+    assert len(store_ids[0]) == 32
     assert schema_differences(engine) == []
 
 

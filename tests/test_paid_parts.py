@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -36,6 +35,9 @@ from orchestrator.outputs.sidecar import sidecar_path, write_sidecar
 from orchestrator.store import JobState, Store
 from orchestrator.store.prices import PriceBook
 from orchestrator.store.work import WorkQueue
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # -- sidecars that claim a name ------------------------------------------------------------
 
@@ -90,8 +92,10 @@ def test_a_name_claimed_between_the_look_and_the_claim_is_looked_at_again(
     monkeypatch.setattr(placing, "write_sidecar", another_writer_first)
     record = lambda p: {"f": p.name}  # noqa: E731
     placed = place_video(temp_video(tmp_path), target, record, is_ours=lambda p: False)
-    assert raced == [target] and placed.name == "a-1.mp4"
-    assert target.read_bytes() == b"theirs" and placed.read_bytes() == b"video"
+    assert raced == [target]
+    assert placed.name == "a-1.mp4"
+    assert target.read_bytes() == b"theirs"
+    assert placed.read_bytes() == b"video"
 
 
 def test_a_name_this_store_holds_is_reused(tmp_path: Path) -> None:
@@ -99,7 +103,8 @@ def test_a_name_this_store_holds_is_reused(tmp_path: Path) -> None:
     target.write_bytes(b"our older video")
     write_sidecar(target, {"mine": True})
     placed = place_video(temp_video(tmp_path), target, lambda p: {"mine": 2}, is_ours=bool)
-    assert placed == target and target.read_bytes() == b"video"
+    assert placed == target
+    assert target.read_bytes() == b"video"
     assert json.loads(sidecar_path(target).read_text())["mine"] == 2
 
 
@@ -278,7 +283,8 @@ def test_status_shows_the_money_and_the_cap(tmp_path: Path) -> None:
     out = StringIO()
     main(["status", "--batch", BATCH, "--db", str(tmp_path / "store.db"), "--json"], out=out)
     money = json.loads(out.getvalue())["money"]
-    assert money["delivered"] == {"jobs": 2, "usd": 1.0} and money["cap_usd"] == 3.0
+    assert money["delivered"] == {"jobs": 2, "usd": 1.0}
+    assert money["cap_usd"] == 3.0
     with Store.open(str(tmp_path / "store.db")) as again:
         assert again.counts(BATCH)["succeeded"] == 2
 

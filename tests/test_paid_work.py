@@ -17,10 +17,9 @@ import hashlib
 import io
 import json
 import subprocess
-from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -43,12 +42,16 @@ from model_ids import PRO
 
 from orchestrator.cli import main
 from orchestrator.engine.paidwork import FetchPolicy
-from orchestrator.engine.pool import Engine
 from orchestrator.simulator import ManualClock, SimulatorServer
 from orchestrator.store import JobState, Store
 from orchestrator.store.money import money
 from orchestrator.store.states import TO_FETCH
 from orchestrator.store.work import WorkQueue
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    from orchestrator.engine.pool import Engine
 
 S = JobState
 #: Fetches retried every few milliseconds and never paused: the test ends an outage.
@@ -163,7 +166,8 @@ def test_a_file_host_outage_is_outlasted_and_every_paid_video_delivered(
     # The wait is in the store: each job went to fetch_wait with a time to try again.
     for job in by_name(store).values():
         waits = [e for e in store.events(job_id=job.row_id) if e.to_state == "fetch_wait"]
-        assert waits and all(e.detail and e.detail["outcome"] == "download_retry" for e in waits)
+        assert waits
+        assert all(e.detail and e.detail["outcome"] == "download_retry" for e in waits)
 
 
 def test_an_outage_longer_than_the_patience_pauses_and_a_rerun_fetches(tmp_path: Path) -> None:
@@ -273,12 +277,15 @@ def test_a_run_on_a_full_disk_ends_with_its_summary_not_a_traceback(tmp_path: Pa
         )
     assert code == 1, text
     assert "Traceback" not in text
-    assert "stopped submitting: the disk holding" in text and "is full" in text
+    assert "stopped submitting: the disk holding" in text
+    assert "is full" in text
     assert "free space on the disk" in text
-    assert "money:" in text and "paid, still to fetch" in text
+    assert "money:" in text
+    assert "paid, still to fetch" in text
     found = cli_jobs(tmp_path)
     paid = [j for j in found if j["request_id"]]
-    assert paid and {j["state"] for j in paid} <= {"fetch_paused", "fetch_wait"}
+    assert paid
+    assert {j["state"] for j in paid} <= {"fetch_paused", "fetch_wait"}
     assert {j["state"] for j in found if not j["request_id"]} <= {"pending"}
 
 
@@ -311,19 +318,23 @@ def test_a_host_that_is_not_allowed_costs_only_the_jobs_in_flight_and_a_rerun_fe
         # The printed re-run command works as shown and fetches, never pays again.
         again = next(line for line in text.splitlines() if "free to fetch:" in line)
         command = again.split("free to fetch: ", 1)[1].split()
-        assert command[:2] == ["orchestrator", "run"] and "--trust-host" in command
+        assert command[:2] == ["orchestrator", "run"]
+        assert "--trust-host" in command
         paid = [j for j in cli_jobs(tmp_path) if j["request_id"]]
-        assert paid and {j["state"] for j in paid} == {"fetch_paused"}
+        assert paid
+        assert {j["state"] for j in paid} == {"fetch_paused"}
         # No claim after the breaker tripped: the mistake cost only the jobs in flight.
         assert claims_before_the_breaker(tmp_path) == len(paid)
         code, retried = cli("retry", "--batch", "paid", "--failed", "--db", db(tmp_path))
-        assert code == 0 and "0 new paid attempt(s)" in retried
+        assert code == 0
+        assert "0 new paid attempt(s)" in retried
         assert retried.count("fetch again (already paid") == len(paid)
         code, text = cli(*command[1:], *polls, "--quiet")
         assert code == 0, text
         assert {j["state"] for j in cli_jobs(tmp_path)} == {"succeeded"}
         ledger = server.simulator.snapshot()
-        assert ledger["duplicates"] == {} and sum(ledger["submissions"].values()) == 10
+        assert ledger["duplicates"] == {}
+        assert sum(ledger["submissions"].values()) == 10
         with Store.open(db(tmp_path)) as store:
             assert_paid_work_kept(store, server)
 
@@ -350,8 +361,10 @@ def test_an_unknown_model_trips_the_breaker_and_costs_nothing(tmp_path: Path) ->
         run = run_engine(store, server, fast_settings(max_concurrent_submits=1))
         ledger = server.simulator.snapshot()
     breaker = run.report.breaker
-    assert breaker is not None and breaker.kind == "unknown_model"
-    assert typo in breaker.problem and "orchestrator models" in breaker.fix
+    assert breaker is not None
+    assert breaker.kind == "unknown_model"
+    assert typo in breaker.problem
+    assert "orchestrator models" in breaker.fix
     assert ledger["submissions"] == {}
     # The refused job and the rest wait, unpaid, for a corrected manifest.
     assert states(store) == {"pending": 7}
@@ -395,7 +408,8 @@ def test_a_result_record_that_expires_is_lost_and_only_reroll_pays_again(
             str(tmp_path / "store.db"),
         )
         report = json.loads(text)
-        assert report["rerolls"] == ["job0"] and report["estimated_cost_usd"] is None
+        assert report["rerolls"] == ["job0"]
+        assert report["estimated_cost_usd"] is None
         server.simulator.profile = make_profile(record_ttl=100)  # URLs work again
 
         async def render(engine: Engine, stop: anyio.Event) -> None:
@@ -441,7 +455,8 @@ def test_cancel_during_a_run_keeps_what_is_running_and_fetches_it(
         run = run_engine(store, server, fast_settings(), during=night)
     report = told["report"]
     assert told["code"] == 1  # not everything could be cancelled
-    assert len(report["cancelled_remotely"]) == 4 and len(report["already_running"]) == 2
+    assert len(report["cancelled_remotely"]) == 4
+    assert len(report["already_running"]) == 2
     assert states(store) == {"succeeded": 2, "cancelled": 4}
     jobs = by_name(store)
     assert {n for n, j in jobs.items() if j.state == S.SUCCEEDED} == set(report["already_running"])
@@ -501,9 +516,11 @@ def test_files_this_store_did_not_write_are_never_overwritten(tmp_path: Path) ->
     assert [jobs["job0"].output_path, jobs["job1"].output_path] == ["job0-1.mp4", "job1-1.mp4"]
     for name in ("job0", "job1"):
         sidecar = json.loads((out / f"{name}-1.json").read_text())
-        assert sidecar["video"]["file"] == f"{name}-1.mp4" and "id" in sidecar["store"]
+        assert sidecar["video"]["file"] == f"{name}-1.mp4"
+        assert "id" in sidecar["store"]
         renamed = [e for e in store.events(job_id=jobs[name].row_id) if e.to_state == "succeeded"]
-        assert renamed[0].detail and renamed[0].detail["renamed_from"] == f"{name}.mp4"
+        assert renamed[0].detail
+        assert renamed[0].detail["renamed_from"] == f"{name}.mp4"
 
 
 def test_a_video_this_store_wrote_is_replaced_by_its_own_new_attempt(tmp_path: Path) -> None:
@@ -517,7 +534,8 @@ def test_a_video_this_store_wrote_is_replaced_by_its_own_new_attempt(tmp_path: P
         run_engine(store, server, fast_settings())
         again = by_name(store)["job0"]
         assert_paid_work_kept(store, server, rerolls=1)
-    assert again.state == S.SUCCEEDED and again.request_id != first.request_id
+    assert again.state == S.SUCCEEDED
+    assert again.request_id != first.request_id
     assert again.output_path == first.output_path == "job0.mp4"  # its own file: replaced
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["job0.json", "job0.mp4"]
     sidecar = json.loads((tmp_path / "out" / "job0.json").read_text())
@@ -537,7 +555,8 @@ def test_a_spend_cap_without_any_price_refuses_to_start(
             "run", str(manifest), "--api-base", server.api_base, "--db", db(tmp_path), "--quiet"
         )
         assert code == 2
-        assert "no price is known for" in text and "--prices FILE" in text
+        assert "no price is known for" in text
+        assert "--prices FILE" in text
         assert "Nothing was submitted" in text
         assert server.simulator.snapshot()["calls"].get("submit", 0) == 0
 
@@ -568,7 +587,8 @@ def test_a_spend_cap_takes_runcomfys_published_price_and_holds(
     assert f"catalog: {PRO}: RunComfy API (fetched now); $0.1 per second" in text
     assert "stopped submitting: batch paid: the spend cap of $1.20 would be passed" in text
     billed = sum(job["cost"] for job in ledger["jobs"].values())
-    assert billed == pytest.approx(1.0) and billed <= 1.2
+    assert billed == pytest.approx(1.0)
+    assert billed <= 1.2
     assert "cap $1.20" in text
 
 
@@ -585,7 +605,8 @@ def test_a_price_that_is_too_low_overruns_the_cap_by_at_most_the_jobs_in_flight(
     assert billed <= 1.0 + 2 * 0.5 + 1e-9  # the cap plus what was in flight at the bill
     assert run.report.spend_capped
     pending = [j for j in by_name(store).values() if j.state == S.PENDING]
-    assert pending and all(j.estimated_cost == pytest.approx(0.5, rel=0.01) for j in pending)
+    assert pending
+    assert all(j.estimated_cost == pytest.approx(0.5, rel=0.01) for j in pending)
     assert_paid_work_kept(store, server)
 
 

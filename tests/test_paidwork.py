@@ -43,12 +43,14 @@ def test_a_passing_problem_waits_with_a_growing_delay(problem: FetchProblem) -> 
     delays = []
     for failures in range(1, 14):
         step = after_fetch_failure(problem, failures=failures, policy=policy, rng=rng)
-        assert step.outcome is Outcome.DOWNLOAD_RETRY and step.delay is not None
+        assert step.outcome is Outcome.DOWNLOAD_RETRY
+        assert step.delay is not None
         ceiling = min(300.0, 5.0 * 2 ** (failures - 1))
         assert ceiling / 2 <= step.delay <= ceiling  # equal jitter: never a short wait
         delays.append(step.delay)
     last = after_fetch_failure(problem, failures=14, policy=policy, rng=rng)
-    assert last.outcome is Outcome.DOWNLOAD_PAUSED and last.delay is None
+    assert last.outcome is Outcome.DOWNLOAD_PAUSED
+    assert last.delay is None
     assert sum(delays) >= fetch_patience(policy) >= 20 * 60
 
 
@@ -84,7 +86,8 @@ def test_the_total_wait_before_a_pause_is_at_least_the_patience(patience: float,
         step = after_fetch_failure(P.HOST_DOWN, failures=failures, policy=policy, rng=rng)
         if step.outcome is Outcome.DOWNLOAD_PAUSED:
             break
-        assert step.delay is not None and step.delay <= patience / 4 + 1e-9
+        assert step.delay is not None
+        assert step.delay <= patience / 4 + 1e-9
         waited += step.delay
     assert waited >= patience * (1 - 1e-9)
     assert failures == policy.tries
@@ -124,17 +127,22 @@ def test_which_fetch_problems_trip_a_breaker(problem: FetchProblem, kind: str | 
     breaker = breaker_for_fetch(problem, "why", host="files.example", folder="out/b")
     assert (breaker.kind if breaker else None) == kind
     if breaker is not None:
-        assert breaker.fix and str(breaker).startswith(breaker.problem + ". Fix: ")
+        assert breaker.fix
+        assert str(breaker).startswith(breaker.problem + ". Fix: ")
 
 
 def test_breaker_messages_say_what_to_fix() -> None:
     host = breaker_for_fetch(P.HOST_NOT_ALLOWED, "not allowed", host="localhost", folder="o")
-    assert host is not None and host.host == "localhost"
-    assert "--trust-host localhost" in host.fix and "ORCHESTRATOR_TRUST_HOST=localhost" in host.fix
+    assert host is not None
+    assert host.host == "localhost"
+    assert "--trust-host localhost" in host.fix
+    assert "ORCHESTRATOR_TRUST_HOST=localhost" in host.fix
     disk = breaker_for_fetch(P.DISK_FULL, "[Errno 28]", host=None, folder="out/b")
-    assert disk is not None and "free space on the disk holding out/b" in disk.fix
+    assert disk is not None
+    assert "free space on the disk holding out/b" in disk.fix
     model = breaker_for_unknown_model("a/b", "HTTP 400 (400001)")
-    assert model.kind is BreakerKind.UNKNOWN_MODEL and "a/b" in model.problem
+    assert model.kind is BreakerKind.UNKNOWN_MODEL
+    assert "a/b" in model.problem
     assert "RUNCOMFY_API_TOKEN" in breaker_for_account(BreakerKind.AUTH, "401").fix
     assert "funds" in breaker_for_account(BreakerKind.BALANCE, "402").fix
     assert {BreakerKind.DISK_FULL, BreakerKind.NOT_WRITABLE} == CLOSE_ON_SUCCESS

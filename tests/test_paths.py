@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,6 +19,9 @@ from orchestrator.outputs.paths import (
     render_output_path,
     resolve_inside,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 VALUES = {
     "batch": "spring",
@@ -186,7 +189,8 @@ TAG = "0a1b2c3d"
 def test_part_names_always_fit_and_hash_only_when_needed(name: str, hashed: bool) -> None:
     part = part_name(name, TAG)
     assert len(part.encode("utf-8")) <= NAME_MAX
-    assert part.startswith(".") and part.endswith(f".{TAG}.part")
+    assert part.startswith(".")
+    assert part.endswith(f".{TAG}.part")
     assert (part == f".{name}.{TAG}.part") is not hashed
     if hashed:
         assert len(part_prefix(name)) == 33

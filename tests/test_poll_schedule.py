@@ -117,7 +117,8 @@ def test_a_fixed_policy_ignores_everything_else() -> None:
     fixed = PollPolicy(fixed=2.0)
     for status in (None, "in_queue", "in_progress"):
         assert delay(status, elapsed=500, expected=(1, 2), policy=fixed) == 2.0
-    assert fixed.scaled(0.5).fixed == 1.0 and PollPolicy().scaled(0.5).fixed is None
+    assert fixed.scaled(0.5).fixed == 1.0
+    assert PollPolicy().scaled(0.5).fixed is None
 
 
 def test_jitter_only_shortens_a_wait_and_spreads_jobs_submitted_together() -> None:

@@ -15,8 +15,7 @@ import re
 import shutil
 import subprocess
 from collections import namedtuple
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -25,6 +24,10 @@ from orchestrator.outputs import ownership
 from orchestrator.outputs.ownership import NoFreeName, free_name, owned_by
 from orchestrator.outputs.paths import NAME_MAX, part_name
 from orchestrator.outputs.preflight import MAX_LISTED, Row, check_outputs, format_size
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
 
 LITE = "bytedance/seedance-1-0/lite/image-to-video"
 
@@ -93,7 +96,8 @@ def test_validate_refuses_a_250_character_id_naming_file_line_job_and_field(
     assert len(found) == 2  # once per job, not once per too-long name
     for (seconds, size), line in zip(((5, 265), (10, 266)), found, strict=True):
         assert line.startswith(f"error: {path}:4: job '{long_id}_duration-{seconds}': field 'id': ")
-        assert f"the file name '{'a' * 24}..." in line and f"is {size} bytes long" in line
+        assert f"the file name '{'a' * 24}..." in line
+        assert f"is {size} bytes long" in line
         assert "at most 255 bytes per name" in line
         assert "(use a shorter id or output.pattern)" in line
     assert "2 problems found; nothing was stored or submitted." in out
@@ -101,7 +105,8 @@ def test_validate_refuses_a_250_character_id_naming_file_line_job_and_field(
     assert run("plan", path, "--db", str(db))[0] == 2
     assert run("enqueue", path, "--db", str(db))[0] == 2
     code, out = run("run", path, "--db", str(db), "--simulate", "--quiet")
-    assert code == 2 and len(errors(out)) == 2
+    assert code == 2
+    assert len(errors(out)) == 2
     assert not db.exists()
     assert not (tmp_path / "outputs").exists()
 
@@ -111,10 +116,12 @@ def test_a_name_one_byte_too_long_is_refused_and_one_that_fits_is_not(
 ) -> None:
     code, out = run("validate", manifest(["a" * 252]))  # a252.mp4 = 256 bytes
     assert code == 2
-    assert "is 256 bytes long" in out and "field 'id'" in out
+    assert "is 256 bytes long" in out
+    assert "field 'id'" in out
     code, out = run("validate", manifest(["a" * 251]))  # 255 bytes, its sidecar 256
     assert code == 2
-    assert "the sidecar name" in out and "is 256 bytes long" in out
+    assert "the sidecar name" in out
+    assert "is 256 bytes long" in out
     code, out = run("validate", manifest(["a" * 250]))  # 254 bytes, sidecar 255
     assert code == 0, out
 
@@ -157,7 +164,8 @@ def test_a_deep_output_folder_counts_towards_the_path(
     deep = tmp_path.joinpath(*["d" * 250] * (path_max // 251 + 1))  # never created
     code, out = run("validate", manifest(["beach"]), "--out", str(deep))
     assert code == 2
-    assert "field 'output.dir'" in out and "bytes per path" in out
+    assert "field 'output.dir'" in out
+    assert "bytes per path" in out
     assert not (tmp_path / ("d" * 250)).exists()
 
 
@@ -194,7 +202,8 @@ def test_a_long_folder_name_from_the_pattern_is_blamed_on_the_pattern(tmp_path: 
     found = check_outputs(tmp_path, [Row("beach", f"{folder}/beach.mp4", "m.yaml", 2)])
     (problem,) = found.problems
     assert problem.field == "output.pattern"
-    assert "the folder name" in problem.message and "300 bytes long" in problem.message
+    assert "the folder name" in problem.message
+    assert "300 bytes long" in problem.message
 
 
 def test_one_problem_per_job_and_the_list_is_capped(tmp_path: Path) -> None:
@@ -272,9 +281,11 @@ def test_an_output_folder_that_is_a_file_is_refused(
 ) -> None:
     (tmp_path / "taken").write_text("not a folder\n", encoding="utf-8")
     code, out = run("validate", manifest(["beach"]), "--out", str(tmp_path / "taken"))
-    assert code == 2 and "is not a folder" in out
+    assert code == 2
+    assert "is not a folder" in out
     code, out = run("validate", manifest(["beach"]), "--out", str(tmp_path / "taken" / "sub"))
-    assert code == 2 and f"cannot be created: {tmp_path / 'taken'} is not a folder" in out
+    assert code == 2
+    assert f"cannot be created: {tmp_path / 'taken'} is not a folder" in out
 
 
 # --- free space ----------------------------------------------------------------------------
@@ -299,23 +310,28 @@ def test_a_batch_larger_than_the_free_space_is_warned_about(
         code, out = run("validate", path, "--out", str(folder), "--json")
         assert code == 0
         (item,) = json.loads(out)["warnings"]
-        assert item["field"] == "output.dir" and "20.0 MB" in item["message"]
+        assert item["field"] == "output.dir"
+        assert "20.0 MB" in item["message"]
         code, out = run("plan", path, "--out", str(folder), "--json")
         assert code == 0
         assert "1.0 MB free" in json.loads(out)["warnings"][0]["message"]
         code, out = run("plan", path, "--out", str(folder))
-        assert code == 0 and out.startswith("warning: ") and "1.0 MB free" in out
+        assert code == 0
+        assert out.startswith("warning: ")
+        assert "1.0 MB free" in out
 
 
 def test_no_warning_when_the_batch_fits(manifest: Callable[..., str], tmp_path: Path) -> None:
     code, out = run("validate", manifest(["a"]), "--out", str(tmp_path / "videos"))
-    assert code == 0 and "warning:" not in out
+    assert code == 0
+    assert "warning:" not in out
 
 
 def test_the_estimate_only_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "disk_usage", lambda _p: Usage(10, 0, 10))
     found = check_outputs(tmp_path, [Row("a", "a.mp4", "m.yaml")], estimated_bytes=11)
-    assert found.ok and len(found.warnings) == 1
+    assert found.ok
+    assert len(found.warnings) == 1
     assert check_outputs(tmp_path, [], estimated_bytes=10).warnings == []
 
 

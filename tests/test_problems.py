@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,6 +18,9 @@ from orchestrator.problems import (
     did_you_mean,
     show_value,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 @pytest.mark.parametrize(
@@ -190,7 +192,9 @@ def test_a_word_too_long_to_be_a_typo_is_not_compared(monkeypatch: pytest.Monkey
 
 def test_a_megabyte_item_inside_a_list_is_cut_before_it_is_rendered() -> None:
     text = show_value(["x" * 1_000_000, 2])
-    assert text.startswith("['xxx") and text.endswith("...") and len(text) == SHOWN_CHARS
+    assert text.startswith("['xxx")
+    assert text.endswith("...")
+    assert len(text) == SHOWN_CHARS
 
 
 def test_clipped() -> None:
@@ -204,7 +208,8 @@ def test_a_problem_shows_its_job_field_and_model_within_bounds() -> None:
     problem = Problem("bad", file="m.yaml", line=1, job=huge, field=huge, model=huge)
     text = str(problem)
     assert len(text) <= 3 * SHOWN_NAME_CHARS + 50
-    assert text.startswith("m.yaml:1: job 'jjj") and text.endswith("...: bad")
+    assert text.startswith("m.yaml:1: job 'jjj")
+    assert text.endswith("...: bad")
     as_dict = problem.as_dict()
     assert all(len(str(as_dict[k])) <= SHOWN_NAME_CHARS for k in ("job", "field", "model"))
     assert str(Problem("bad", job="x" * 255)) == f"<input>: job '{'x' * 255}': bad"

@@ -46,7 +46,8 @@ def test_progress_lines_and_panel_from_a_real_run(tmp_path) -> None:  # type: ig
         run_engine(store, server, fast_settings(), during=during)
     assert "progress: " in stream.getvalue()
     snapshot = take_snapshot(store, "eng", 0.0)
-    assert snapshot.total == 3 and snapshot.finished == 3
+    assert snapshot.total == 3
+    assert snapshot.finished == 3
     failed = [j for j in by_name(store).values() if j.state == JobState.FAILED]
     assert len(snapshot.failures) == len(failed)
     from rich.console import Console
@@ -54,7 +55,8 @@ def test_progress_lines_and_panel_from_a_real_run(tmp_path) -> None:  # type: ig
     console = Console(file=io.StringIO(), width=120)
     console.print(rich_panel(snapshot, 3.0, 0.0))
     text = console.file.getvalue()  # type: ignore[attr-defined]
-    assert "3/3 done" in text and "succeeded" in text
+    assert "3/3 done" in text
+    assert "succeeded" in text
 
 
 def test_live_panel_redraws_until_cancelled(tmp_path) -> None:  # type: ignore[no-untyped-def]

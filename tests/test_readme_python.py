@@ -22,7 +22,8 @@ def python_example(readme: str) -> str:
 
 def test_python_example_is_found() -> None:
     code = python_example((REPO / "README.md").read_text(encoding="utf-8"))
-    assert "orchestrator.simulate()" in code and "batch.run(" in code
+    assert "orchestrator.simulate()" in code
+    assert "batch.run(" in code
 
 
 def test_the_readmes_python_example_runs_as_written(tmp_path: Path) -> None:
@@ -43,6 +44,7 @@ def test_the_readmes_python_example_runs_as_written(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     assert lines[0].startswith("2 new job(s), estimated $"), done.stdout
     assert lines[1].startswith("2 videos in "), done.stdout
-    assert lines[2].endswith("export.jsonl") and lines[3].endswith("report.html"), done.stdout
+    assert lines[2].endswith("export.jsonl"), done.stdout
+    assert lines[3].endswith("report.html"), done.stdout
     videos = list(tmp_path.rglob("*.mp4"))
     assert len(videos) == 2

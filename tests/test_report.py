@@ -128,7 +128,8 @@ class Page(HTMLParser):
             self.stack.append(tag)
 
     def handle_endtag(self, tag: str) -> None:
-        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack[-1:]}"
+        assert self.stack, f"</{tag}> closes nothing"
+        assert self.stack[-1] == tag, f"</{tag}> closes {self.stack[-1:]}"
         self.stack.pop()
 
     def handle_data(self, data: str) -> None:
@@ -201,14 +202,16 @@ def test_the_folder_can_be_moved(produced: Produced, tmp_path: Path) -> None:
     assert all(p.is_file() for p in _linked(page, moved))
     hrefs = [str(a.get("href")) for a in page.all("a")]
     files = [h for h in hrefs if not h.startswith("#")]
-    assert files and all((moved / h).is_file() for h in files)
+    assert files
+    assert all((moved / h).is_file() for h in files)
 
 
 def test_summary_models_and_matrix_layout(produced: Produced) -> None:
     page = Page(produced.html)
     text = " ".join(page.text)
     assert "$6.70" in text  # 3 x (0.60 + 0.30 + 0.50 + 0.50 + 0.25) + 0.25 for the failure
-    assert "succeeded 15" in text and "failed 1" in text
+    assert "succeeded 15" in text
+    assert "failed 1" in text
     for name in (*MODELS, "Runway Gen-4 Turbo"):
         assert name in text
     assert "By model" in text
@@ -218,7 +221,8 @@ def test_summary_models_and_matrix_layout(produced: Produced) -> None:
     assert "Wall time" in text
     # The run priced its jobs from the simulator's catalog, which bills what it publishes.
     costs = _section(text, "Estimate vs actual", "By model")
-    assert costs.count("0.0%") == 5 and "no estimate" not in costs
+    assert costs.count("0.0%") == 5
+    assert "no estimate" not in costs
     assert "4 of 4 $1.00 $1.00" in costs  # Runway: 4 x $0.25
 
 
@@ -302,9 +306,11 @@ def test_reconcile_and_missing_files_show_as_placeholders(
     assert all(p.is_file() for p in _linked(page, result.path.parent))
     assert all(str(a["src"]).startswith("../videos/") for a in page.all("video"))
     text = " ".join(page.text)
-    assert "video file missing" in text and "needs reconcile" in text
+    assert "video file missing" in text
+    assert "needs reconcile" in text
     failures = text.split("Failures", 1)[1]
-    assert "orchestrator reconcile" in failures and "submit timed out (" in failures
+    assert "orchestrator reconcile" in failures
+    assert "submit timed out (" in failures
     assert "2 attempts" in text
     runway_beach = next(a for a in page.all("video") if "runway-gen-4-turbo/beach" in str(a["src"]))
     assert "width" not in runway_beach  # no sidecar: no probe facts, still playable
@@ -336,7 +342,8 @@ def test_estimate_vs_actual_per_model(produced: Produced, tmp_path: Path) -> Non
     assert rows["Seedance 1.0 Pro"] == [pro, "3 of 3", "$1.44", "$1.80", "+25.0%", "n over"]
     assert rows["Seedance 1.0 Lite"][1:] == ["3 of 3", "$1.80", "$0.90", "-50.0%", "n"]
     assert rows["Runway Gen-4 Turbo"][1:] == ["4 of 4", "—", "$1.00", "no estimate", "n"]
-    assert len(rows) == 5 and sum(r[4] == "no estimate" for r in rows.values()) == 3
+    assert len(rows) == 5
+    assert sum(r[4] == "no estimate" for r in rows.values()) == 3
 
 
 def test_posters_are_made_only_when_missing_or_stale(produced: Produced, tmp_path: Path) -> None:
@@ -377,7 +384,8 @@ def test_models_are_named_from_the_catalog_the_caller_passes(
     text = " ".join(Page(ours.path.read_text(encoding="utf-8")).text)
     assert all(f"Our {name}" in text for name in MODELS)
     text = " ".join(Page(bare.path.read_text(encoding="utf-8")).text)
-    assert "seedance-1-0-pro" in text and MODELS[0] not in text  # unknown models: their slug
+    assert "seedance-1-0-pro" in text
+    assert MODELS[0] not in text
 
 
 def test_unknown_batch(produced: Produced) -> None:
@@ -516,7 +524,8 @@ def test_chromium_renders_the_page(produced: Produced, tmp_path: Path) -> None:
     with Image.open(shot) as image:
         assert image.size == (1280, 1600)
         colors = image.convert("RGB").getcolors(maxcolors=1 << 20)
-    assert colors is not None and len(colors) > 500  # text, tables and posters, not a blank page
+    assert colors is not None
+    assert len(colors) > 500
 
 
 # --- small pieces -------------------------------------------------------------------------------
@@ -541,7 +550,8 @@ def test_describe_payload() -> None:
     assert params[0] == ("negative_prompt", "blur")
     assert ("camera_fixed", "yes") in params
     assert ("extra", '{"k":[1,2]}') in params
-    assert dict(params)["note"].endswith("…") and len(dict(params)["note"]) == 80
+    assert dict(params)["note"].endswith("…")
+    assert len(dict(params)["note"]) == 80
 
 
 @pytest.mark.parametrize(
@@ -602,8 +612,11 @@ def test_render_loose_videos_and_an_empty_batch() -> None:
     assert [a.get("src") for a in parsed.all("video")] == ["v/solo.mp4"]
     assert "poster" not in parsed.all("video")[0]
     text = " ".join(parsed.text)
-    assert "Wonder <1>" in text and "from in.jpg" in text and "a <b>bold</b> move" in text
-    assert "still queued or running" in text and "None: every finished job" in text
+    assert "Wonder <1>" in text
+    assert "from in.jpg" in text
+    assert "a <b>bold</b> move" in text
+    assert "still queued or running" in text
+    assert "None: every finished job" in text
     assert _cost_rows(html) == {
         "Wonder <1>": ["acme/<wonder>", "1 of 2", "—", "$0.50", "no estimate", "n"]
     }

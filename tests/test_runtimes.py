@@ -87,7 +87,8 @@ def test_brackets_from_the_looks() -> None:
     assert quick.run_between() == (0.0, 2.0)
     # Adopted after a restart: no lower bound on the start.
     adopted = Sightings.adopted().saw("in_progress", 100.0).saw("completed", 110.0)
-    assert adopted.run_between()[1] == math.inf and adopted.running_since == 100.0
+    assert adopted.run_between()[1] == math.inf
+    assert adopted.running_since == 100.0
 
 
 def stamps(created: float, finished: float, form: str = "iso") -> tuple[object, object]:
@@ -126,7 +127,8 @@ def test_constant_stamps_that_contradict_the_looks_are_dropped() -> None:
     seen = seen_running(0.0, ("in_progress", 1.0), ("in_progress", 2.5), ("completed", 3.5))
     created, finished = stamps(0.0, 60.0)
     evidence = evidence_from(seen, created, None, finished, slack=0.1)
-    assert evidence.verdict == "contradict" and evidence.exact is None
+    assert evidence.verdict == "contradict"
+    assert evidence.exact is None
     assert (evidence.low, evidence.high) == (1.5, 3.5)
 
 
@@ -181,8 +183,10 @@ def test_created_at_as_the_submit_only_narrows_the_finish_of_a_queued_job() -> N
         0.0, ("in_queue", 10.0), ("in_progress", 12.0), ("in_progress", 40.0), ("completed", 50.0)
     )
     evidence = evidence_from(seen, EPOCH, None, EPOCH + 45.0, slack=0.1)
-    assert evidence.verdict == "agree" and evidence.exact is None
-    assert evidence.low == pytest.approx(33.0) and evidence.high == pytest.approx(35.05)
+    assert evidence.verdict == "agree"
+    assert evidence.exact is None
+    assert evidence.low == pytest.approx(33.0)
+    assert evidence.high == pytest.approx(35.05)
     assert evidence.tight
 
 
@@ -241,7 +245,8 @@ def test_an_estimate_far_too_high_is_unlearned_within_a_few_dozen_runs() -> None
     while estimate.typical > 20.0:
         estimate = estimate.learn(Evidence(0.0, estimate.typical))
         runs += 1
-    assert runs <= 25 and estimate.too_high
+    assert runs <= 25
+    assert estimate.too_high
     # A right estimate is done by its first look about half the time: never "too high".
     right = Estimate(10.0, 1.0, 30)
     for index in range(200):

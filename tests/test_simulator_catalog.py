@@ -6,7 +6,7 @@ The catalog is the five shipped models plus the simulator's invented ones
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
@@ -17,6 +17,9 @@ from simulator_helpers import assert_error, profile
 from orchestrator.api import RunComfyClient
 from orchestrator.api.responses import ModelInfo
 from orchestrator.simulator import SimulatorServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 TOKEN = "catalog-token-4e1b"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -69,10 +72,12 @@ def test_the_list_pages_through_every_model_in_order(server: SimulatorServer) ->
 
 def test_search_category_kind_and_schemas(server: SimulatorServer) -> None:
     found = get(server, "/v1/models", search="SEEDANCE", include_schema="true").json()
-    assert found["total"] == 3 and all("seedance" in m["model_id"] for m in found["models"])
+    assert found["total"] == 3
+    assert all("seedance" in m["model_id"] for m in found["models"])
     assert all(isinstance(m["input_schema"], dict) for m in found["models"])
     entry = found["models"][0]
-    assert entry["price_unit"] == "second" and entry["base_price_usd"] > 0
+    assert entry["price_unit"] == "second"
+    assert entry["base_price_usd"] > 0
     assert get(server, "/v1/models", category="text-to-image").json() == {"models": [], "total": 0}
     assert get(server, "/v1/models", category="image-to-video").json()["total"] == 8
     effects = get(server, "/v1/models", category="video-effects").json()
@@ -172,8 +177,11 @@ def test_the_client_pages_through_the_list(server: SimulatorServer) -> None:
     assert [m.model_id for m in paged] == EVERY
     assert [m.model_id for m in capped] == EVERY[:3]
     (lite,) = searched
-    assert lite.model_id == LITE and lite.input_schema is not None
-    assert lite.display_name and lite.pricing_note and lite.base_price_usd is not None
+    assert lite.model_id == LITE
+    assert lite.input_schema is not None
+    assert lite.display_name
+    assert lite.pricing_note
+    assert lite.base_price_usd is not None
     assert server.simulator.ledger.snapshot()["calls"]["models"] >= 4 + 2 + 1
 
 

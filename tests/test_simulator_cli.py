@@ -7,11 +7,14 @@ import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from model_ids import PRO
 from simulator_helpers import AUTH, TLS, payload
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 API_LINE = re.compile(r"^\s*API:\s+(http://\S+)")
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -17,6 +16,9 @@ from simulator_helpers import (
     payload,
     running,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 @pytest.fixture(scope="module")
@@ -162,11 +164,14 @@ def test_invalid_submissions_are_422_with_a_detail_array(
 ) -> None:
     error = assert_error(shared.submit(model_id, body), 422, 422001)
     detail = error["detail"]
-    assert isinstance(detail, list) and detail
+    assert isinstance(detail, list)
+    assert detail
     for entry in detail:
         assert set(entry) == {"loc", "msg", "type"}
-        assert entry["loc"][0] == "body" and len(entry["loc"]) == 2
-        assert isinstance(entry["msg"], str) and entry["msg"]
+        assert entry["loc"][0] == "body"
+        assert len(entry["loc"]) == 2
+        assert isinstance(entry["msg"], str)
+        assert entry["msg"]
     matching = [entry for entry in detail if entry["loc"] == ["body", field]]
     assert matching, detail
     assert matching[0]["type"] == kind

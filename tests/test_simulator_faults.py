@@ -86,7 +86,7 @@ def test_server_errors_on_every_route() -> None:
             assert len(seen) >= 2, route  # the status varies between attempts
         ledger = sim.ledger()
         assert ledger["faults"] == {"server_error": 8 * len(ROUTES)}
-        assert ledger["calls"] == {route: 8 for route in ROUTES}
+        assert ledger["calls"] == dict.fromkeys(ROUTES, 8)
         assert wire_submissions(sim, rid) == 0  # a refused submit created nothing
         assert sim.server.simulator.jobs[rid].cancelled_at is None
 
@@ -95,7 +95,8 @@ def test_a_refused_submit_creates_no_job_and_all_three_statuses_occur() -> None:
     with running(with_faults(server_error=1.0)) as sim:
         assert sim.submit(PRO, payload(PRO)).status_code >= 500
         ledger = sim.ledger()
-        assert ledger["submissions"] == {} and ledger["jobs"] == {}
+        assert ledger["submissions"] == {}
+        assert ledger["jobs"] == {}
         assert sim.server.simulator.jobs == {}
         statuses = {sim.api.get(f"/v1/requests/req-{n}/status").status_code for n in range(40)}
         assert statuses == {500, 502, 503}
@@ -172,8 +173,10 @@ def test_job_failed_shows_on_status_and_result() -> None:
         assert sim.status(rid)["status"] == "failed"
         result = sim.result(rid)
         assert result["status"] == "failed"
-        assert isinstance(result["error"], dict) and result["error"]["message"]
-        assert "output" not in result and "finished_at" in result
+        assert isinstance(result["error"], dict)
+        assert result["error"]["message"]
+        assert "output" not in result
+        assert "finished_at" in result
         assert sim.ledger()["jobs"][rid]["outcome"] == "failed"
 
 
@@ -184,7 +187,8 @@ def test_job_failed_result_only_says_completed_on_status() -> None:
         assert sim.status(rid)["status"] == "completed"
         result = sim.result(rid)
         assert result["status"] == "failed"
-        assert result["error"] and "output" not in result
+        assert result["error"]
+        assert "output" not in result
 
 
 def test_no_output_completes_with_an_empty_output() -> None:
@@ -225,7 +229,8 @@ def test_urls_expire_after_url_ttl_and_a_fresh_result_renews_them() -> None:
         assert sim.download(url).status_code == 200  # within the ttl
         sim.clock.advance(10)
         expired = sim.download(url)
-        assert expired.status_code == 403 and "expired" in expired.text
+        assert expired.status_code == 403
+        assert "expired" in expired.text
         fresh = sim.video_url(rid)
         assert fresh != url
         assert sim.download(fresh).status_code == 200

@@ -31,7 +31,8 @@ def test_a_result_can_be_another_finished_jobs_with_its_video() -> None:
         second = sim.submit_ok(PRO, payload(PRO, prompt="second"))
         reply = sim.result(second)
         # The latest other finished job of the account answers, video and all.
-        assert reply["request_id"] == first and reply["status"] == "completed"
+        assert reply["request_id"] == first
+        assert reply["status"] == "completed"
         assert f"/files/{first}/" in reply["output"]["video"]
         assert sim.result(first)["request_id"] == second  # (its own result is second's)
         ledger = sim.ledger()
@@ -43,7 +44,8 @@ def test_a_status_can_be_another_jobs_and_a_lone_job_gets_a_strangers() -> None:
     with running(with_faults(status_wrong_request_id=1.0)) as sim:
         lone = sim.submit_ok(PRO)
         stranger = sim.status(lone)
-        assert stranger["request_id"] != lone and stranger["status"] == "in_progress"
+        assert stranger["request_id"] != lone
+        assert stranger["status"] == "in_progress"
         other = sim.submit_ok(PRO, payload(PRO, prompt="other"))
         assert sim.status(other)["request_id"] == lone
         # An impostor's reply is not counted as a look at the impostor.
@@ -75,7 +77,8 @@ def test_a_bad_url_job_completes_with_the_same_undownloadable_url_every_time() -
             first, again = sim.result(rid), sim.result(rid)
             url = first["output"]["video"]
             assert url == again["output"]["video"] == bad_url(3, rid)
-            assert rid in url and urlsplit(url).scheme not in ("http", "https")
+            assert rid in url
+            assert urlsplit(url).scheme not in ("http", "https")
             urls.add(url.replace(rid, "{rid}"))
         assert len(urls) >= 4  # several of the forms (ftp, file, relative, rooted ...)
         assert urls <= set(BAD_URLS)

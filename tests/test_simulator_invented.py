@@ -9,9 +9,7 @@ catalog routes serve and what submits are checked against, from the next request
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from model_ids import PRO
@@ -35,6 +33,10 @@ from orchestrator.simulator import (
     Simulator,
     load_profile,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 WONDER = "acme/wonder-video/v2/image-to-video"
 FLIPBOOK = "acme/flipbook/image-to-video"
@@ -117,7 +119,8 @@ def test_an_invented_model_runs_through_its_native_names(
     assert result["status"] == "completed"
     assert (result["model_id"], result["cost"]) == (model_id, pytest.approx(cost))
     download = shared.download(result["output"]["video"])
-    assert download.status_code == 200 and download.headers["content-type"] == "video/mp4"
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "video/mp4"
     codec, frames, duration = probe_video(download.content)
     assert codec == "h264"
     assert frames == round(seconds * FPS)

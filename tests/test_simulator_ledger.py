@@ -147,7 +147,9 @@ def test_clear_forgets_everything() -> None:
         sim.submit_ok(PRO)
         sim.server.simulator.ledger.clear()
         ledger = sim.ledger()
-        assert ledger["submissions"] == {} and ledger["calls"] == {} and ledger["jobs"] == {}
+        assert ledger["submissions"] == {}
+        assert ledger["calls"] == {}
+        assert ledger["jobs"] == {}
 
 
 def test_each_host_serves_only_its_own_routes() -> None:

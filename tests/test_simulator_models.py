@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 import pytest
 from model_ids import ALL, DREAMINA, LITE, PRO, RUNWAY, V15
 from simulator_helpers import HTTPS_IMAGE, Sim, data_uri, payload, probe_video, running
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 #: Per model: the extra fields asking for a length, and the seconds that length means.
 LENGTHS: dict[str, tuple[dict[str, Any], float]] = {

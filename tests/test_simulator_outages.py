@@ -17,9 +17,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -36,6 +35,9 @@ from orchestrator.simulator import (
     load_profile,
     parse_profile,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 WAIT = 10.0  # longest wait for the listener to reopen (returns as soon as it has)
 
@@ -153,7 +155,8 @@ def test_a_refuse_outage_refuses_connections_then_reopens_on_the_same_port() -> 
         assert sim.server.files_port == port
         assert sim.server.files_base == f"http://localhost:{port}"
         served = fetch(url)
-        assert served.status_code == 200 and served.content[4:8] == b"ftyp"
+        assert served.status_code == 200
+        assert served.content[4:8] == b"ftyp"
         # The server saw no request during the window: nothing was counted.
         ledger = sim.ledger()
         assert ledger["faults"] == {}
@@ -226,7 +229,8 @@ def test_the_file_listener_serves_only_the_file_host() -> None:
         files = urlsplit(sim.server.files_base)
         # The file port under the API's host name is refused, as an unknown host.
         as_api = fetch(url.replace("localhost", "127.0.0.1", 1))
-        assert as_api.status_code == 404 and "unknown host" in as_api.text
+        assert as_api.status_code == 404
+        assert "unknown host" in as_api.text
         assert fetch(f"http://127.0.0.1:{files.port}/_sim/ledger").status_code == 404
         # ... and the API port does not serve files under the file host's name.
         assert fetch(f"http://localhost:{sim.server.port}{urlsplit(url).path}").status_code == 404
@@ -277,7 +281,8 @@ def test_the_admin_route_starts_outages_and_the_ledger_shows_them() -> None:
 def test_the_admin_route_refuses_bad_requests(params: dict[str, str]) -> None:
     with running() as sim, httpx.Client(base_url=sim.api_base, verify=TLS) as admin:
         body = assert_error(admin.post("/_sim/outage", params=params), 400, 400001)
-        assert "kind" in body["detail"] and "seconds" in body["detail"]
+        assert "kind" in body["detail"]
+        assert "seconds" in body["detail"]
         assert sim.ledger()["outages"] == []
         assert sim.server.files_open.is_set()
 
@@ -291,7 +296,8 @@ def test_outage_faults_are_counted_per_reply() -> None:
         assert ledger["faults"] == {"file_outage_error": 1}
         assert ledger["calls"]["download"] == 1
         (entry,) = ledger["downloads"]
-        assert entry["status"] == leaky.status_code and entry["bytes"] == 0
+        assert entry["status"] == leaky.status_code
+        assert entry["bytes"] == 0
         assert entry["host"] == f"localhost:{sim.server.files_port}"
         assert entry["headers"]["authorization"] == AUTH["Authorization"]
         sim.server.simulator.ledger.clear()
@@ -355,12 +361,15 @@ def test_a_bad_outage_in_a_file_names_the_file(tmp_path: Path) -> None:
 def test_the_builtin_outages_profile() -> None:
     assert "outages" in BUILTIN_PROFILES
     outages, calm = load_profile("outages"), load_profile("calm")
-    assert outages.name == "outages" and outages.slots == 8
+    assert outages.name == "outages"
+    assert outages.slots == 8
     assert outages.record_ttl is None
-    assert outages.prices == calm.prices and outages.durations == calm.durations
+    assert outages.prices == calm.prices
+    assert outages.durations == calm.durations
     assert outages.faults == calm.faults
     kinds = [o.kind for o in outages.file_outages]
-    assert 2 <= kinds.count("error") <= 3 and 2 <= kinds.count("refuse") <= 3
+    assert 2 <= kinds.count("error") <= 3
+    assert 2 <= kinds.count("refuse") <= 3
     assert all(30 <= o.seconds <= 120 for o in outages.file_outages)
     assert all(o.after <= 600 for o in outages.file_outages)
 
@@ -437,7 +446,8 @@ def test_the_banner_prints_a_run_command_that_fits_the_server(tmp_path: Path) ->
             assert port_of(api_base) != port_of(files_base)
 
             words = shlex.split(lines["run"])
-            assert words[0].startswith("RUNCOMFY_API_TOKEN=") and len(words[0]) > 19
+            assert words[0].startswith("RUNCOMFY_API_TOKEN=")
+            assert len(words[0]) > 19
             assert words[1:4] == ["orchestrator", "run", "MANIFEST"]
             # The command parses as shown.
             args = SimpleNamespace(**cli.commands["run"].make_context("run", words[3:]).params)
@@ -464,7 +474,8 @@ def test_the_banner_prints_a_run_command_that_fits_the_server(tmp_path: Path) ->
             assert host_allowed(video_url, args.trust_host.split(",")) is None
             assert host_allowed(video_url, []) is not None  # the trust is what allows it
             video = fetch(video_url)
-            assert video.status_code == 200 and video.content[4:8] == b"ftyp"
+            assert video.status_code == 200
+            assert video.content[4:8] == b"ftyp"
         finally:
             process.send_signal(signal.SIGTERM)
             try:

@@ -43,7 +43,8 @@ def test_get_and_post_on_a_model_are_different_operations() -> None:
         assert "first_frame_image_url" in entry["input_schema"]["properties"]
         assert sim.ledger()["submissions"] == {}  # GET never submits
         submitted = sim.submit(V15, payload(V15)).json()
-        assert "request_id" in submitted and "input_schema" not in submitted
+        assert "request_id" in submitted
+        assert "input_schema" not in submitted
         calls = sim.ledger()["calls"]
         assert (calls["model"], calls["submit"]) == (1, 1)
 
@@ -54,16 +55,19 @@ def test_status_moves_through_queue_run_and_done_with_the_clock() -> None:
         assert sim.status(first)["status"] == "in_progress"
         assert "queue_position" not in sim.status(first)
         queued = sim.status(second)
-        assert queued["status"] == "in_queue" and queued["queue_position"] == 1
+        assert queued["status"] == "in_queue"
+        assert queued["queue_position"] == 1
         assert queued["status_url"].endswith(f"/v1/requests/{second}/status")
         assert queued["result_url"].endswith(f"/v1/requests/{second}/result")
         sim.clock.advance(10)
         assert sim.status(first)["status"] == "completed"
         running_now = sim.status(second)
-        assert running_now["status"] == "in_progress" and "queue_position" not in running_now
+        assert running_now["status"] == "in_progress"
+        assert "queue_position" not in running_now
         sim.clock.advance(10)
         done = sim.status(second)
-        assert done["status"] == "completed" and "queue_position" not in done
+        assert done["status"] == "completed"
+        assert "queue_position" not in done
 
 
 def test_queue_positions_are_exact_and_move_up_after_a_cancel() -> None:
@@ -96,12 +100,16 @@ def test_result_before_completion_returns_the_current_state_without_output() -> 
         first, second = sim.submit_ok(PRO), sim.submit_ok(LITE)
         queued = sim.result(second)
         assert queued["status"] == "in_queue"
-        assert "output" not in queued and "finished_at" not in queued and "error" not in queued
+        assert "output" not in queued
+        assert "finished_at" not in queued
+        assert "error" not in queued
         running_now = sim.result(first)
-        assert running_now["status"] == "in_progress" and "output" not in running_now
+        assert running_now["status"] == "in_progress"
+        assert "output" not in running_now
         # Wall-clock ISO 8601 with microseconds and an offset, like the real API.
         created = datetime.fromisoformat(running_now["created_at"])
-        assert created.tzinfo is not None and running_now["created_at"].endswith("+00:00")
+        assert created.tzinfo is not None
+        assert running_now["created_at"].endswith("+00:00")
 
 
 def test_completed_result_points_at_the_file_host() -> None:
@@ -116,7 +124,8 @@ def test_completed_result_points_at_the_file_host() -> None:
         video = result["output"]["video"]
         assert host_of(video) == "localhost" != host_of(sim.api_base) == "127.0.0.1"
         assert video.startswith(sim.server.files_base + "/files/")
-        assert "model_id" not in result and "cost" not in result
+        assert "model_id" not in result
+        assert "cost" not in result
         download = sim.download(video)
         assert download.status_code == 200
         assert download.headers["content-type"] == "video/mp4"
@@ -130,7 +139,8 @@ def test_include_cost_adds_cost_and_model_id() -> None:
         sim.clock.advance(10)
         done = sim.result(rid, include_cost=True)
         assert done["status"] == "completed"
-        assert done["model_id"] == DREAMINA and done["cost"] == pytest.approx(2.0)
+        assert done["model_id"] == DREAMINA
+        assert done["cost"] == pytest.approx(2.0)
 
 
 def test_cancel_while_queued_cancels_and_refunds_once() -> None:
@@ -150,7 +160,8 @@ def test_cancel_while_queued_cancels_and_refunds_once() -> None:
         assert sim.cancel(ids[1]).json()["outcome"] == "cancelled"
         assert sim.ledger()["balance_usd"] == pytest.approx(9.5)
         result = sim.result(ids[1], include_cost=True)
-        assert result["status"] == "cancelled" and result["cost"] == 0.0
+        assert result["status"] == "cancelled"
+        assert result["cost"] == 0.0
         assert result["finished_at"] == result["created_at"]  # cancelled at t=0
         assert "output" not in result
         sim.clock.advance(100)

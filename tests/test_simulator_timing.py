@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from model_ids import DREAMINA, LITE, PRO, RUNWAY
@@ -24,6 +23,9 @@ from orchestrator.simulator import (
     parse_profile,
 )
 from orchestrator.simulator.timing import RunTimeScale
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 WALL = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 OWNER = "owner"
@@ -112,7 +114,8 @@ def test_absent_stamps_are_not_in_any_reply() -> None:
         assert stamps(sim, rid) == {}
     clock.advance(10)
     body = sim.result(OWNER, first, include_cost=True)
-    assert body["status"] == "completed" and "output" in body
+    assert body["status"] == "completed"
+    assert "output" in body
     assert stamps(sim, first) == stamps(sim, queued) == {}
 
 
@@ -314,7 +317,8 @@ EXPECTED_TIMING: dict[str, dict[str, Any]] = {
 def test_each_new_builtin_loads_and_is_calm_otherwise(name: str) -> None:
     assert set(NEW_BUILTINS) <= set(BUILTIN_PROFILES)
     loaded, calm = load_profile(name), load_profile("calm")
-    assert loaded.name == name and loaded.slots == calm.slots == 8
+    assert loaded.name == name
+    assert loaded.slots == calm.slots == 8
     back_to_calm = replace(loaded, name="calm", **TIMING_DEFAULTS)
     if name == "runs-vary":
         assert loaded.run_time_scale == RunTimeScale(
@@ -366,7 +370,8 @@ def test_iso_and_skewed_iso_over_sockets() -> None:
     for name, skew in (("calm", 0), ("stamps-skewed", 10800)):
         before = datetime.now(UTC)
         early, done = wire_stamps(name)
-        assert set(early) == {"created_at"} and set(done) == {"created_at", "finished_at"}
+        assert set(early) == {"created_at"}
+        assert set(done) == {"created_at", "finished_at"}
         created = datetime.fromisoformat(done["created_at"])
         finished = datetime.fromisoformat(done["finished_at"])
         assert done["created_at"].endswith("+00:00")
@@ -379,8 +384,10 @@ def test_iso_and_skewed_iso_over_sockets() -> None:
 def test_naive_over_sockets() -> None:
     early, done = wire_stamps("stamps-naive")
     created = datetime.fromisoformat(done["created_at"])
-    assert created.tzinfo is None and early["created_at"] == done["created_at"]
-    assert "+" not in done["created_at"] and not done["created_at"].endswith("Z")
+    assert created.tzinfo is None
+    assert early["created_at"] == done["created_at"]
+    assert "+" not in done["created_at"]
+    assert not done["created_at"].endswith("Z")
     behind = (datetime.now(UTC).replace(tzinfo=None) - created).total_seconds()
     assert 18000 <= behind < 18000 + 60
     assert (datetime.fromisoformat(done["finished_at"]) - created).total_seconds() == 10

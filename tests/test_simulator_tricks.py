@@ -8,7 +8,7 @@ import io
 import queue
 import threading
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 import httpx
@@ -17,8 +17,10 @@ from model_ids import PRO
 from simulator_helpers import Sim, host_of, probe_video, running
 
 from orchestrator.simulator import ProfileError, parse_profile
-from orchestrator.simulator.filetricks import TrickedDownload
 from orchestrator.simulator.tricks import UNTRUSTED_HOST, FileTricks, parse_file_tricks
+
+if TYPE_CHECKING:
+    from orchestrator.simulator.filetricks import TrickedDownload
 
 #: Six seconds at 8 fps: 48 frames, as in the issue that found the faststart cut.
 LONG = {"video_seconds": 6, "video_fps": 8}
@@ -80,8 +82,11 @@ def test_tricks_parse() -> None:
     tricks = parse_file_tricks(
         {"truncate_faststart": True, "drip_seconds": 2, "first_downloads": None}
     )
-    assert tricks.truncate_faststart and tricks.drip_seconds == 2.0
-    assert tricks.first_downloads is None and tricks.changes_body and tricks.enabled
+    assert tricks.truncate_faststart
+    assert tricks.drip_seconds == 2.0
+    assert tricks.first_downloads is None
+    assert tricks.changes_body
+    assert tricks.enabled
 
 
 # -- each trick --------------------------------------------------------------------------------
@@ -93,11 +98,13 @@ def test_truncate_faststart_serves_a_cut_that_opens_and_claims_every_frame() -> 
         cut = sim.download(url)
         whole = sim.download(url)  # the second download is not tricked
         ledger = sim.ledger()
-    assert cut.status_code == 200 and whole.status_code == 200
+    assert cut.status_code == 200
+    assert whole.status_code == 200
     assert int(cut.headers["content-length"]) == len(cut.content)  # honest about the cut
     assert len(cut.content) == int(len(whole.content) * 0.6)
     claimed, read = frames_claimed_and_read(cut.content)
-    assert claimed == 48 and read < 40  # it opens, claims 48 frames, holds far fewer
+    assert claimed == 48
+    assert read < 40
     assert frames_claimed_and_read(whole.content) == (48, 48)
     assert ledger["faults"] == {"truncate_faststart": 1}
 
@@ -144,7 +151,8 @@ def test_gzip_videos_are_sent_compressed_with_their_coding() -> None:
     assert int(headers["content-length"]) == len(raw)
     assert probe_video(gzip.decompress(raw))[1] == 48
     assert record.tricks == ("gzip_video",)
-    assert record.sha256 == hashlib.sha256(raw).hexdigest() and record.finished
+    assert record.sha256 == hashlib.sha256(raw).hexdigest()
+    assert record.finished
 
 
 def test_drip_sends_one_byte_per_interval_of_the_simulators_clock() -> None:
@@ -167,14 +175,17 @@ def test_drip_sends_one_byte_per_interval_of_the_simulators_clock() -> None:
         for count in (1, 2):
             # Nothing more until the simulator's clock moves: the drip waits on it.
             assert tricks.wait_for(partial(sent_at_least, count), 10)
-            assert tricks.records()[0].sent == count and got.empty()
+            assert tricks.records()[0].sent == count
+            assert got.empty()
             sim.clock.advance(2)
             pieces.append(got.get(timeout=10))
         reader.join(10)
         assert tricks.wait_for(lambda records: records[0].ended, 10)
         record = tricks.records()[0]
     assert [len(p) for p in pieces] == [1, 1, 1]
-    assert record.tricks == ("drip",) and not record.finished and record.sent == 3
+    assert record.tricks == ("drip",)
+    assert not record.finished
+    assert record.sent == 3
     assert record.total > 1000
 
 
@@ -193,11 +204,13 @@ def test_a_403_is_not_tricked() -> None:
     with running(tricked(gzip_videos=True)) as sim:
         _rid, url = rendered(sim)
         refused = sim.download(url.replace("sig=", "sig=0"))
-    assert refused.status_code == 403 and "content-encoding" not in refused.headers
+    assert refused.status_code == 403
+    assert "content-encoding" not in refused.headers
 
 
 def test_outside_the_files_path_the_app_answers() -> None:
     with running(tricked(redirect_hops=1)) as sim:
         files = f"http://localhost:{sim.server.files_port}"
         response = sim.download(f"{files}/other")
-    assert response.status_code == 404 and isinstance(response, httpx.Response)
+    assert response.status_code == 404
+    assert isinstance(response, httpx.Response)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -20,6 +19,9 @@ from orchestrator.simulator import (
 )
 from orchestrator.simulator.faults import FaultDecider
 from orchestrator.simulator.queue import AccountQueue, SimJob
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # -- AccountQueue ------------------------------------------------------------------------------
 
@@ -67,7 +69,8 @@ def test_positions_follow_cancellations_anywhere_in_the_queue() -> None:
     assert (d.started_at, e.started_at) == (10, None)
     assert b.status_at(10) == c.status_at(10) == "cancelled"
     queue.advance(20)
-    assert e.started_at == 20 and queue.position(e) is None
+    assert e.started_at == 20
+    assert queue.position(e) is None
     assert not queue.cancel(d, now=25)  # finished: not cancellable
 
 
@@ -76,7 +79,8 @@ def test_a_job_submitted_to_an_idle_queue_starts_at_once() -> None:
     first, second = jobs(2, run_time=5)
     queue.submit(first, now=0)
     queue.submit(second, now=7)  # the slot freed at 5
-    assert second.started_at == 7 and second.finished_at == 12
+    assert second.started_at == 7
+    assert second.finished_at == 12
     assert queue.position(second) is None
 
 
@@ -156,7 +160,7 @@ def test_time_never_runs_backwards_in_the_queue() -> None:
 
 
 def test_queue_needs_a_slot() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="slots must be"):
         AccountQueue(slots=0)
 
 
@@ -168,7 +172,7 @@ def test_manual_clock_moves_only_forward() -> None:
     clock.advance(2.5)
     assert clock.now() == 7.5
     assert clock.real_seconds(100) == 0.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="does not run backwards"):
         clock.advance(-1)
 
 
@@ -176,7 +180,7 @@ def test_scaled_clock_scales_real_time() -> None:
     clock = ScaledClock(0.01)
     assert clock.real_seconds(60) == pytest.approx(0.6)
     assert clock.now() >= 0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="time_scale must be"):
         ScaledClock(0)
 
 
@@ -201,7 +205,8 @@ def test_lognormal_durations_centre_on_seconds() -> None:
     samples = sorted(Duration("lognormal", seconds=60, sigma=0.3).sample(rng) for _ in range(801))
     assert all(s > 0 for s in samples)
     assert samples[400] == pytest.approx(60, rel=0.1)  # the median
-    assert samples[0] < 45 and samples[-1] > 80
+    assert samples[0] < 45
+    assert samples[-1] > 80
 
 
 def test_duration_samples_repeat_with_the_seed() -> None:
@@ -229,7 +234,8 @@ def test_a_profile_is_parsed_with_defaults_for_missing_keys() -> None:
     assert profile.duration_for(PRO) == Duration(seconds=20)
     assert profile.duration_for(RUNWAY).distribution == "uniform"
     assert (profile.price_for(PRO), profile.price_for(RUNWAY)) == (0.3, 0.2)
-    assert profile.faults.rate_limit == 0.5 and profile.faults.retry_after_seconds == 4
+    assert profile.faults.rate_limit == 0.5
+    assert profile.faults.retry_after_seconds == 4
     assert profile.with_overrides(slots=9, seed=None).slots == 9
     assert profile.with_overrides(seed=None).seed == 0
 

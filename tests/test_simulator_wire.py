@@ -44,7 +44,8 @@ def test_submit_poll_result_download_by_the_documented_wire_format() -> None:
             submitted = api.post(f"{base}/v1/models/{MODEL_ID}", json=body)
             assert 200 <= submitted.status_code < 300
             request_id = submitted.json()["request_id"]
-            assert isinstance(request_id, str) and request_id
+            assert isinstance(request_id, str)
+            assert request_id
 
             # §1.2 poll the status path built by hand until it is terminal
             seen = []
@@ -70,7 +71,8 @@ def test_submit_poll_result_download_by_the_documented_wire_format() -> None:
             assert result.status_code == 200
             data = result.json()
             assert data["status"] == "completed"
-            assert isinstance(data["cost"], int | float) and data["cost"] > 0
+            assert isinstance(data["cost"], int | float)
+            assert data["cost"] > 0
             assert data["model_id"] == MODEL_ID
             video_url = data["output"]["video"]
 

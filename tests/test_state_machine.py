@@ -43,11 +43,10 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from engine_helpers import new_job
@@ -63,6 +62,9 @@ from orchestrator.store.states import TERMINAL, AttemptKind
 from orchestrator.store.tables import ATTEMPTS, EVENTS, JOBS, WORKERS
 from orchestrator.store.work import HELD, STALE_WRITE, WorkItem, WorkQueue
 from orchestrator.store.workers import ProcessIdentity, WorkerRegistry, why_dead
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 S = JobState
 BATCH = "sm"
@@ -291,7 +293,8 @@ class OrchestratorMachine(RuleBasedStateMachine):
 
     def do_claim(self, worker: Worker, limit: int) -> None:
         for item in self.queue.claim(BATCH, limit, worker_id=worker.id):
-            assert item.state == S.SUBMITTING and item.worker_id == worker.id
+            assert item.state == S.SUBMITTING
+            assert item.worker_id == worker.id
             worker.held[item.row_id] = item
 
     def do_submit(self, worker: Worker, item: WorkItem, fault: str, will_fail: bool) -> None:
@@ -392,7 +395,8 @@ class OrchestratorMachine(RuleBasedStateMachine):
         taken = self.registry.take_over(worker.id, BATCH)
         assert worker.id not in taken.dead, f"{worker.name} declared itself dead"
         for item in taken.adopted:
-            assert item.state in (S.SUBMITTED, S.DOWNLOADING) and item.worker_id == worker.id
+            assert item.state in (S.SUBMITTED, S.DOWNLOADING)
+            assert item.worker_id == worker.id
             worker.held[item.row_id] = item
 
     def do_crash(self) -> None:
@@ -637,7 +641,8 @@ class OrchestratorMachine(RuleBasedStateMachine):
             running = [r for r in rows if r.outcome is None]
             assert len(running) <= 1, f"{job.name}: {len(running)} attempts without outcome"
             if job.state == S.SUBMITTING.value:
-                assert len(live) == 1 and live[0].number == rows[-1].number, job.name
+                assert len(live) == 1, job.name
+                assert live[0].number == rows[-1].number, job.name
             else:
                 assert not live, f"{job.name} in {job.state} holds an unfinished attempt"
             if running and job.state not in (S.SUBMITTING.value, S.SUBMITTED.value):

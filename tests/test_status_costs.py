@@ -6,8 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from engine_helpers import (
@@ -27,6 +26,9 @@ from orchestrator.cli import main
 from orchestrator.store import NewJob, Store
 from orchestrator.store.money import ModelCost, any_cost
 from orchestrator.store.tables import JOBS
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 NEW_MODEL = "acme/wonder/image-to-video"
 #: name -> (model, estimate, what RunComfy billed); None is "not known".
@@ -88,12 +90,14 @@ def test_cost_by_model_compares_the_billed_jobs(db_url: str) -> None:
     assert pro.billed_estimate_usd == pytest.approx(0.80)
     assert pro.actual_usd == pytest.approx(1.00) == pro.compared_actual_usd
     assert pro.ratio == pytest.approx(1.25)
-    assert pro.difference_text() == "+25.0%" and pro.over_estimate
+    assert pro.difference_text() == "+25.0%"
+    assert pro.over_estimate
 
     lite = found[LITE]
     assert (lite.jobs, lite.billed, lite.compared) == (2, 2, 2)
     assert lite.ratio == pytest.approx(0.6)
-    assert lite.difference_text() == "-40.0%" and not lite.over_estimate
+    assert lite.difference_text() == "-40.0%"
+    assert not lite.over_estimate
 
     runway = found[RUNWAY]
     assert (runway.jobs, runway.billed, runway.compared) == (2, 2, 1)
@@ -105,9 +109,11 @@ def test_cost_by_model_compares_the_billed_jobs(db_url: str) -> None:
 
     wonder = found[NEW_MODEL]
     assert (wonder.jobs, wonder.billed, wonder.compared) == (1, 1, 0)
-    assert wonder.estimated_usd is None and wonder.billed_estimate_usd is None
+    assert wonder.estimated_usd is None
+    assert wonder.billed_estimate_usd is None
     assert wonder.actual_usd == pytest.approx(0.75)
-    assert wonder.ratio is None and wonder.difference_text() == "no estimate"
+    assert wonder.ratio is None
+    assert wonder.difference_text() == "no estimate"
 
     # Every batch together: the other batch's job counts too.
     assert (everywhere[PRO].jobs, everywhere[PRO].billed) == (4, 3)
@@ -122,7 +128,8 @@ def test_nothing_billed_or_priced_is_not_comparable(db_url: str) -> None:
         found = _by_model(store.cost_by_model("b"))
         assert store.cost_by_model("nope") == []
     assert found[PRO].estimated_usd == pytest.approx(0.40)
-    assert found[PRO].billed_estimate_usd is None and found[PRO].actual_usd is None
+    assert found[PRO].billed_estimate_usd is None
+    assert found[PRO].actual_usd is None
     assert found[PRO].difference_text() == "not billed yet"
     assert found[NEW_MODEL].as_dict() == {
         "model": NEW_MODEL,
@@ -142,10 +149,12 @@ def test_nothing_billed_or_priced_is_not_comparable(db_url: str) -> None:
 
 def test_an_estimate_of_zero_is_not_divided_by() -> None:
     free = ModelCost("m", 1, 1, 1, 0.0, 0.0, 0.10, 0.10)
-    assert free.ratio is None and free.difference_pct is None
+    assert free.ratio is None
+    assert free.difference_pct is None
     assert free.difference_text() == "estimate $0"
     matched = ModelCost("m", 1, 1, 1, 0.3, 0.3, 0.1 + 0.2, 0.1 + 0.2)  # 0.30000000000000004
-    assert matched.difference_text() == "0.0%" and not matched.over_estimate
+    assert matched.difference_text() == "0.0%"
+    assert not matched.over_estimate
 
 
 # -- status over a store the real engine billed -------------------------------------------
@@ -220,7 +229,8 @@ def test_status_json_has_cost_by_model(billed: Path) -> None:
         "difference_pct": -50.0,
     }
     assert (found[PRO]["billed_estimate_usd"], found[PRO]["ratio"]) == (0.4, 1.25)
-    assert found[RUNWAY]["billed"] == 0 and found[RUNWAY]["ratio"] is None
+    assert found[RUNWAY]["billed"] == 0
+    assert found[RUNWAY]["ratio"] is None
     everywhere = {c["model"]: c for c in json.loads(_status(billed, "--json"))["cost_by_model"]}
     assert (everywhere[LITE]["jobs"], everywhere[LITE]["estimated_usd"]) == (2, 1.75)
 

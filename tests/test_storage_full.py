@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import io
 from contextlib import redirect_stderr
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine_helpers import BATCH, fast_settings, make_profile, run_engine, seed_store, simulator
 from sqlalchemy import event, text
 
 from orchestrator.store import JobState, Store
 from orchestrator.views import print_run_summary
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def fill_up(store: Store, spare_pages: int) -> None:
@@ -41,7 +43,8 @@ def test_a_full_store_stops_the_run_with_a_clear_report(tmp_path: Path) -> None:
         ledger = server.simulator.snapshot()
     report = run.report
     assert report.stopped_by == "storage"
-    assert report.storage_error is not None and "full" in report.storage_error
+    assert report.storage_error is not None
+    assert "full" in report.storage_error
     out = io.StringIO()
     print_run_summary(store, BATCH, report, out)  # reading still works on a full disk
     assert "(stopped: the store could not be written)" in out.getvalue()

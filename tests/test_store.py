@@ -10,11 +10,10 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import event, exc, update
@@ -32,6 +31,9 @@ from orchestrator.store import (
 from orchestrator.store.database import check_sqlite_version, to_url
 from orchestrator.store.states import PARKED, TO_FETCH
 from orchestrator.store.tables import JOBS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 3, 1, 23, 0, tzinfo=UTC)
@@ -354,7 +356,7 @@ def test_counts_and_list_jobs_filter_by_batch_state_and_model(store: Store) -> N
     ]
     assert [j.id for j in store.list_jobs("demo", limit=1, offset=1)] == ["b"]
     assert store.list_jobs("demo", state="failed")[0].error == "boom"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a valid JobState"):
         store.list_jobs(state="no-such-state")
 
 
@@ -383,7 +385,8 @@ def test_spend_sums_recorded_costs(store: Store) -> None:
 def test_a_batch_is_looked_up_by_name(store: Store) -> None:
     store.enqueue("demo", [new_job("a"), new_job("b")])
     found = store.batch("demo")
-    assert found is not None and found == store.batches()[0]
+    assert found is not None
+    assert found == store.batches()[0]
     assert (found.name, found.job_count) == ("demo", 2)
     assert store.batch("nope") is None
 
@@ -426,8 +429,10 @@ def test_timestamps_are_aware_utc_and_naive_ones_are_refused(store: Store) -> No
 
     (view,) = store.list_jobs()
 
-    assert view.created_at == NOW and view.created_at.tzinfo is UTC
-    assert view.next_attempt_at == later and view.next_attempt_at.tzinfo is UTC
+    assert view.created_at == NOW
+    assert view.created_at.tzinfo is UTC
+    assert view.next_attempt_at == later
+    assert view.next_attempt_at.tzinfo is UTC
     with pytest.raises(exc.StatementError, match="naive datetime"):
         set_state(store, "beach", JobState.RETRY_WAIT, next_attempt_at=datetime(2026, 1, 1))
 

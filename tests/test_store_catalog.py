@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from engine_helpers import BATCH, new_job
@@ -15,6 +15,9 @@ from orchestrator.store.database import SCHEMA_REVISION, current_revision, downg
 from orchestrator.store.prices import PriceBook
 from orchestrator.store.tables import JOBS
 from orchestrator.store.work import WorkQueue
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @pytest.fixture(name="location", params=["sqlite", "postgresql"])

@@ -3,10 +3,8 @@ there after a store at 0003 migrates. Store tests run on each backend (``db_url`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from model_ids import LITE, PRO
@@ -24,6 +22,10 @@ from orchestrator.store.database import (
 from orchestrator.store.runtimes import MAX_KEY_LENGTH, RunTimeBook, StoredRunTime
 from orchestrator.store.tables import RUN_TIMES
 from orchestrator.store.work import WorkQueue
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 
 @pytest.fixture
@@ -50,7 +52,7 @@ def run_time(key: str, model: str = PRO, typical: float = 90.0, **kwargs: Any) -
 def updated_at(store: Store) -> dict[str, datetime]:
     with store.read() as connection:
         rows = connection.execute(select(RUN_TIMES.c.key, RUN_TIMES.c.updated_at)).all()
-    return {key: at for key, at in rows}
+    return dict(rows)
 
 
 class Transactions:

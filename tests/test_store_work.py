@@ -5,10 +5,8 @@ Every test runs on each backend (memory, an SQLite file, PostgreSQL: ``db_url``)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from engine_helpers import attempt_rows, new_job
@@ -20,6 +18,10 @@ from orchestrator.store import JobState, Store
 from orchestrator.store.prices import PriceBook
 from orchestrator.store.work import WorkItem, WorkQueue
 from orchestrator.store.workers import WorkerRegistry
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 S = JobState
 START = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -112,13 +114,19 @@ def test_claim_writes_the_intent_counts_the_attempt_and_records_it(
     claimed = queue.claim("a", 2)
     assert [i.name for i in claimed] == ["a-x", "a-y"]
     first = claimed[0]
-    assert first.state == S.SUBMITTING and first.attempts == 1 and first.max_attempts == 3
+    assert first.state == S.SUBMITTING
+    assert first.attempts == 1
+    assert first.max_attempts == 3
     assert first.attempt_kind == "submit"
     assert first.payload == new_job("a-x").payload
-    assert first.output_root == str(tmp_path / "a") and first.output_path == "a-x.mp4"
-    assert first.model_id == PRO and first.estimated_cost_usd == 0.4
-    assert first.request_id is None and first.batch == "a"
-    assert state_of(store, "a-x") == S.SUBMITTING and state_of(store, "a-z") == S.PENDING
+    assert first.output_root == str(tmp_path / "a")
+    assert first.output_path == "a-x.mp4"
+    assert first.model_id == PRO
+    assert first.estimated_cost_usd == 0.4
+    assert first.request_id is None
+    assert first.batch == "a"
+    assert state_of(store, "a-x") == S.SUBMITTING
+    assert state_of(store, "a-z") == S.PENDING
     assert job(store, "a-x").attempts == 1
     (attempt,) = attempt_rows(store, first.row_id)
     assert (attempt.number, attempt.kind, attempt.outcome) == (1, "submit", None)
@@ -133,7 +141,8 @@ def test_claim_writes_the_intent_counts_the_attempt_and_records_it(
 
 def test_claim_with_no_room_changes_nothing(store: Store, queue: WorkQueue) -> None:
     add(store, "a", "x")
-    assert queue.claim("a", 0) == [] and queue.claim("a", -3) == []
+    assert queue.claim("a", 0) == []
+    assert queue.claim("a", -3) == []
     assert state_of(store, "a-x") == S.PENDING
     assert attempt_rows(store, job(store, "a-x").row_id) == []
 
@@ -182,7 +191,8 @@ def test_claim_goes_through_planning_enqueue(
     result = enqueue(store, load_manifest(manifest), tmp_path / "videos")
     assert result.added == 1
     (item,) = queue.claim("planned", 5)
-    assert item.max_attempts == 2 and item.output_root == str(tmp_path / "videos")
+    assert item.max_attempts == 2
+    assert item.output_root == str(tmp_path / "videos")
     assert item.payload["first_frame_image_url"] == "https://images.example/beach.jpg"
 
 
@@ -218,7 +228,8 @@ def test_a_stale_item_does_not_move_and_writes_no_event(store: Store, queue: Wor
     assert moved is False
     assert len(store.events()) == events
     view = job(store, "a-x")
-    assert view.state == S.SUBMITTED and view.error is None
+    assert view.state == S.SUBMITTED
+    assert view.error is None
     (attempt,) = attempt_rows(store, item.row_id)
     assert attempt.outcome is None
 
@@ -288,7 +299,8 @@ def test_recover_parks_jobs_caught_submitting(store: Store, queue: WorkQueue) ->
     )
     assert state_of(store, "a-y") == S.SUBMITTED  # a committed request id is kept
     assert state_of(store, "b-w") == S.SUBMITTING  # another batch is not touched
-    assert WorkerRegistry(queue).recover(None) == 1 and state_of(store, "b-w") == S.NEEDS_RECONCILE
+    assert WorkerRegistry(queue).recover(None) == 1
+    assert state_of(store, "b-w") == S.NEEDS_RECONCILE
     assert WorkerRegistry(queue).recover(None) == 0
 
 
@@ -311,10 +323,12 @@ def test_release_due_honours_next_attempt_at(store: Store, queue: WorkQueue, clo
     assert queue.release_due("a") == 0
     clock.advance(30)
     assert queue.release_due("a") == 1
-    assert state_of(store, "a-soon") == S.PENDING and job(store, "a-soon").next_attempt_at is None
+    assert state_of(store, "a-soon") == S.PENDING
+    assert job(store, "a-soon").next_attempt_at is None
     assert state_of(store, "a-late") == S.RETRY_WAIT
     assert state_of(store, "b-other") == S.RETRY_WAIT  # due, but in another batch
-    assert queue.has_pending("a") and not queue.has_pending("b")
+    assert queue.has_pending("a")
+    assert not queue.has_pending("b")
     clock.advance(60)
     assert queue.release_due(None) == 2
     assert queue.next_retry_at(None) is None
@@ -328,7 +342,8 @@ def test_in_flight_unfinished_and_active(store: Store, queue: WorkQueue) -> None
     add(store, "a", "p1", "p2", "p3", "p4", "p5", "p6", model=PRO)
     add(store, "a", "l1", model=LITE)
     add(store, "b", "p1", model=PRO)
-    assert queue.in_flight("a") == {} and queue.unfinished("a") == 7
+    assert queue.in_flight("a") == {}
+    assert queue.unfinished("a") == 7
     claimed = {i.name: i for i in queue.claim("a", 10)}
     claim_one(queue, "b")
     assert queue.in_flight("a") == {PRO: 6, LITE: 1}
@@ -374,7 +389,8 @@ def test_facts_are_json_ready(store: Store, queue: WorkQueue, clock: Clock) -> N
     item = claim_one(queue)
     facts = queue.facts(item.row_id)
     assert facts["created_at"] == START.isoformat()
-    assert facts["cost_usd"] is None and facts["submitted_at"] is None
+    assert facts["cost_usd"] is None
+    assert facts["submitted_at"] is None
     assert queue.now() == clock.now
 
 

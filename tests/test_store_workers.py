@@ -12,12 +12,10 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from engine_helpers import attempt_rows, new_job
@@ -33,6 +31,10 @@ from orchestrator.store.tables import JOBS
 from orchestrator.store.transitions import lock_claims
 from orchestrator.store.work import STALE_WRITE, WorkItem, WorkQueue
 from orchestrator.store.workers import ProcessIdentity, WorkerRegistry, why_dead
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
 
 S = JobState
 START = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -126,13 +128,15 @@ def test_register_heartbeat_live_and_stop(store: Store, queue: WorkQueue) -> Non
     assert me.startswith("host-1:4242:")
     add(store, "a", "x", "y", "z", "w")
     x, y, z, w = queue.claim("a", 4, worker_id=me)
-    assert x.worker_id == me and job_row(store, "a-x").worker_id == me
+    assert x.worker_id == me
+    assert job_row(store, "a-x").worker_id == me
     assert queue.transition(submit(queue, z, "r-z"), S.DOWNLOADING, "remote_succeeded")
     submit(queue, y, "r-y")
     assert queue.transition(w, S.FAILED, "rejected")  # finished jobs are not held
     (view,) = workers.live()
     assert (view.id, view.host, view.pid, view.batch) == (me, "host-1", 4242, "a")
-    assert view.lease_seconds == 30 and 0 <= view.heartbeat_age < 5
+    assert view.lease_seconds == 30
+    assert 0 <= view.heartbeat_age < 5
     assert view.holds == {"submitting": 1, "submitted": 1, "downloading": 1}
     assert view.as_dict()["holds"] == view.holds
     assert workers.heartbeat(me) is True
@@ -225,7 +229,8 @@ def test_a_dead_workers_jobs_are_taken_over(
     assert result.dead == ({} if reason is None else {a_id: reason})
     (adopted,) = result.adopted
     assert (adopted.name, adopted.worker_id, adopted.lease_token) == ("a-x", b_id, 2)
-    assert adopted.request_id == "req-x" and adopted.state == S.SUBMITTED
+    assert adopted.request_id == "req-x"
+    assert adopted.state == S.SUBMITTED
     row = job_row(store, "a-x")
     assert (row.state, row.worker_id, row.lease_token) == ("submitted", b_id, 2)
     (event,) = [e for e in store.events(job_id=row.id) if e.kind == "adopted"]
@@ -285,7 +290,7 @@ def test_a_sweeping_worker_never_declares_itself_dead(
     a, a_id, _, _ = doomed_worker(store, queue, ProcessIdentity("host-a", 4242, "elsewhere"))
     expire(store, clock, a_id)
     assert a.take_over(a_id, None) == workers_module.TakeOver()
-    assert [(w.state, w.worker_id) for w in map(lambda n: job_row(store, n), ("a-x", "a-y"))] == [
+    assert [(w.state, w.worker_id) for w in (job_row(store, n) for n in ("a-x", "a-y"))] == [
         ("submitted", a_id),
         ("submitting", a_id),
     ]
@@ -392,10 +397,12 @@ def test_the_batch_filter_limits_the_sweep(store: Store, queue: WorkQueue) -> No
     b = WorkerRegistry(queue, ProcessIdentity("host-b", os.getpid(), MACHINE))
     b_id = b.register(batch=None, lease_seconds=30)
     result = b.take_over(b_id, "a")
-    assert [i.name for i in result.adopted] == ["a-x"] and result.parked == 1
+    assert [i.name for i in result.adopted] == ["a-x"]
+    assert result.parked == 1
     assert (job_row(store, "b-x").worker_id, job_row(store, "b-y").state) == (a_id, "submitting")
     rest = b.take_over(b_id, "b")
-    assert [i.name for i in rest.adopted] == ["b-x"] and rest.parked == 1
+    assert [i.name for i in rest.adopted] == ["b-x"]
+    assert rest.parked == 1
     assert job_row(store, "b-y").state == "needs_reconcile"
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import json
 from contextlib import redirect_stderr
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
@@ -22,6 +22,9 @@ from model_ids import PRO
 
 from orchestrator.cli import main
 from orchestrator.simulator import SimulatorServer
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 IMAGE = "https://images.example/frames/beach.jpg"
 FAULTS = {

@@ -19,9 +19,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from engine_helpers import check_paid_once
@@ -29,6 +28,9 @@ from sqlalchemy import text
 
 from orchestrator.simulator import ManualClock, SimulatorServer, load_profile, parse_profile
 from orchestrator.store import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "many-workers-token-0123456789"
@@ -163,7 +165,8 @@ def check_leases_never_overlap(db: str) -> dict[str, int]:
         # A claim takes the lease: a submit claim, or a claim of a due fetch of a paid video.
         if kind == "adopted" or detail.get("outcome") in ("claimed", "fetch_due"):
             previous = holder.get(job_id, (None, 0))[1]
-            assert lease is not None and lease > previous, (job_id, detail)
+            assert lease is not None, (job_id, detail)
+            assert lease > previous, (job_id, detail)
             holder[job_id] = (worker, lease)
             seen["adopted" if kind == "adopted" else "claimed"] += 1
         elif kind == "stale_write":
@@ -263,7 +266,8 @@ def test_three_workers_one_killed(tmp_path: Path, shared: tuple[str, int]) -> No
     )
     check_paid_once(attempts, ledger)
     seen = check_leases_never_overlap(db)
-    assert seen["claimed"] >= jobs and seen["checked"] > jobs
+    assert seen["claimed"] >= jobs
+    assert seen["checked"] > jobs
     # Every video on disk matches its recorded digest; no partial file is left.
     out = tmp_path / "out"
     assert not list(out.rglob("*.part"))
@@ -324,7 +328,8 @@ def test_a_paused_worker_taken_over_cannot_overwrite_the_job(tmp_path: Path, pg_
     dropped = seen["stale_write"] == 0 and "stale status dropped" in err
     assert fenced or told or dropped, out + err
     ((state, worker_id, lease),) = rows(pg_url, "SELECT state, worker_id, lease_token FROM jobs")
-    assert state == "succeeded" and lease == 2
+    assert state == "succeeded"
+    assert lease == 2
     assert f":{second.pid}:" in worker_id
     assert seen == {**seen, "claimed": 1, "adopted": 1}
     video = next((tmp_path / "out").rglob("*.mp4"))

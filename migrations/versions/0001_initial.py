@@ -10,10 +10,13 @@ describing the schema of its day however the models evolve.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from alembic import op
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None

@@ -14,10 +14,13 @@ Create Date: 2026-12-01
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from alembic import op
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 revision: str = "0003"
 down_revision: str | Sequence[str] | None = "0002"

@@ -17,10 +17,13 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from alembic import op
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 revision: str = "0005"
 down_revision: str | Sequence[str] | None = "0004"

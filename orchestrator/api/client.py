@@ -15,8 +15,7 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 
@@ -44,6 +43,9 @@ from orchestrator.api.responses import (
 )
 from orchestrator.defaults import DEFAULT_API_BASE
 from orchestrator.redact import redact, redact_value, register_secret
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")

@@ -21,10 +21,12 @@ orchestrator.api.limits.ReplyTooLarge: the reply is larger than 4 bytes: not rea
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import httpx
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 MAX_REPLY_BYTES: Final = 16 * 1024 * 1024
 

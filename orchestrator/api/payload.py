@@ -12,11 +12,13 @@ when the manifest asked for it, and re-encoded as JPEG/PNG only when it has to b
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.catalog import FieldSpec, ModelSpec
 from orchestrator.manifest.model import IMAGE_MARKER
 from orchestrator.media import encode_image
+
+if TYPE_CHECKING:
+    from orchestrator.catalog import FieldSpec, ModelSpec
 
 
 def build_request_payload(stored: Mapping[str, Any], model: ModelSpec | None) -> dict[str, Any]:

@@ -24,8 +24,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.catalog.spec import (
     _FLOAT_MAX,
@@ -42,6 +41,9 @@ from orchestrator.catalog.spec import (
 )
 from orchestrator.media.rules import ImageRule
 from orchestrator.problems import clipped, show_value
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: Bounds on one entry, which may come from the API: a runaway list or a runaway value
 #: must not become a runaway loop or message.

@@ -18,14 +18,17 @@ a price table a user passes with ``--prices``::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.catalog.registry import Catalog
 from orchestrator.catalog.spec import ModelSpec, Price
 from orchestrator.inputfiles import FileRefused, read_bounded
 from orchestrator.problems import InputError, Problem
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+    from orchestrator.catalog.registry import Catalog
 
 UNITS = ("second", "output")
 #: A price table lists a few models; a larger file is not one.

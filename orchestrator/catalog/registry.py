@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable, Iterator
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.catalog.parse import load_model_file, parse_model
 from orchestrator.catalog.spec import CatalogError, ModelSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
 
 #: difflib's similarity cutoff, the one :func:`orchestrator.problems.closest` uses.
 CLOSE_ENOUGH = 0.6
@@ -116,10 +119,11 @@ def _core(model_id: str) -> str:
 def builtin_catalog() -> Catalog:
     """The models shipped inside the package (read once per process)."""
     folder = resources.files("orchestrator.catalog") / "schemas"
-    models = []
-    for item in sorted(folder.iterdir(), key=lambda p: p.name):
-        if item.name.endswith(".json"):
-            models.append(parse_model(json.loads(item.read_text("utf-8")), origin=item.name))
+    models = [
+        parse_model(json.loads(item.read_text("utf-8")), origin=item.name)
+        for item in sorted(folder.iterdir(), key=lambda p: p.name)
+        if item.name.endswith(".json")
+    ]
     return Catalog(models)
 
 

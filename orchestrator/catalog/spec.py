@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.media.rules import ImageLimits, ImageRule
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 #: Names a manifest may use for any model; each model maps the ones it supports.
 UNIVERSAL_NAMES = ("prompt", "image", "last_image", "duration", "resolution", "ratio", "seed")

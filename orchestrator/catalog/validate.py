@@ -15,12 +15,14 @@ field 'duration': 7 is not allowed; allowed: 5, 10
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.catalog.spec import FieldSpec, ModelSpec, _show
 from orchestrator.problems import SHOWN_NAME_CHARS, did_you_mean, show_value
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 TYPE_NAMES = {
     "string": "text",
@@ -173,15 +175,15 @@ def validate_payload(
             issues.extend(found)
         else:
             issues.extend(check_field(spec, value, images_ok=images_ok))
-    for name in payload:
-        if name not in model.fields:
-            issues.append(
-                FieldIssue(
-                    name,
-                    "is not an input of this model; it takes: " + ", ".join(model.input_names()),
-                    did_you_mean(name, model.input_names()),
-                )
-            )
+    issues.extend(
+        FieldIssue(
+            name,
+            "is not an input of this model; it takes: " + ", ".join(model.input_names()),
+            did_you_mean(name, model.input_names()),
+        )
+        for name in payload
+        if name not in model.fields
+    )
     return issues
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 import click
@@ -27,6 +26,8 @@ from orchestrator.cli.options import (
 from orchestrator.cli.stores import check_batch, existing_store
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from orchestrator.cli.base import Session
     from orchestrator.store.fetches import Candidate
 

@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
 
     ``out`` receives what the command prints (default: stdout); errors go to stderr.
     """
-    stream = cast(TextIO, RedactingStream(out or sys.stdout))
-    errors = cast(TextIO, RedactingStream(sys.stderr))
+    stream = cast("TextIO", RedactingStream(out or sys.stdout))
+    errors = cast("TextIO", RedactingStream(sys.stderr))
     with redirect_stderr(errors):
         try:
             code = _run(argv, stream, errors)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 from orchestrator.cli.exits import EXIT_FAILED, EXIT_USAGE, CommandError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class ReaderGone(Exception):

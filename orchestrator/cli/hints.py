@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import re
 import shlex
-from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TextIO
 
@@ -18,6 +17,8 @@ from orchestrator.cli.options import hosts_of
 from orchestrator.defaults import DEFAULT_API_BASE
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from orchestrator.engine.pool import EngineReport
 
 _HINT = re.compile(r"^(next: orchestrator [^(#\n]*?)(\s+\((.*)\))?$", re.MULTILINE)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,8 @@ from orchestrator.cli.stores import store_if_any
 from orchestrator.defaults import DEFAULT_API_BASE
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from orchestrator.catalog import Catalog
     from orchestrator.cli.base import Session
     from orchestrator.engine.runner import Connection

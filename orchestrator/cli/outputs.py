@@ -100,7 +100,7 @@ def export(
     target = _destination(out, dest, name)
     try:
         with said_as_usage(db):
-            result = export_batch(db, batch, cast(Format, fmt), dest=target, catalog_dir=catalog)
+            result = export_batch(db, batch, cast("Format", fmt), dest=target, catalog_dir=catalog)
     except InputError as exc:  # the export's own refusal (a folder in the way, ...)
         return _refused(exc)
     stream = session.out

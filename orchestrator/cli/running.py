@@ -174,7 +174,7 @@ def _run_expanded(
         progress = progress_for(options, store, batch)
         # A live panel owns the terminal: log lines then go only to the batch log file.
         configure_logging(
-            stream=cast(TextIO, _Discard()) if progress is not None and progress.live else None,
+            stream=cast("TextIO", _Discard()) if progress is not None and progress.live else None,
             json_file=log_file,
         )
         out.write(f"log: {log_file}\n")

@@ -3,7 +3,6 @@ and the batch or model a command names checked against what it holds."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +10,8 @@ from typing import TYPE_CHECKING
 from orchestrator.cli.exits import CommandError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from orchestrator.store import Store
 
 

@@ -25,18 +25,21 @@ every part uses.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
 
-from orchestrator.api import WrongRequest
-from orchestrator.catalog import Catalog
-from orchestrator.engine.paidwork import Breaker
 from orchestrator.engine.runtimes import timing_key
 from orchestrator.store.states import JobState
 from orchestrator.store.work import REMOTE_ACTIVE, WorkItem
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from orchestrator.api import WrongRequest
+    from orchestrator.catalog import Catalog
+    from orchestrator.engine.paidwork import Breaker
 
 log = structlog.get_logger("orchestrator.engine")
 #: Consecutive failed polls of one job (about an hour at the capped backoff) before it is

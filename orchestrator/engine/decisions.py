@@ -14,12 +14,15 @@ answer in one short transaction.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from orchestrator.store.states import JobState
+
+if TYPE_CHECKING:
+    import random
 
 
 class Outcome(StrEnum):

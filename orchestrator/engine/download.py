@@ -25,8 +25,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import BinaryIO, Self
+from typing import TYPE_CHECKING, BinaryIO, Self
 from urllib.parse import urljoin, urlsplit
 
 import anyio
@@ -48,6 +47,9 @@ from orchestrator.media.video import VideoProbe, inspect_video
 from orchestrator.outputs.atomicwrite import discard, open_temporary, publish
 from orchestrator.outputs.paths import part_prefix, part_target
 from orchestrator.outputs.sidecar import sidecar_path
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 BAD_FILE = FetchProblem.BAD_FILE
 DEFAULT_MAX_BYTES = 2 * 1024**3  # the official CLI's cap

@@ -12,26 +12,19 @@ cannot be downloaded sends the job to a person (``needs_reconcile``).
 from __future__ import annotations
 
 import math
-import random
-from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
-from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from orchestrator import failpoints
 from orchestrator.api import RequestNotFound, RunComfyClient, RunComfyError, WrongRequest
 from orchestrator.engine.core import EngineReport, WrongReplies, log
 from orchestrator.engine.decisions import Outcome, retry_delay
 from orchestrator.engine.download import Downloaded, Downloader, DownloadError, Placer, Verified
-from orchestrator.engine.gate import SubmitGate
-from orchestrator.engine.gateway import StoreGateway
-from orchestrator.engine.ledger import InFlight
 from orchestrator.engine.paidwork import (
     UNUSABLE_OUTPUT,
     FetchProblem,
@@ -39,12 +32,23 @@ from orchestrator.engine.paidwork import (
     breaker_for_fetch,
     unusable_error,
 )
-from orchestrator.engine.settings import EngineSettings
 from orchestrator.outputs.ownership import owned_by
 from orchestrator.outputs.paths import OutputPathError, check_relative, resolve_inside
 from orchestrator.outputs.placing import place_video
 from orchestrator.store.fetches import FetchQueue
 from orchestrator.store.work import WorkItem, WorkQueue
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Iterator
+
+    from anyio.abc import TaskGroup
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from orchestrator.engine.gate import SubmitGate
+    from orchestrator.engine.gateway import StoreGateway
+    from orchestrator.engine.ledger import InFlight
+    from orchestrator.engine.settings import EngineSettings
 
 #: What the downloaders are handed: a rendered job, and its video URL if known (None: ask
 #: ``/result`` for a fresh one).

@@ -8,13 +8,17 @@ Some breakers close again when a download succeeds (:data:`.paidwork.CLOSE_ON_SU
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from orchestrator.engine.core import EngineReport, log
-from orchestrator.engine.gateway import StoreGateway
 from orchestrator.engine.paidwork import CLOSE_ON_SUCCESS, Breaker
 from orchestrator.store.states import EventKind
-from orchestrator.store.work import WorkQueue
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from orchestrator.engine.gateway import StoreGateway
+    from orchestrator.store.work import WorkQueue
 
 BREAKER_TRIPPED = EventKind.BREAKER_TRIPPED.value
 BREAKER_CLOSED = EventKind.BREAKER_CLOSED.value

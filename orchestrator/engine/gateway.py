@@ -9,11 +9,9 @@ moved the job first) is logged and dropped, never forced.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from sqlalchemy.exc import DBAPIError
@@ -22,7 +20,12 @@ from orchestrator.engine.core import frees_room, log
 from orchestrator.engine.decisions import Outcome, next_state, retry_delay
 from orchestrator.store.database import retry_safe
 from orchestrator.store.states import JobState
-from orchestrator.store.work import WorkItem, WorkQueue
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Callable
+
+    from orchestrator.store.work import WorkItem, WorkQueue
 
 _T = TypeVar("_T")
 #: Runs of a store call the database rolled back on its own (see ``retry_safe``).

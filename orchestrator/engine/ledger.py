@@ -9,10 +9,13 @@ lets go of its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from orchestrator.store.work import WorkItem
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from orchestrator.store.work import WorkItem
 
 
 class InFlight:

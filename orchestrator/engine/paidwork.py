@@ -19,13 +19,16 @@ the answer. Nothing here awaits, reads a clock or touches the store.
 from __future__ import annotations
 
 import errno
-import random
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from orchestrator.api.responses import shown_reply
 from orchestrator.engine.decisions import Outcome
 from orchestrator.store.states import JobState
+
+if TYPE_CHECKING:
+    import random
 
 
 class FetchProblem(StrEnum):

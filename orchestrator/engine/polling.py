@@ -13,13 +13,11 @@ through :class:`.timing.Timing`.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import TaskGroup
 
 from orchestrator import failpoints
 from orchestrator.api import (
@@ -34,9 +32,6 @@ from orchestrator.api import (
 from orchestrator.api.responses import SUCCESS_STATES, shown_reply
 from orchestrator.engine.core import POLL_PATIENCE, EngineReport, WrongReplies, log, moved_to
 from orchestrator.engine.decisions import Outcome, retry_delay
-from orchestrator.engine.gate import SubmitGate
-from orchestrator.engine.gateway import StoreGateway
-from orchestrator.engine.ledger import InFlight
 from orchestrator.engine.paidwork import (
     SHOWN_URL_CHARS,
     UNUSABLE_OUTPUT,
@@ -44,12 +39,21 @@ from orchestrator.engine.paidwork import (
     breaker_for_account,
     unusable_error,
 )
-from orchestrator.engine.schedule import PollSchedule
-from orchestrator.engine.settings import EngineSettings
-from orchestrator.engine.timing import Timing
 from orchestrator.store.prices import PriceBook, raised_estimate_ratio
 from orchestrator.store.states import JobState
 from orchestrator.store.work import WorkItem, WorkQueue
+
+if TYPE_CHECKING:
+    import random
+
+    from anyio.abc import TaskGroup
+
+    from orchestrator.engine.gate import SubmitGate
+    from orchestrator.engine.gateway import StoreGateway
+    from orchestrator.engine.ledger import InFlight
+    from orchestrator.engine.schedule import PollSchedule
+    from orchestrator.engine.settings import EngineSettings
+    from orchestrator.engine.timing import Timing
 
 #: Hands a job that finished remotely to the downloaders (with its video URL, if known).
 HandOver = Callable[[WorkItem, str | None], None]

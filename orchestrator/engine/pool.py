@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import anyio
-from anyio.abc import TaskGroup
 from sqlalchemy.exc import DBAPIError
 
 from orchestrator.api import RunComfyClient, RunComfyError
-from orchestrator.catalog import Catalog
 from orchestrator.engine.core import EngineReport, WrongReplies, log, timing_key_of
 from orchestrator.engine.decisions import Outcome
-from orchestrator.engine.download import Downloader
 from orchestrator.engine.downloading import DownloadPool
 from orchestrator.engine.gate import SubmitGate
 from orchestrator.engine.gateway import Backoff, StoreGateway
@@ -32,14 +29,22 @@ from orchestrator.engine.ledger import InFlight
 from orchestrator.engine.polling import Poller
 from orchestrator.engine.runtimes import Estimate
 from orchestrator.engine.schedule import PollSchedule
-from orchestrator.engine.settings import EngineSettings
 from orchestrator.engine.submitting import Submitter
 from orchestrator.engine.timing import Learned, Timing
 from orchestrator.store.fetches import FetchQueue
 from orchestrator.store.runtimes import RunTimeBook, StoredRunTime
 from orchestrator.store.states import JobState
-from orchestrator.store.work import WorkQueue
 from orchestrator.store.workers import WorkerRegistry
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anyio.abc import TaskGroup
+
+    from orchestrator.catalog import Catalog
+    from orchestrator.engine.download import Downloader
+    from orchestrator.engine.settings import EngineSettings
+    from orchestrator.store.work import WorkQueue
 
 __all__ = ["Engine", "EngineReport"]
 

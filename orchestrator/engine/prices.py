@@ -19,6 +19,7 @@ low price can overrun the cap by at most the jobs in flight when the first cost 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -26,7 +27,9 @@ import structlog
 from orchestrator.api import RunComfyClient, RunComfyError
 from orchestrator.catalog import Catalog, PriceTable
 from orchestrator.catalog.spec import Price
-from orchestrator.store.prices import PriceBook
+
+if TYPE_CHECKING:
+    from orchestrator.store.prices import PriceBook
 
 log = structlog.get_logger("orchestrator.prices")
 UNITS = ("second", "output")

@@ -9,13 +9,15 @@ done by other processes.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
-from orchestrator.store import Store
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from orchestrator.store import Store
 
 SHOWN_STATES = (
     "pending",

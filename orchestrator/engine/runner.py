@@ -12,23 +12,27 @@ import functools
 import os
 import secrets
 import signal
-from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import anyio
 
 from orchestrator.api import RunComfyClient
-from orchestrator.catalog import Catalog
 from orchestrator.defaults import TOKEN_VARIABLES
 from orchestrator.engine.download import DEFAULT_MAX_BYTES, Downloader
 from orchestrator.engine.pool import Engine, EngineReport
-from orchestrator.engine.progress import ProgressReporter
-from orchestrator.engine.settings import EngineSettings
 from orchestrator.logs import register_secret
 from orchestrator.redact import ShortSecret, check_token
-from orchestrator.store.work import WorkQueue
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from orchestrator.catalog import Catalog
+    from orchestrator.engine.progress import ProgressReporter
+    from orchestrator.engine.settings import EngineSettings
+    from orchestrator.store.work import WorkQueue
 
 EXIT_INTERRUPTED = 130
 

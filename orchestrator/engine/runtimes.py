@@ -21,10 +21,12 @@ must not teach the 5 s one.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 #: Numbers above this are epoch milliseconds (1e11 seconds is the year 5138).
 EPOCH_MS_ABOVE = 1e11

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from orchestrator.engine.core import Wakeup
-from orchestrator.engine.ledger import InFlight
-from orchestrator.engine.timing import Timing
-from orchestrator.store.work import WorkItem
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from orchestrator.engine.ledger import InFlight
+    from orchestrator.engine.timing import Timing
+    from orchestrator.store.work import WorkItem
 
 
 class PollSchedule:

@@ -7,11 +7,9 @@ clear answer goes to ``needs_reconcile`` and is never resubmitted here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import TaskGroup
 
 from orchestrator import failpoints
 from orchestrator.api import (
@@ -25,25 +23,31 @@ from orchestrator.api import (
     UnknownModel,
     build_request_payload,
 )
-from orchestrator.catalog import Catalog
 from orchestrator.engine.core import EngineReport, Wakeup, log, moved_to, timing_key_of
 from orchestrator.engine.decisions import Outcome
-from orchestrator.engine.gate import SubmitGate
-from orchestrator.engine.gateway import StoreGateway
-from orchestrator.engine.ledger import InFlight
 from orchestrator.engine.paidwork import (
     BreakerKind,
     breaker_for_account,
     breaker_for_unknown_model,
 )
-from orchestrator.engine.schedule import PollSchedule
-from orchestrator.engine.settings import EngineSettings
-from orchestrator.engine.timing import Timing
 from orchestrator.media import ImageError
 from orchestrator.store.prices import PriceBook
 from orchestrator.store.states import JobState
-from orchestrator.store.work import WorkItem, WorkQueue
 from orchestrator.store.workers import SUBMIT_PACER, WorkerRegistry
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anyio.abc import TaskGroup
+
+    from orchestrator.catalog import Catalog
+    from orchestrator.engine.gate import SubmitGate
+    from orchestrator.engine.gateway import StoreGateway
+    from orchestrator.engine.ledger import InFlight
+    from orchestrator.engine.schedule import PollSchedule
+    from orchestrator.engine.settings import EngineSettings
+    from orchestrator.engine.timing import Timing
+    from orchestrator.store.work import WorkItem, WorkQueue
 
 
 class Submitter:

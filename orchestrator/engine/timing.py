@@ -18,10 +18,9 @@ themselves are the pure functions of :mod:`.decisions`, :mod:`.runtimes` and
 from __future__ import annotations
 
 import math
-import random
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from orchestrator.engine.capacity import Capacity, FreeRate
 from orchestrator.engine.decisions import PollPolicy, poll_delay
@@ -33,6 +32,10 @@ from orchestrator.engine.runtimes import (
     evidence_from,
     first_estimate,
 )
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Iterable
 
 #: How fast the queue depth follows what probes find.
 DEPTH_WEIGHT = 0.2

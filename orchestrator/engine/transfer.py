@@ -34,9 +34,12 @@ from __future__ import annotations
 
 import ipaddress
 import zlib
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
 
 RUNCOMFY_DOMAINS = ("runcomfy.net", "runcomfy.com")
 

@@ -5,8 +5,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from orchestrator.library.batch import Api, BatchLike, Db, as_batch
-from orchestrator.library.results import Enqueued, Plan, Validation
+
+if TYPE_CHECKING:
+    from orchestrator.library.results import Enqueued, Plan, Validation
 
 
 def validate(batch: BatchLike, *, db: Db | None = None, api: Api = None) -> Validation:

@@ -11,13 +11,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.catalog import Catalog
 from orchestrator.defaults import DEFAULT_API_BASE
 from orchestrator.engine.runner import Connection, MissingToken, token_from_environment
 from orchestrator.library.checking import (
@@ -30,18 +28,20 @@ from orchestrator.library.checking import (
 )
 from orchestrator.library.loops import off_the_loop
 from orchestrator.library.results import Enqueued, Plan, Validation
-from orchestrator.library.settings import RunOptions
 from orchestrator.library.simulation import Simulation
-from orchestrator.livecatalog import LiveCatalog, ModelSource
 from orchestrator.manifest import Expansion, expand_manifest, load_manifest
 from orchestrator.planning import enqueue, output_root, stored_output_root, summarize
 from orchestrator.problems import InputError
 from orchestrator.store import Store
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
     from typing import TextIO
 
+    from orchestrator.catalog import Catalog
     from orchestrator.library.results import RunResult
+    from orchestrator.library.settings import RunOptions
+    from orchestrator.livecatalog import LiveCatalog, ModelSource
 
 #: What ``api=`` takes: a running simulator, an explicit connection, or None for RunComfy
 #: with the token from the environment (RUNCOMFY_API_TOKEN or RUNCOMFY_TOKEN; the URL from
@@ -153,16 +153,15 @@ class Batch:
         ``id``, ``seed``, ... as a manifest's jobs have them); ``model``, ``defaults``,
         ``output``, ``limits`` and ``retry`` are the manifest's keys of the same names.
         Problems name the row as job ``#N``."""
+        given = {
+            "model": model,
+            "defaults": defaults,
+            "output": output,
+            "limits": limits,
+            "retry": retry,
+        }
         data: dict[str, Any] = {"batch": name, "jobs": [dict(row) for row in rows]}
-        for key, value in (
-            ("model", model),
-            ("defaults", defaults),
-            ("output", output),
-            ("limits", limits),
-            ("retry", retry),
-        ):
-            if value is not None:
-                data[key] = value
+        data.update({key: value for key, value in given.items() if value is not None})
         return cls.from_dict(data, base_dir=base_dir, source="<rows>", out=out, options=options)
 
     # -- checking --------------------------------------------------------------------------

@@ -12,22 +12,25 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from orchestrator.catalog import Catalog, CatalogError, Price, PriceTable
 from orchestrator.catalog.pricing import load_price_file
 from orchestrator.defaults import DEFAULT_CATALOG_TTL
-from orchestrator.engine.runner import Connection
 from orchestrator.livecatalog import ApiFetcher, Fetcher, LiveCatalog, open_catalog
-from orchestrator.manifest import Expansion
-from orchestrator.media import ImageInfo
 from orchestrator.outputs.preflight import check_outputs, estimate_batch_bytes
 from orchestrator.planning import output_root
 from orchestrator.problems import InputError, Problem
 from orchestrator.store import Store
 from orchestrator.store.catalog import CatalogCache
 from orchestrator.store.database import store_exists
+
+if TYPE_CHECKING:
+    from orchestrator.engine.runner import Connection
+    from orchestrator.manifest import Expansion
+    from orchestrator.media import ImageInfo
 
 NO_TOKEN = "no API token (set RUNCOMFY_API_TOKEN for RunComfy's live catalog)"
 

@@ -8,7 +8,6 @@ hold (with the ones it does).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -25,6 +24,8 @@ from orchestrator.store.work import WorkQueue
 from orchestrator.store.workers import WorkerRegistry
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from orchestrator.outputs.export import ExportResult
     from orchestrator.outputs.report import ReportResult
 

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.engine.pool import EngineReport
-from orchestrator.livecatalog import ModelSource
-from orchestrator.manifest import Expansion
-from orchestrator.planning import ModelPlan, PlanSummary
 from orchestrator.problems import InputError, Problem
 from orchestrator.store import BatchView, JobState
-from orchestrator.store.money import ModelCost, Money
-from orchestrator.store.workers import WorkerView
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from orchestrator.engine.pool import EngineReport
+    from orchestrator.livecatalog import ModelSource
+    from orchestrator.manifest import Expansion
+    from orchestrator.planning import ModelPlan, PlanSummary
+    from orchestrator.store.money import ModelCost, Money
+    from orchestrator.store.workers import WorkerView
 
 
 @dataclass(frozen=True)

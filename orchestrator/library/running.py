@@ -20,7 +20,6 @@ import anyio.to_thread
 import structlog
 
 from orchestrator.api import RunComfyClient
-from orchestrator.catalog import Catalog
 from orchestrator.engine.prices import Pricing, price_unpriced
 from orchestrator.engine.runner import Connection, drain_async
 from orchestrator.library.batch import Api, Batch, BatchLike, Checked, Db, as_batch, db_of
@@ -32,12 +31,14 @@ from orchestrator.library.simulation import Simulation
 from orchestrator.logs import configure_logging, register_secret
 from orchestrator.planning import enqueue, stored_output_root
 from orchestrator.problems import InputError, Problem
-from orchestrator.store import Store
 from orchestrator.store.prices import PriceBook
 from orchestrator.store.work import WorkQueue
 
 if TYPE_CHECKING:
     from typing import TextIO
+
+    from orchestrator.catalog import Catalog
+    from orchestrator.store import Store
 
 
 #: How :func:`unpriced_problem` tells a Python caller to give a price table.

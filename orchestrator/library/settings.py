@@ -21,13 +21,16 @@ orchestrator.problems.InputError: <options>: field 'max_spend': needs a number, 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from orchestrator.defaults import DEFAULT_FETCH_PATIENCE
 from orchestrator.engine.decisions import PollPolicy
 from orchestrator.engine.paidwork import FetchPolicy
 from orchestrator.engine.settings import EngineSettings
-from orchestrator.manifest import BatchSettings, Expansion
 from orchestrator.problems import InputError, Problem, show_value
+
+if TYPE_CHECKING:
+    from orchestrator.manifest import BatchSettings, Expansion
 
 #: Where an option's problem says it was given.
 OPTIONS = "<options>"

@@ -8,15 +8,18 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from orchestrator.engine.runner import Connection
 from orchestrator.problems import InputError, Problem, show_value
 from orchestrator.simulator import ProfileError, SimulatorServer, load_profile
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 #: Real seconds per simulated second unless told (a five-second clip renders in ~0.1 s).
 DEFAULT_TIME_SCALE = 0.02

@@ -8,12 +8,15 @@ model on first use and records where it came from (:class:`ModelSource`);
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.catalog import Catalog, builtin_catalog
 from orchestrator.catalog.registry import closest_ids
 from orchestrator.livecatalog.fetch import ApiFetcher, Fetcher, FetchFailed
 from orchestrator.livecatalog.resolve import DEFAULT_TTL, LiveCatalog, ModelSource
-from orchestrator.store.catalog import CatalogCache
+
+if TYPE_CHECKING:
+    from orchestrator.store.catalog import CatalogCache
 
 __all__ = [
     "DEFAULT_TTL",

@@ -12,8 +12,7 @@ redacts every reply body, :mod:`orchestrator.redact`).
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 import httpx
@@ -21,6 +20,9 @@ import httpx
 from orchestrator.api import RunComfyClient, RunComfyError, UnknownModel
 from orchestrator.api.errors import PermanentError
 from orchestrator.redact import redact, register_secret
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
 
 #: Catalog reads are small: a dead host should cost seconds, not the default minutes.
 FETCH_TIMEOUT = httpx.Timeout(20.0, connect=5.0)

@@ -22,17 +22,20 @@ from inside a running event loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from orchestrator.catalog import Catalog, CatalogError, ModelSpec
 from orchestrator.catalog.live import spec_from_entry
 from orchestrator.catalog.registry import closest_ids
 from orchestrator.defaults import DEFAULT_CATALOG_TTL
 from orchestrator.livecatalog.fetch import Fetcher, FetchFailed
-from orchestrator.store.catalog import CachedEntry, CatalogCache
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from orchestrator.store.catalog import CachedEntry, CatalogCache
 
 DEFAULT_TTL: Final = DEFAULT_CATALOG_TTL
 """Seconds a cached entry is used without asking the API again (a day)."""

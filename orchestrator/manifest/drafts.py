@@ -10,13 +10,10 @@ the defaults), so each problem points at the line the user has to change.
 from __future__ import annotations
 
 import glob
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.catalog import Catalog, ModelSpec
-from orchestrator.catalog.validate import FieldMemo
 from orchestrator.manifest.inputs import (
     UNKNOWN_MODEL_IMAGE,
     FieldError,
@@ -29,10 +26,16 @@ from orchestrator.manifest.inputs import (
 from orchestrator.manifest.keys import job_key
 from orchestrator.manifest.model import ImageRef, with_images
 from orchestrator.manifest.naming import IMAGE_NAMES, Draft, image_stem
-from orchestrator.manifest.settings import Reader
-from orchestrator.manifest.sources import RawJob
 from orchestrator.manifest.yamlsafe import LocatedDict, LocatedList
 from orchestrator.problems import SHOWN_NAME_CHARS, Problem, show_value
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from orchestrator.catalog import Catalog, ModelSpec
+    from orchestrator.catalog.validate import FieldMemo
+    from orchestrator.manifest.settings import Reader
+    from orchestrator.manifest.sources import RawJob
 
 
 @dataclass

@@ -10,22 +10,25 @@ the API or the store; it only reads the manifest, the files it names and the ima
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.catalog import Catalog, PriceTable, builtin_catalog
 from orchestrator.manifest.drafts import Combination, DraftMaker, Origins, line_in
 from orchestrator.manifest.inputs import ImageResolver
-from orchestrator.manifest.model import BatchSettings, JobSpec
 from orchestrator.manifest.naming import Draft, axis_label, build_jobs
 from orchestrator.manifest.settings import Reader, check_image_fit, read_settings
 from orchestrator.manifest.sources import RawJob, inline_jobs, jobs_from_files
 from orchestrator.manifest.yamlsafe import LocatedDict, load_yaml, located, read_manifest
-from orchestrator.media import ImageInfo
 from orchestrator.outputs.paths import SAFE_NAME
 from orchestrator.problems import SHOWN_NAME_CHARS, InputError, Problem, show_value
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from orchestrator.manifest.model import BatchSettings, JobSpec
+    from orchestrator.media import ImageInfo
 
 
 @dataclass

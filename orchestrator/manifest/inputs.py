@@ -9,13 +9,11 @@ the store is one the API should accept.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from orchestrator.catalog import UNIVERSAL_NAMES, FieldSpec, ModelSpec, validate_payload
-from orchestrator.catalog.validate import FieldMemo
 from orchestrator.inputfiles import (
     FileRefused,
     FileTooBig,
@@ -37,6 +35,11 @@ from orchestrator.media import (
 )
 from orchestrator.media.encode import MAX_IMAGE_FILE_BYTES
 from orchestrator.problems import SHOWN_NAME_CHARS, clipped, did_you_mean, show_value
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from orchestrator.catalog.validate import FieldMemo
 
 INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
 NUMBER_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -318,7 +321,7 @@ class ImageResolver:
         size = f"{info.width}x{info.height}, {info.size_bytes / 1_000_000:.2f} MB"
         if fit is not None:
             try:
-                mode = cast(FitMode, fit)  # checked against IMAGE_FIT_MODES by the manifest
+                mode = cast("FitMode", fit)  # checked against IMAGE_FIT_MODES by the manifest
                 plan_fit(info.width, info.height, spec.limits, mode, rules=spec.rules)
             except CannotFit as exc:
                 return FieldError(written, f"image {Path(info.path).name} ({size}): {exc.reason}")

@@ -5,9 +5,11 @@ These are plain values; nothing here reads files or talks to the network.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 DEFAULT_PATTERN = "{batch}/{model_slug}/{id}{variant}.mp4"
 DEFAULT_OUTPUT_DIR = "outputs"

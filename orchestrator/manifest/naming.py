@@ -18,14 +18,16 @@ import functools
 import os.path
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.catalog import ModelSpec, PriceTable, model_slug
 from orchestrator.manifest.inputs import UNKNOWN_MODEL_IMAGE, NativeJob
 from orchestrator.manifest.model import BatchSettings, JobSpec
-from orchestrator.manifest.sources import RawJob
 from orchestrator.outputs.paths import OutputPathError, render_output_path
 from orchestrator.problems import SHOWN_NAME_CHARS, clipped, show_value
+
+if TYPE_CHECKING:
+    from orchestrator.manifest.sources import RawJob
 
 IMAGE_NAMES = ("image", "last_image")
 #: How a name is reported: (message, line, job, field, hint, file).

@@ -8,9 +8,8 @@ line and, for a misspelt key, the closest known one.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.manifest.model import (
     DEFAULT_OUTPUT_DIR,
@@ -29,6 +28,9 @@ from orchestrator.outputs.paths import (
     render_output_path,
 )
 from orchestrator.problems import Problem, did_you_mean, show_value
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 TOP_LEVEL_KEYS = (
     "batch",

@@ -18,15 +18,17 @@ import functools
 import io
 import itertools
 import json
-from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.inputfiles import FileMissing, FileRefused, format_bytes, read_head
 from orchestrator.manifest.yamlbounds import MAX_DEPTH, MAX_NUMBER_DIGITS, SPLIT_HINT
 from orchestrator.manifest.yamlsafe import LocatedDict, LocatedList
 from orchestrator.problems import Problem, clipped, show_value
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
 
 MAX_DATA_FILE_BYTES = 32 * 1024 * 1024
 MAX_DATA_VALUES = 1_000_000
@@ -127,16 +129,16 @@ def _text_keys(
 ) -> Mapping[str, Any] | None:
     """``mapping`` when every key is text (a field name), else ``None`` with the problems."""
     bad = [key for key in mapping if not isinstance(key, str)]
-    for key in bad:
-        problems.append(
-            Problem(
-                f"a field name must be text, got {show_value(key)}",
-                file=file,
-                line=line_of(key) or line,
-                job=job,
-                hint="quote it",
-            )
+    problems.extend(
+        Problem(
+            f"a field name must be text, got {show_value(key)}",
+            file=file,
+            line=line_of(key) or line,
+            job=job,
+            hint="quote it",
         )
+        for key in bad
+    )
     return None if bad else mapping
 
 

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -34,6 +33,9 @@ from orchestrator.manifest.yamlbounds import (
     LimitExceeded,
 )
 from orchestrator.problems import InputError, Problem, show_value
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class LocatedDict(dict[Any, Any]):

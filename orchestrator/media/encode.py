@@ -17,9 +17,8 @@ import hashlib
 import io
 import math
 import os
-from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from PIL import Image, ImageColor, ImageOps
 
@@ -35,6 +34,9 @@ from orchestrator.media.errors import (
 from orchestrator.media.fit import FIT_MODES, FitMode, FitPlan, plan_fit, scaled_size, shape_rules
 from orchestrator.media.probe import ImageInfo, normalize_formats, probe_bytes
 from orchestrator.media.rules import ImageLimits, ImageRule, violations
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Sequence
 
 #: The vendor's own client caps image data URIs at 6 MiB.
 DEFAULT_MAX_BYTES = 6 * 1024 * 1024
@@ -104,7 +106,7 @@ def encode_image(
 
     plan: FitPlan | None = None
     if fit is not None:
-        plan = plan_fit(info.width, info.height, limits, cast(FitMode, fit), rules=shape)
+        plan = plan_fit(info.width, info.height, limits, cast("FitMode", fit), rules=shape)
     elif broken := violations(shape, info.width, info.height, info.size_bytes):
         messages = "; ".join(dict.fromkeys(rule.message for rule in broken))
         raise BreaksRules(
@@ -217,7 +219,7 @@ def _plain(image: Image.Image) -> Image.Image:
     else:
         image = image.convert("L" if mode == "1" else "RGB")
     if image.mode in ("LA", "RGBA"):
-        low, _high = cast(tuple[int, int], image.getchannel("A").getextrema())
+        low, _high = cast("tuple[int, int]", image.getchannel("A").getextrema())
         if low == 255:
             image = image.convert(image.mode[:-1])
     return image

@@ -19,10 +19,9 @@ import os
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -33,6 +32,9 @@ from orchestrator.media.errors import (
     TooLarge,
 )
 from orchestrator.media.rules import ImageRule, violations
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterator, Sequence
 
 _CHUNK = 1 << 20
 _ORIENTATION_TAG = 0x0112

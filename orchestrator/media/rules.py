@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
 
 MEASURES = ("width_pixels", "height_pixels", "width/height", "file_size_mb")
 COMPARISONS: dict[str, Callable[[float, float], bool]] = {

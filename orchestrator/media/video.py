@@ -35,15 +35,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from fractions import Fraction
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 import av.container
 import av.video.stream
 
 from orchestrator.media.errors import BrokenVideo
+
+if TYPE_CHECKING:
+    from fractions import Fraction
+    from pathlib import Path
 
 #: The share of an estimated frame count that may be missing, and the floor in frames.
 ESTIMATE_SLACK = 0.02

@@ -30,11 +30,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
-from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from orchestrator.outputs.paths import PART_TAG_LENGTH, part_name
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 #: Fresh names tried when a random one is already taken (by a writer that is still running,
 #: or a temporary a killed process left): with 32 random bits, one retry is already rare.

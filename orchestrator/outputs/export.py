@@ -35,16 +35,18 @@ import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from orchestrator.catalog import Catalog, ModelSpec, builtin_catalog
 from orchestrator.outputs.atomicwrite import atomic_path, write_atomically
 from orchestrator.outputs.paths import check_relative, resolve_inside
 from orchestrator.outputs.sidecar import sidecar_path
 from orchestrator.redact import redact_value
-from orchestrator.store.records import JobView
 from orchestrator.store.states import JobState
-from orchestrator.store.store import Store
+
+if TYPE_CHECKING:
+    from orchestrator.store.records import JobView
+    from orchestrator.store.store import Store
 
 ExportFormat = Literal["jsonl", "csv", "hf"]
 HEAD = (

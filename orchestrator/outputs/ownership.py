@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.outputs.sidecar import sidecar_path
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+    from pathlib import Path
 
 #: How many numbered names :func:`free_name` tries before it gives up.
 MAX_FREE_NAME_TRIES = 10_000

@@ -16,8 +16,11 @@ import functools
 import hashlib
 import re
 import string
-from collections.abc import Mapping
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
 
 #: Placeholders a pattern may use.
 PATTERN_FIELDS = (

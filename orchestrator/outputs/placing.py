@@ -22,13 +22,15 @@ rename) is reused.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.outputs.atomicwrite import publish
 from orchestrator.outputs.ownership import MAX_FREE_NAME_TRIES, NoFreeName
 from orchestrator.outputs.sidecar import sidecar_path, write_sidecar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
 
 
 def place_video(

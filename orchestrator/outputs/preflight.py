@@ -20,16 +20,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from orchestrator.catalog import Catalog
-from orchestrator.manifest import JobSpec
 from orchestrator.outputs.paths import part_name
 from orchestrator.outputs.sidecar import sidecar_path
 from orchestrator.problems import Problem
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from orchestrator.catalog import Catalog
+    from orchestrator.manifest import JobSpec
 
 #: Limits used when the file system does not say (``os.pathconf`` unsupported).
 FALLBACK_NAME_MAX = 255

@@ -22,21 +22,24 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.catalog import Catalog, builtin_catalog, model_slug
 from orchestrator.outputs.atomicwrite import write_atomically
 from orchestrator.outputs.report_clips import clip_for, duration_text, failure_for
 from orchestrator.outputs.report_html import Clip, CostLine, ModelLine, Page, Row, Sheet, render
 from orchestrator.redact import redact
-from orchestrator.store import Store
 from orchestrator.store.money import any_cost
-from orchestrator.store.records import BatchView, JobView
 from orchestrator.store.states import JobState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from datetime import datetime
+
+    from orchestrator.store import Store
+    from orchestrator.store.records import BatchView, JobView
 
 REPORT_NAME = "report.html"
 _FAILURE_STATES = (JobState.FAILED, JobState.NEEDS_RECONCILE)

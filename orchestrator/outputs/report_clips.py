@@ -11,21 +11,25 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import av
-from PIL import Image
 
 from orchestrator.outputs.atomicwrite import atomic_file
 from orchestrator.outputs.paths import SAFE_NAME, OutputPathError, resolve_inside
 from orchestrator.outputs.report_html import Clip, Failure
 from orchestrator.outputs.sidecar import sidecar_path
-from orchestrator.store.records import JobView
 from orchestrator.store.states import JobState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from PIL import Image
+
+    from orchestrator.store.records import JobView
 
 POSTER_DIR = ".posters"
 POSTER_SIZE = (640, 640)

@@ -15,8 +15,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 def esc(text: object) -> str:

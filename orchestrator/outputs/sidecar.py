@@ -9,13 +9,15 @@ a later run tells a video it wrote from a user's file or another store's video.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import __version__
 from orchestrator.outputs.atomicwrite import create_exclusively, write_atomically
 from orchestrator.redact import redact
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
 
 SCHEMA = "runcomfy-orchestrator/sidecar/1"
 

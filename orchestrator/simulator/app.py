@@ -30,21 +30,25 @@ import json
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestrator.simulator.hostile import refuses_first_call
 from orchestrator.simulator.listing import catalog_entry, categories, list_models
-from orchestrator.simulator.outages import OutageWindow
 from orchestrator.simulator.profile import OUTAGE_KINDS
 from orchestrator.simulator.state import ApiError, Simulator
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from orchestrator.simulator.outages import OutageWindow
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 PRE_FAULTS = ("rate_limit", "rate_limit_bare", "server_error")

@@ -20,13 +20,17 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from orchestrator.simulator.app import build_files_app
 from orchestrator.simulator.filetricks import TrickedFiles
-from orchestrator.simulator.state import Simulator
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from orchestrator.simulator.state import Simulator
 
 #: How often (real seconds) the monitor reads the clock while the listener is closed.
 MONITOR_INTERVAL = 0.005

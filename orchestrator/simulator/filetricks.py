@@ -28,18 +28,20 @@ import hashlib
 import re
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 import anyio
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.simulator.tricks import UNTRUSTED_HOST, FileTricks
 from orchestrator.simulator.video import faststart
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
     from orchestrator.simulator.state import Simulator
 
 FILE_PATH = re.compile(r"^/files/(?P<request_id>[^/]+)/[^/]+/output\.mp4$")

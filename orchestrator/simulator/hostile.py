@@ -16,13 +16,13 @@ timeline), so a test knows which jobs met which.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.simulator.queue import SimJob
-
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from orchestrator.simulator.queue import SimJob
     from orchestrator.simulator.state import Simulator
 
 #: Faults that refuse only the first call of an identity, by route.

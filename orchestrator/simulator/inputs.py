@@ -9,12 +9,14 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.catalog import ModelSpec, validate_payload
 from orchestrator.media import ImageError, check_image, probe_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 DATA_URI = re.compile(r"^data:(image/(?:png|jpeg|jpg|webp));base64,(.*)$", re.DOTALL | re.I)
 

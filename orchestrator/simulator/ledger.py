@@ -14,9 +14,10 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.simulator.queue import SimJob
+if TYPE_CHECKING:
+    from orchestrator.simulator.queue import SimJob
 
 
 @dataclass

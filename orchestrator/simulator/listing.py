@@ -15,12 +15,15 @@ the categories (``docs/runcomfy-api.md`` section 1.5).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.catalog import ModelSpec
 from orchestrator.simulator.served import price_of
 from orchestrator.simulator.state import ApiError, Simulator
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from orchestrator.catalog import ModelSpec
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
 DEFAULT_CATEGORY = "image-to-video"

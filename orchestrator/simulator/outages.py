@@ -25,12 +25,16 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from orchestrator.simulator.clock import Clock
-from orchestrator.simulator.ledger import Ledger
 from orchestrator.simulator.profile import OUTAGE_KINDS, FileOutage
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from orchestrator.simulator.clock import Clock
+    from orchestrator.simulator.ledger import Ledger
 
 
 @dataclass(frozen=True, slots=True)

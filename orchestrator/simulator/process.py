@@ -13,9 +13,11 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import TracebackType
 
 API_LINE = re.compile(rb"API:\s+(http://\S+)")
 

@@ -73,12 +73,11 @@ an unknown one is a ProfileError. A running simulator changes a field with
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -90,6 +89,9 @@ from orchestrator.simulator.served import (
 )
 from orchestrator.simulator.timing import TIMING_KEYS, RunTimeScale, TimingError, parse_timing
 from orchestrator.simulator.tricks import FileTricks, TrickError, parse_file_tricks
+
+if TYPE_CHECKING:
+    import random
 
 BUILTIN_PROFILES = (
     "calm",

@@ -8,20 +8,23 @@
 
 from __future__ import annotations
 
-import threading
-from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import uvicorn
 
-from orchestrator.catalog import Catalog
 from orchestrator.simulator.app import build_api_app
-from orchestrator.simulator.clock import Clock
 from orchestrator.simulator.echo import EchoAuthorization
 from orchestrator.simulator.filehost import FileHost, listening_socket, serve_in_thread
-from orchestrator.simulator.outages import OutageWindow
-from orchestrator.simulator.profile import Profile
 from orchestrator.simulator.state import Simulator
+
+if TYPE_CHECKING:
+    import threading
+    from types import TracebackType
+
+    from orchestrator.catalog import Catalog
+    from orchestrator.simulator.clock import Clock
+    from orchestrator.simulator.outages import OutageWindow
+    from orchestrator.simulator.profile import Profile
 
 API_HOST = "127.0.0.1"
 FILE_HOST = "localhost"

@@ -13,10 +13,9 @@ import secrets
 import threading
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.catalog import Catalog, ModelSpec
 from orchestrator.simulator.clock import Clock, ScaledClock
@@ -38,6 +37,9 @@ from orchestrator.simulator.served import (
 )
 from orchestrator.simulator.timing import stamp_fields
 from orchestrator.simulator.video import VideoCache
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 #: Job outcomes decided at submit time, mapped to the profile's fault probabilities.
 OUTCOME_FAULTS = {

@@ -23,16 +23,19 @@ True
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from orchestrator.store.store import Store
 from orchestrator.store.tables import CATALOG_ENTRIES
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from datetime import datetime
+
+    from orchestrator.store.store import Store
 
 MAX_ENTRY_CHARS: Final = 2_000_000
 """A catalog entry is a schema of a few dozen fields; a larger one is not cached."""

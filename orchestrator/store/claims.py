@@ -8,9 +8,8 @@ workers, all batches), the per-model cap and each batch's spend cap (:mod:`.spen
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, bindparam, func, insert, select
 
@@ -24,6 +23,10 @@ from orchestrator.store.transitions import (
     select_items,
     try_lock_claims,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from datetime import datetime
 
 REMOTE_ACTIVE = frozenset({JobState.SUBMITTING, JobState.SUBMITTED})
 """States in which a job holds one of RunComfy's slots (what the in-flight limits count)."""
@@ -65,7 +68,7 @@ def in_flight_counts(connection: Connection, batch: str | None) -> dict[str, int
     )
     if batch is not None:
         query = query.where(JOBS.c.batch == batch)
-    return {model: number for model, number in connection.execute(query)}
+    return dict(connection.execute(query).all())
 
 
 def claim_pending(

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -42,6 +41,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from alembic.config import Config
 
 #: The newest migration's revision. Opening a store already at it skips Alembic entirely

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
@@ -24,7 +25,9 @@ from orchestrator.store.spend import MAY_BE_PAID
 from orchestrator.store.states import JobState
 from orchestrator.store.tables import ATTEMPTS, JOBS, STORE_META
 from orchestrator.store.transitions import WorkItem, item_from_row, move, select_items
-from orchestrator.store.work import WorkQueue
+
+if TYPE_CHECKING:
+    from orchestrator.store.work import WorkQueue
 
 #: Jobs a worker still has paid work on: remote runs to poll, videos to fetch.
 PAID_WORK = (

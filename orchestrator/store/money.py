@@ -14,7 +14,6 @@ Amounts are what RunComfy reported (``include_cost``), or the estimate where it 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,8 @@ from orchestrator.store.states import TO_FETCH, JobState
 from orchestrator.store.tables import ATTEMPTS, JOBS
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from orchestrator.store.store import Store
 
 #: Attempt outcomes that RunComfy never billed: refused unsent, held back, rejected, or

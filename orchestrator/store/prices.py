@@ -11,15 +11,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, func, select, update
 
 from orchestrator.store.spend import stalled
 from orchestrator.store.states import JobState
 from orchestrator.store.tables import ATTEMPTS, JOBS
-from orchestrator.store.work import WorkQueue
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from orchestrator.store.work import WorkQueue
 
 #: Jobs that may still be submitted: these need a price under a spend cap.
 CLAIMABLE = (JobState.PENDING.value, JobState.RETRY_WAIT.value)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Connection, Row, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -21,6 +20,9 @@ from orchestrator.store.records import BatchView, EnqueueResult, EventView, JobV
 from orchestrator.store.states import EventKind, JobState
 from orchestrator.store.tables import BATCHES, EVENTS, JOBS
 from orchestrator.store.transitions import event_row, record_events
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 BATCH_NAME: Final = re.compile(r"[A-Za-z0-9._-]+")
 JOB_KEY: Final = re.compile(r"[0-9a-f]{64}")

@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.store.states import JobState
+if TYPE_CHECKING:
+    from orchestrator.store.states import JobState
 
 
 def _jsonable(value: object) -> object:

@@ -21,15 +21,18 @@ skipped, not written.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from orchestrator.store.tables import RUN_TIMES
-from orchestrator.store.work import WorkQueue
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from orchestrator.store.work import WorkQueue
 
 MAX_KEY_LENGTH: Final = 300
 """Longer keys are skipped: a key is a few names joined, so a longer one is a bug upstream."""

@@ -13,11 +13,8 @@ I/O. Composite steps that must be atomic use :meth:`Store.write` with the functi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import Connection, Engine, func, select
 
@@ -30,10 +27,16 @@ from orchestrator.store.database import (
     upgrade,
     write_transaction,
 )
-from orchestrator.store.records import BatchView, EnqueueResult, EventView, JobView, NewJob
 from orchestrator.store.states import JobState
 from orchestrator.store.tables import JOBS, utcnow
 from orchestrator.store.transitions import record_event
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from contextlib import AbstractContextManager
+    from types import TracebackType
+
+    from orchestrator.store.records import BatchView, EnqueueResult, EventView, JobView, NewJob
 
 
 class Store:
@@ -169,7 +172,7 @@ class Store:
         if batch is not None:
             query = query.where(JOBS.c.batch == batch)
         with self.read() as connection:
-            found = {state: number for state, number in connection.execute(query)}
+            found: dict[str, int] = dict(connection.execute(query).all())
         return {state.value: found.get(state.value, 0) for state in JobState}
 
     def counts_by_model(self, batch: str | None = None) -> dict[str, dict[str, int]]:
@@ -219,7 +222,7 @@ class Store:
         the job views do not carry payloads, which can be large."""
         query = select(JOBS.c.id, JOBS.c.payload).where(JOBS.c.batch == batch)
         with self.read() as connection:
-            return {row_id: text for row_id, text in connection.execute(query)}
+            return dict(connection.execute(query).all())
 
     def spend(self, batch: str | None = None) -> float:
         """Actual cost recorded so far in USD (sum of ``cost_usd``; 0.0 when none)."""

@@ -17,10 +17,8 @@ the queue's modules depend on it, never on each other in a circle.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import OperationalError
@@ -30,6 +28,10 @@ from orchestrator.redact import redact_value
 from orchestrator.store.database import CLAIM_LOCK
 from orchestrator.store.states import EventKind, JobState
 from orchestrator.store.tables import ATTEMPTS, BATCHES, EVENTS, JOBS
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from datetime import datetime
 
 TRANSITION = EventKind.TRANSITION.value
 STALE_WRITE = EventKind.STALE_WRITE.value

@@ -12,9 +12,8 @@ recovery included, and builds on this module; the row-level steps both use are i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
@@ -22,7 +21,6 @@ from orchestrator import failpoints
 from orchestrator.store.claims import REMOTE_ACTIVE, ClaimLimits, claim_pending, in_flight_counts
 from orchestrator.store.spend import MAY_BE_PAID, committed
 from orchestrator.store.states import PARKED, TERMINAL, JobState
-from orchestrator.store.store import Store
 from orchestrator.store.tables import ATTEMPTS, JOBS
 from orchestrator.store.transitions import (
     MOVE_FENCED,
@@ -36,6 +34,11 @@ from orchestrator.store.transitions import (
     select_items,
     update_latest_attempt,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from orchestrator.store.store import Store
 
 __all__ = ["HELD", "REMOTE_ACTIVE", "STALE_WRITE", "TRANSITION", "WorkItem", "WorkQueue"]
 

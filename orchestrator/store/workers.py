@@ -31,11 +31,10 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
@@ -52,6 +51,9 @@ from orchestrator.store.transitions import (
     update_latest_attempt,
 )
 from orchestrator.store.work import HELD, WorkQueue
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 #: Stopped workers are forgotten after this long (their jobs keep ``worker_id`` as history).
 FORGET_STOPPED_AFTER = timedelta(days=7)
