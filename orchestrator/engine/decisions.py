@@ -163,6 +163,7 @@ def retry_delay(
     asked, up to ``retry_after_cap`` (:func:`honoured_retry_after`). ``failures`` counts
     from 1. The delay is always within ``[0, max(cap, retry_after_cap)]``.
 
+    >>> import random
     >>> retry_delay(3, base=2, cap=300, rng=random.Random(1)) <= 8
     True
     >>> retry_delay(1, base=2, cap=300, retry_after=30, rng=random.Random(1)) >= 30
@@ -241,6 +242,7 @@ def poll_delay(
     - never more than ``maximum`` between two looks once a job is late (a first look at a
       key's typical run waits for it, however long). Jitter only shortens a wait.
 
+    >>> import random
     >>> policy = PollPolicy(minimum=1, maximum=60, jitter=0)
     >>> poll_delay("in_progress", elapsed=0, expected=(30, 50), policy=policy,
     ...            rng=random.Random(0))

@@ -85,6 +85,7 @@ class FrameClaim:
 def frame_claim(listed: int, duration_s: float, rate: Fraction | float | None) -> FrameClaim | None:
     """The container's claim: its listed count, else ``duration x rate``, else None.
 
+    >>> from fractions import Fraction
     >>> frame_claim(48, 6.0, Fraction(8))
     FrameClaim(frames=48, indexed=True)
     >>> frame_claim(0, 5.0, Fraction(24))

@@ -16,6 +16,7 @@ A temporary left behind by a killed process is named ``.<target>.<tag>.part``: c
 recovery finds it by its target (:class:`~orchestrator.engine.download.Leftovers`).
 
 >>> import tempfile
+>>> from pathlib import Path
 >>> with tempfile.TemporaryDirectory() as tmp:
 ...     target = Path(tmp) / "notes.txt"
 ...     write_atomically(target, "first\\n")

@@ -5,6 +5,7 @@ sidecar says so; anything else (a missing or unreadable sidecar, another store, 
 is not ours and must not be overwritten or adopted.
 
 >>> import tempfile
+>>> from pathlib import Path
 >>> with tempfile.TemporaryDirectory() as tmp:
 ...     video = Path(tmp) / "beach.mp4"
 ...     before = free_name(video).name

@@ -8,6 +8,7 @@ already holds for the job (a re-download, a re-roll, a crash between the sidecar
 rename) is reused.
 
 >>> import tempfile
+>>> from pathlib import Path
 >>> with tempfile.TemporaryDirectory() as tmp:
 ...     folder = Path(tmp)
 ...     _ = (folder / "beach.mp4").write_bytes(b"the user's own file")

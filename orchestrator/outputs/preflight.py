@@ -118,6 +118,7 @@ def estimate_job_bytes(job: JobSpec, catalog: Catalog | None = None) -> int:
 
     >>> from orchestrator.catalog import builtin_catalog
     >>> from dataclasses import replace
+    >>> from orchestrator.manifest import JobSpec
     >>> job = JobSpec("a", "a", "", "bytedance/dreamina-3-0/pro/image-to-video", "d",
     ...               {"frames": 241, "resolution": "1080p"}, {}, 0, None, "k", "a.mp4", "m", 1)
     >>> estimate_job_bytes(job, builtin_catalog())  # 10 s at 8 Mbit/s + the sidecar

@@ -7,6 +7,7 @@ claim) and fetches a fresh ``/result`` and the video. A job that ran out of pati
 in ``fetch_paused`` until a re-run or a user's ``retry`` resumes it.
 
 >>> from orchestrator.store import Store
+>>> from orchestrator.store.work import WorkQueue
 >>> with Store.open(":memory:") as store:
 ...     fetches = FetchQueue(WorkQueue(store))
 ...     len(fetches.store_id()), fetches.claim("b", worker_id=None, limit=4)
