@@ -15,6 +15,7 @@ import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from engine_helpers import (
     BATCH,
     attempt_rows,
@@ -38,8 +39,6 @@ from orchestrator.store import JobState, Store
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
-
-    import anyio
 
     from orchestrator.engine.pool import Engine
     from orchestrator.simulator import SimulatorServer
@@ -186,7 +185,8 @@ def test_a_fresh_result_with_an_undownloadable_url_needs_a_person(tmp_path: Path
             # RunComfy's next /result for job0 holds a URL no client can fetch.
             server.simulator.jobs[by_name(store)["job0"].request_id or ""].outcome = "bad_url"
             clock.advance(2_000)  # the outage ends: each fetch asks for a fresh URL
-            assert server.wait_files_open(5)
+            # In a thread: the engine's loop keeps running while the host reopens.
+            assert await anyio.to_thread.run_sync(server.wait_files_open, 5)
             await wait_for(lambda: by_name(store)["job0"].state == S.NEEDS_RECONCILE)
 
         run_engine(store, server, fast_settings(fetch=PATIENT), during=night)

@@ -152,7 +152,8 @@ def test_a_file_host_outage_is_outlasted_and_every_paid_video_delivered(
             # Every paid job meets the outage and waits, durably, to be fetched again.
             await when(every_job_waited(store))
             clock.advance(2_000)  # the outage ends
-            assert server.wait_files_open(5)
+            # In a thread: the engine's loop keeps running while the host reopens.
+            assert await anyio.to_thread.run_sync(server.wait_files_open, 5)
 
         run = run_engine(store, server, fast_settings(fetch=PATIENT), during=night)
         assert states(store) == {"succeeded": 4}
